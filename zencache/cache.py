@@ -1,0 +1,97 @@
+"""Where a cache lives and the two stores in it: `Cache(path)`.
+
+Sits on store and index and owns no policy. Layout of a cache directory:
+
+    .zencache/
+      CACHEDIR.TAG     tells backup tools to skip the folder
+      .gitignore       keeps it out of version control
+      index.lmdb/      the index (index.py)
+      objects/         content-addressed objects (store.py)
+
+The location is resolved when a Cache is made: the explicit path, else
+$ZENCACHE_DIR, else ./.zencache in the current directory (like .git or .dvc).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from .errors import CacheError
+from .index import Index
+from .store import ObjectStore
+
+DEFAULT_DIRNAME = ".zencache"
+ENV_VAR = "ZENCACHE_DIR"
+
+_CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file marks a zencache cache directory; backup tools may skip it.\n"
+)
+
+# LMDB forbids opening one environment twice in a process (its locks would be
+# silently broken), so every Cache on the same folder shares one Index.
+_indexes: dict[Path, Index] = {}
+_indexes_lock = threading.Lock()
+
+
+def resolve_cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    if path is None:
+        path = os.environ.get(ENV_VAR) or DEFAULT_DIRNAME
+    return Path(path).expanduser().absolute()
+
+
+class Cache:
+    """A cache directory: its object store and its index, created on first use."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = resolve_cache_dir(path)
+        self._store: ObjectStore | None = None
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.path)!r})"
+
+    @property
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self._prepare()
+            self._store = ObjectStore(self.path / "objects")
+        return self._store
+
+    @property
+    def index(self) -> Index:
+        key = self.path.resolve()
+        with _indexes_lock:
+            index = _indexes.get(key)
+            if index is None:
+                self._prepare()
+                index = _indexes[key] = Index(self.path / "index.lmdb")
+        return index
+
+    def exists(self) -> bool:
+        return (self.path / "index.lmdb").is_dir()
+
+    def close(self) -> None:
+        """Release the index for this folder (tests that delete caches need this)."""
+        with _indexes_lock:
+            index = _indexes.pop(self.path.resolve(), None)
+        if index is not None:
+            index.close()
+
+    def _prepare(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise CacheError(f"{self.path} is a file, not a cache directory; pass another --cache-dir")
+        if self.path.is_dir() and any(self.path.iterdir()) and not self._looks_like_cache():
+            raise CacheError(
+                f"{self.path} exists and is not a zencache cache; pass an empty or new "
+                "folder as --cache-dir / ZENCACHE_DIR"
+            )
+        (self.path / "objects").mkdir(parents=True, exist_ok=True)
+        tag = self.path / "CACHEDIR.TAG"
+        if not tag.exists():
+            tag.write_text(_CACHEDIR_TAG)
+            (self.path / ".gitignore").write_text("*\n")
+
+    def _looks_like_cache(self) -> bool:
+        return any((self.path / name).exists() for name in ("index.lmdb", "objects", "CACHEDIR.TAG"))

@@ -1,0 +1,100 @@
+"""The exception tree. A leaf module: imports nothing of ours.
+
+    ZencacheError                      exit_code 1 unless noted
+    ├── UsageError (ValueError)                     2  bad input from the user
+    │   ├── UnhashableParameterError (TypeError)    2
+    │   ├── PipelineDefinitionError                 2
+    │   └── TargetError                             2  CLI target cannot be loaded
+    ├── StepFailedError (RuntimeError)                 a step raised; cause kept
+    ├── StepOutputError (TypeError)                    a step returned the wrong shape or type
+    ├── MaterializerError (TypeError)                  no materializer, or it failed
+    │   └── PickleRefusedError                         ZENCACHE_ALLOW_PICKLE=0
+    ├── StoreError (OSError)
+    │   ├── CorruptObjectError                         bytes do not match their id
+    │   ├── MissingObjectError                         object absent from the store
+    │   ├── UnsafePathError                            a path escapes its root
+    │   └── StorageFullError                           disk or map full
+    └── CacheError                                  2  the cache directory itself
+        ├── CacheVersionError                       2  written by another format version
+        └── CorruptIndexError                       2  index.lmdb unreadable or foreign
+
+Each exception knows its exit code; only the CLI turns exceptions into output.
+Messages say what failed, the subject and facts, then the fix.
+"""
+
+from __future__ import annotations
+
+
+class ZencacheError(Exception):
+    exit_code = 1
+
+
+class UsageError(ZencacheError, ValueError):
+    exit_code = 2
+
+
+class UnhashableParameterError(UsageError, TypeError):
+    pass
+
+
+class PipelineDefinitionError(UsageError):
+    pass
+
+
+class TargetError(UsageError):
+    pass
+
+
+class StepFailedError(ZencacheError, RuntimeError):
+    def __init__(self, message: str, *, step: str = "", traceback_text: str = "") -> None:
+        super().__init__(message)
+        self.step = step
+        self.traceback_text = traceback_text
+
+
+class StepOutputError(ZencacheError, TypeError):
+    pass
+
+
+class MaterializerError(ZencacheError, TypeError):
+    pass
+
+
+class PickleRefusedError(MaterializerError):
+    pass
+
+
+class StoreError(ZencacheError, OSError):
+    pass
+
+
+class CorruptObjectError(StoreError):
+    def __init__(self, message: str, *, object_id: str = "") -> None:
+        super().__init__(message)
+        self.object_id = object_id
+
+
+class MissingObjectError(StoreError):
+    def __init__(self, message: str, *, object_id: str = "") -> None:
+        super().__init__(message)
+        self.object_id = object_id
+
+
+class UnsafePathError(StoreError):
+    pass
+
+
+class StorageFullError(StoreError):
+    pass
+
+
+class CacheError(ZencacheError):
+    exit_code = 2
+
+
+class CacheVersionError(CacheError):
+    pass
+
+
+class CorruptIndexError(CacheError):
+    pass

@@ -1,0 +1,239 @@
+"""The LMDB index, `.zencache/index.lmdb`: records in, records out; no policy.
+
+Imports records, hashing and errors only. One environment, named databases:
+
+    meta       format version
+    steps      cache key -> StepRecord
+    artifacts  content id -> ArtifactRecord
+    runs       run id (time-ordered) -> RunRecord
+    envs       environment id -> EnvRecord
+    latest     "pipeline/step" -> last cache key, for status and explain
+    leases     cache key -> holder and expiry, so one process executes a key at a time
+
+LMDB gives many readers and one writer across processes. The map grows by
+doubling when it fills, and adopts the size another process grew it to, so no
+MapFullError reaches a user. Commits flush data but not the meta page
+(metasync=False): an OS crash may undo the last commit, never corrupt the index;
+a killed process loses nothing it committed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import lmdb
+
+from .errors import CacheVersionError, CorruptIndexError, StorageFullError
+from .records import ArtifactRecord, EnvRecord, RunRecord, StepRecord, decode_output_ids
+
+FORMAT = b"zencache-index/1"
+DATABASES = ("meta", "steps", "artifacts", "runs", "envs", "latest", "leases")
+INITIAL_MAP_SIZE = 64 << 20
+# A single put larger than this is a bug, not a reason to grow forever.
+_MAX_MAP_SIZE = 1 << 40
+
+T = TypeVar("T")
+Op = tuple[str, bytes, bytes | None]  # database, key, value (None deletes)
+
+
+class Index:
+    """A handle on one index environment; cheap to keep open for a process's life."""
+
+    def __init__(self, path: str | os.PathLike[str], *, map_size: int = INITIAL_MAP_SIZE) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.env = lmdb.open(
+                str(self.path),
+                map_size=map_size,
+                max_dbs=len(DATABASES) + 1,
+                metasync=False,
+                readahead=False,
+                max_readers=254,
+            )
+        except lmdb.InvalidError as exc:
+            raise CorruptIndexError(
+                f"{self.path} is not a zencache index (damaged or foreign LMDB file); "
+                f"move it away or delete it to start an empty cache ({exc})"
+            ) from exc
+        except lmdb.Error as exc:
+            raise CorruptIndexError(f"cannot open the index at {self.path}: {exc}") from exc
+        self._refuse_foreign()
+        try:
+            self._dbs = {name: self.env.open_db(name.encode()) for name in DATABASES}
+        except lmdb.Error as exc:
+            raise CorruptIndexError(
+                f"{self.path} is not a zencache index ({exc}); move it away or delete it"
+            ) from exc
+        self._check_format()
+        self._steps = self._dbs["steps"]
+
+    def close(self) -> None:
+        self.env.close()
+
+    # --- generic access -----------------------------------------------------------------
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        return self._read(lambda txn: txn.get(key, db=self._dbs[db]))
+
+    def items(self, db: str, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        """A consistent snapshot of a database's entries, in key order."""
+
+        def collect(txn: lmdb.Transaction) -> list[tuple[bytes, bytes]]:
+            cursor = txn.cursor(db=self._dbs[db])
+            if prefix and not cursor.set_range(prefix):
+                return []
+            out = []
+            for key, value in cursor.iternext():
+                if not key.startswith(prefix):
+                    break
+                out.append((key, value))
+            return out
+
+        return self._read(collect)
+
+    def keys(self, db: str) -> list[bytes]:
+        return self._read(lambda txn: list(txn.cursor(db=self._dbs[db]).iternext(values=False)))
+
+    def last(self, db: str) -> tuple[bytes, bytes] | None:
+        def find(txn: lmdb.Transaction) -> tuple[bytes, bytes] | None:
+            cursor = txn.cursor(db=self._dbs[db])
+            return (cursor.key(), cursor.value()) if cursor.last() else None
+
+        return self._read(find)
+
+    def count(self, db: str) -> int:
+        return self._read(lambda txn: txn.stat(self._dbs[db])["entries"])
+
+    def write(self, ops: Iterable[Op]) -> None:
+        """Apply puts and deletes in one transaction, growing the map if needed."""
+        ops = list(ops)
+
+        def apply(txn: lmdb.Transaction) -> None:
+            for db, key, value in ops:
+                if value is None:
+                    txn.delete(key, db=self._dbs[db])
+                else:
+                    txn.put(key, value, db=self._dbs[db])
+
+        self.transact(apply)
+
+    def transact(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run `fn` in a write transaction; retried whole after the map grows."""
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self._grow()
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)
+            except lmdb.DiskError as exc:
+                raise self._full_error(exc) from exc
+            except lmdb.Error as exc:
+                if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
+                    raise self._full_error(exc) from exc
+                raise
+
+    def db(self, name: str) -> lmdb._Database:
+        """The handle of a named database, for code that composes its own transaction."""
+        return self._dbs[name]
+
+    # --- typed records --------------------------------------------------------------------
+
+    def step_output_ids(self, key: str) -> tuple[str, ...] | None:
+        """The hit path: one read transaction, no JSON."""
+        while True:
+            try:
+                with self.env.begin(db=self._steps) as txn:
+                    value = txn.get(key.encode())
+                    return None if value is None else decode_output_ids(value)
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)
+
+    def get_step(self, key: str) -> StepRecord | None:
+        value = self.get("steps", key.encode())
+        return None if value is None else StepRecord.decode(value)
+
+    def get_artifact(self, content_id: str) -> ArtifactRecord | None:
+        value = self.get("artifacts", content_id.encode())
+        return None if value is None else ArtifactRecord.decode(value)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        value = self.get("runs", run_id.encode())
+        return None if value is None else RunRecord.decode(value)
+
+    def get_env(self, env_id: str) -> EnvRecord | None:
+        value = self.get("envs", env_id.encode())
+        return None if value is None else EnvRecord.decode(value)
+
+    def latest_key(self, pipeline: str, step: str) -> str | None:
+        value = self.get("latest", f"{pipeline}/{step}".encode())
+        return None if value is None else value.decode()
+
+    def iter_steps(self) -> Iterator[StepRecord]:
+        for _, value in self.items("steps"):
+            yield StepRecord.decode(value)
+
+    def iter_artifacts(self) -> Iterator[ArtifactRecord]:
+        for _, value in self.items("artifacts"):
+            yield ArtifactRecord.decode(value)
+
+    def iter_runs(self) -> Iterator[RunRecord]:
+        for _, value in self.items("runs"):
+            yield RunRecord.decode(value)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        while True:
+            try:
+                with self.env.begin() as txn:
+                    return fn(txn)
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)
+
+    def _grow(self) -> None:
+        size = self.env.info()["map_size"]
+        if size >= _MAX_MAP_SIZE:
+            raise StorageFullError(f"the index at {self.path} reached {size} bytes and cannot grow")
+        self.env.set_mapsize(size * 2)
+
+    def _full_error(self, exc: Exception) -> StorageFullError:
+        return StorageFullError(
+            f"cannot write the index at {self.path}: the disk is full ({exc}); free space or "
+            "run 'zencache cache gc'; entries committed before are intact"
+        )
+
+    def _refuse_foreign(self) -> None:
+        """An LMDB file of another program holds keys we would never write."""
+        with self.env.begin() as txn:
+            names = {key.decode(errors="replace") for key in txn.cursor().iternext(values=False)}
+        foreign = names - set(DATABASES)
+        if foreign:
+            raise CorruptIndexError(
+                f"{self.path} is an LMDB file of another program (it holds "
+                f"{sorted(foreign)[0]!r}); point --cache-dir or ZENCACHE_DIR at another folder"
+            )
+
+    def _check_format(self) -> None:
+        meta = self._dbs["meta"]
+        found = self._read(lambda txn: txn.get(b"format", db=meta))
+        if found == FORMAT:
+            return
+        if found is not None:
+            raise CacheVersionError(
+                f"the cache at {self.path.parent} was written by another zencache format "
+                f"({found.decode(errors='replace')}; this version reads {FORMAT.decode()}); "
+                "use a zencache release that matches it, or point --cache-dir elsewhere"
+            )
+
+        def initialise(txn: lmdb.Transaction) -> None:
+            if txn.get(b"format", db=meta) is None:
+                txn.put(b"format", FORMAT, db=meta)
+
+        self.transact(initialise)

@@ -1,0 +1,113 @@
+"""Values in and out of the store through materializers: artifacts and their ids.
+
+An artifact's content id is xxh3_128 over the materializer's identity and the
+manifest of its files (name, size, chunk digests), so identical bytes written by
+the same materializer have one id, whichever step produced them. Files up to
+INLINE_LIMIT bytes live inside the artifact record in the index (no object file,
+no fsync); larger ones are chunked into the object store.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import CorruptObjectError, MaterializerError, PickleRefusedError, ZencacheError
+from ..hashing import ContentId, Hasher, digest_bytes
+from ..records import ArtifactRecord, FileEntry
+from ..store import Blob, ObjectStore
+from . import registry
+from .base import BaseMaterializer, safe_join
+
+INLINE_LIMIT = 4096
+PICKLE_SETTING = "ZENCACHE_ALLOW_PICKLE"
+
+
+def save_artifact(
+    store: ObjectStore, value: Any, materializer: type[BaseMaterializer]
+) -> ArtifactRecord:
+    """Write `value`'s objects (durably) and return the record to commit to the index."""
+    check_pickle_allowed(materializer, "save")
+    try:
+        files = materializer().dump(value)
+    except ZencacheError:
+        raise
+    except Exception as exc:
+        raise MaterializerError(
+            f"materializer {materializer.__qualname__} could not save a value of type "
+            f"{registry.type_name(type(value))}: {exc}; declare the output type or pass "
+            "materializers= to @step"
+        ) from exc
+    entries: dict[str, FileEntry] = {}
+    for name in sorted(files):
+        safe_join(Path("."), name)
+        view = memoryview(files[name]).cast("B")
+        if len(view) <= INLINE_LIMIT:
+            entries[name] = FileEntry(size=len(view), inline=bytes(view))
+        else:
+            blob = store.put_blob(view)
+            entries[name] = FileEntry(size=blob.size, chunks=blob.chunks)
+    return ArtifactRecord(
+        content_id=artifact_id(materializer.identity(), entries),
+        materializer=materializer.identity(),
+        type_name=f"{type(value).__module__}:{type(value).__qualname__}",
+        files=entries,
+        created=time.time(),
+    )
+
+
+def load_artifact(store: ObjectStore, record: ArtifactRecord, data_type: Any = None) -> Any:
+    """The value of a stored artifact; every byte is verified before it is deserialized."""
+    materializer = registry.by_identity(record.materializer)
+    check_pickle_allowed(materializer, "load")
+    if artifact_id(record.materializer, record.files) != record.content_id:
+        raise CorruptObjectError(
+            f"artifact {record.content_id}: its index record does not match its id; run "
+            "'zencache cache verify --repair'",
+            object_id=record.content_id,
+        )
+    files: dict[str, Any] = {}
+    for name, entry in record.files.items():
+        safe_join(Path("."), name)
+        if entry.inline is not None:
+            files[name] = entry.inline
+        else:
+            files[name] = store.read_blob(Blob(entry.size, entry.chunks))
+    if data_type is None or registry.is_too_general(data_type):
+        data_type = resolve_type(record.type_name)
+    return materializer().restore(files, data_type)
+
+
+def artifact_id(identity: str, files: dict[str, FileEntry]) -> ContentId:
+    h = Hasher("zencache/artifact/v1").text(identity)
+    for name in sorted(files):
+        entry = files[name]
+        h.text(name).text(str(entry.size))
+        chunks = (digest_bytes(entry.inline),) if entry.inline is not None else entry.chunks
+        for chunk in chunks:
+            h.text(chunk)
+    return h.hexdigest()
+
+
+def check_pickle_allowed(materializer: type[BaseMaterializer], action: str) -> None:
+    if materializer.USES_PICKLE and os.environ.get(PICKLE_SETTING, "1") == "0":
+        raise PickleRefusedError(
+            f"materializer {materializer.__qualname__} uses pickle, refused to {action} because "
+            f"{PICKLE_SETTING}=0; unset it if you trust whoever wrote this cache, or declare "
+            "a type with a pickle-free materializer"
+        )
+
+
+def resolve_type(type_name: str) -> Any:
+    """The class recorded as `module:qualname`, or object when it cannot be imported."""
+    module_name, _, qualname = type_name.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return object
+    return obj

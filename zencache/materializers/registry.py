@@ -1,0 +1,95 @@
+"""Which materializer handles which type: registration and lookup.
+
+Types are matched by qualified name along the value type's MRO, most specific
+first, so that a materializer can claim `sklearn.base.BaseEstimator` without
+importing scikit-learn. A later registration for the same type wins, which lets
+a user's materializer override a built-in one; built-ins sit in their own
+table, consulted after the user's for each class, so that registering them
+lazily can never shadow a user's.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MaterializerError
+
+if TYPE_CHECKING:
+    from .base import BaseMaterializer
+
+_by_type_name: dict[str, type[BaseMaterializer]] = {}
+_builtin_by_type_name: dict[str, type[BaseMaterializer]] = {}
+_by_identity: dict[str, type[BaseMaterializer]] = {}
+
+# Declared types that say nothing about the value: choose after execution.
+_TOO_GENERAL = {"builtins.object", "typing.Any"}
+
+
+def type_name(cls: Any) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register(materializer: type[BaseMaterializer]) -> None:
+    _by_identity[materializer.identity()] = materializer
+    table = _builtin_by_type_name if materializer.__module__.startswith("zencache.") else _by_type_name
+    for cls in materializer.ASSOCIATED_TYPES:
+        table[type_name(cls)] = materializer
+    for name in materializer.ASSOCIATED_TYPE_NAMES:
+        table[name] = materializer
+
+
+def for_type(cls: Any) -> type[BaseMaterializer] | None:
+    """The materializer for values of `cls`, or None when `cls` is too general."""
+    cls = _concrete(cls)
+    if cls is None:
+        return None
+    _load_lazy_families()
+    for base in getattr(cls, "__mro__", (cls,)):
+        name = type_name(base)
+        found = _by_type_name.get(name) or _builtin_by_type_name.get(name)
+        if found is not None:
+            return found
+    return None
+
+
+def for_value(value: Any) -> type[BaseMaterializer]:
+    """The materializer for a value whose declared type did not decide."""
+    found = for_type(type(value))
+    if found is not None:
+        return found
+    from .builtin import PickleMaterializer
+
+    return PickleMaterializer
+
+
+def by_identity(identity: str) -> type[BaseMaterializer]:
+    _load_lazy_families()
+    found = _by_identity.get(identity)
+    if found is None:
+        raise MaterializerError(
+            f"the cache names materializer {identity!r}, which is not defined in this process; "
+            "import the module that defines it (or bump its VERSION if it changed)"
+        )
+    return found
+
+
+def is_too_general(cls: Any) -> bool:
+    return _concrete(cls) is None
+
+
+def _concrete(cls: Any) -> Any:
+    """The class behind an annotation (`list[int]` -> list), or None for Any/object/unions."""
+    if cls is None or cls is typing.Any or cls is object:
+        return None
+    origin = typing.get_origin(cls)
+    if origin is typing.Annotated:
+        return _concrete(typing.get_args(cls)[0])
+    if origin is not None:
+        return origin if isinstance(origin, type) else None
+    return cls if isinstance(cls, type) else None
+
+
+def _load_lazy_families() -> None:
+    """Register the optional families (pandas) once their library is importable."""
+    from . import builtin  # noqa: F401  (registers the always-present built-ins)

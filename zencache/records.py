@@ -1,0 +1,186 @@
+"""Frozen records kept in the index, and their versioned byte encodings.
+
+Part of the index layer: imports hashing only. Each encoding starts with a
+version byte so that a future format can be read (or refused) explicitly. Step
+records put their output ids first, in raw form, because a cache hit needs only
+those: decoding them is a slice, not a JSON parse.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .hashing import ContentId
+
+RECORD_VERSION = 1
+_COUNT = struct.Struct("<BH")  # version, number of outputs
+_ID_BYTES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """What one execution of a step produced, under its cache key."""
+
+    key: str
+    step: str  # identity: module:qualname
+    name: str  # invocation name in its pipeline
+    pipeline: str
+    output_ids: tuple[ContentId, ...]  # in the order of output_names
+    output_names: tuple[str, ...]
+    fingerprint: str
+    code_parts: dict[str, str] = field(default_factory=dict)
+    params: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {hash, repr}
+    inputs: dict[str, ContentId] = field(default_factory=dict)
+    materializers: dict[str, str] = field(default_factory=dict)  # output -> identity@version
+    untracked: tuple[str, ...] = ()
+    run_id: str = ""
+    created: float = 0.0
+    duration: float = 0.0
+
+    def encode(self) -> bytes:
+        head = _COUNT.pack(RECORD_VERSION, len(self.output_ids))
+        ids = b"".join(bytes.fromhex(i) for i in self.output_ids)
+        rest = {k: v for k, v in asdict(self).items() if k != "output_ids"}
+        return head + ids + _dumps(rest)
+
+    @classmethod
+    def decode(cls, data: bytes) -> StepRecord:
+        ids = decode_output_ids(data)
+        rest = json.loads(bytes(data[_COUNT.size + _ID_BYTES * len(ids) :]))
+        rest["output_names"] = tuple(rest["output_names"])
+        rest["untracked"] = tuple(rest.get("untracked", ()))
+        return cls(output_ids=ids, **rest)
+
+
+def decode_output_ids(data: bytes) -> tuple[ContentId, ...]:
+    """The output ids of an encoded StepRecord: all a cache hit needs."""
+    version, count = _COUNT.unpack_from(data)
+    if version != RECORD_VERSION:
+        raise ValueError(f"step record of version {version}; this zencache reads {RECORD_VERSION}")
+    start = _COUNT.size
+    return tuple(
+        bytes(data[start + i * _ID_BYTES : start + (i + 1) * _ID_BYTES]).hex() for i in range(count)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file a materializer wrote: inline bytes for small ones, else chunk ids."""
+
+    size: int
+    chunks: tuple[ContentId, ...] = ()
+    inline: bytes | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.inline is not None:
+            return {"size": self.size, "inline": self.inline.hex()}
+        return {"size": self.size, "chunks": list(self.chunks)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FileEntry:
+        if "inline" in data:
+            return cls(size=data["size"], inline=bytes.fromhex(data["inline"]))
+        return cls(size=data["size"], chunks=tuple(data["chunks"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    """A stored value: how to load it (materializer, type) and where its bytes are."""
+
+    content_id: ContentId
+    materializer: str  # identity@version
+    type_name: str  # module:qualname of the value's type
+    files: dict[str, FileEntry]
+    created: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files.values())
+
+    def object_ids(self) -> set[ContentId]:
+        return {c for f in self.files.values() for c in f.chunks}
+
+    def encode(self) -> bytes:
+        body = {
+            "content_id": self.content_id,
+            "materializer": self.materializer,
+            "type_name": self.type_name,
+            "files": {name: f.to_json() for name, f in sorted(self.files.items())},
+            "created": self.created,
+        }
+        return bytes([RECORD_VERSION]) + _dumps(body)
+
+    @classmethod
+    def decode(cls, data: bytes) -> ArtifactRecord:
+        body = _loads_versioned(data, "artifact")
+        body["files"] = {name: FileEntry.from_json(f) for name, f in body["files"].items()}
+        return cls(**body)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRun:
+    """One step's part in one run."""
+
+    name: str
+    step: str
+    key: str
+    status: str  # executed | cached | failed | skipped
+    duration: float
+    outputs: dict[str, ContentId] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    pipeline: str
+    params: dict[str, str]  # name -> repr
+    status: str  # completed | failed | interrupted
+    started: float
+    finished: float
+    env_id: str
+    steps: tuple[StepRun, ...]
+    output: tuple[str, ...] = ()  # "step.output" references of the pipeline's return value
+    target: str = ""  # how the pipeline was named when run (module:name), if known
+
+    def encode(self) -> bytes:
+        body = asdict(self)
+        return bytes([RECORD_VERSION]) + _dumps(body)
+
+    @classmethod
+    def decode(cls, data: bytes) -> RunRecord:
+        body = _loads_versioned(data, "run")
+        body["steps"] = tuple(StepRun(**s) for s in body["steps"])
+        body["output"] = tuple(body.get("output", ()))
+        return cls(**body)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvRecord:
+    env_id: str
+    python: str
+    implementation: str
+    platform: str
+    machine: str
+    distributions: dict[str, str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return bytes([RECORD_VERSION]) + _dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, data: bytes) -> EnvRecord:
+        return cls(**_loads_versioned(data, "environment"))
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _loads_versioned(data: bytes, kind: str) -> dict[str, Any]:
+    if not data or data[0] != RECORD_VERSION:
+        raise ValueError(f"{kind} record of an unknown version; this zencache reads {RECORD_VERSION}")
+    return json.loads(bytes(data[1:]))

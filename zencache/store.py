@@ -1,0 +1,227 @@
+"""The content-addressed object store under `.zencache/objects/`.
+
+Owns bytes on disk and nothing else: an object's name is the xxh3_128 of its
+bytes, so identical content is stored once. Imports only hashing and errors.
+Writes are atomic (temporary file in the same folder, fsync, rename), every read
+verifies the digest, and large blobs are split into fixed-size chunks so that a
+new version differing in 1% of its bytes stores about 1% new bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import mmap
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import CorruptObjectError, MissingObjectError, StorageFullError, StoreError
+from .hashing import ContentId, digest_bytes
+
+# Fixed chunks keep reads simple (a chunk's offset is index * size) and dedupe
+# in-place edits of arrays well: 128 KiB stores ~1.1x for 10 versions of a 64 MiB
+# array with 1% of rows changed (benchmarks/README.md), at 512 files a version.
+CHUNK_SIZE = 128 << 10
+
+_OBJECT_NAME = re.compile(r"^[0-9a-f]{30}$")
+_TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """A stored byte string: its total size and the ids of its chunks, in order."""
+
+    size: int
+    chunks: tuple[ContentId, ...]
+
+
+class ObjectStore:
+    """Immutable objects in `root/ab/cdef...`; temporary files start with `.tmp-`."""
+
+    def __init__(self, root: str | os.PathLike[str], *, chunk_size: int = CHUNK_SIZE) -> None:
+        self.root = Path(root)
+        self.chunk_size = chunk_size
+        # Ids found damaged by a read in this process: a later put rewrites them
+        # even though a file of that name exists.
+        self._damaged: set[ContentId] = set()
+
+    # --- single objects ---------------------------------------------------------
+
+    def path(self, object_id: ContentId) -> Path:
+        return self.root / object_id[:2] / object_id[2:]
+
+    def contains(self, object_id: ContentId) -> bool:
+        return object_id not in self._damaged and self.path(object_id).exists()
+
+    def put(self, data: Any) -> ContentId:
+        """Store bytes-like `data`; return its id. Durable when this returns."""
+        view = memoryview(data).cast("B")
+        object_id = digest_bytes(view)
+        target = self.path(object_id)
+        if object_id not in self._damaged:
+            with contextlib.suppress(FileNotFoundError):
+                if target.stat().st_size == len(view):
+                    return object_id
+        self._write_atomically(target, view)
+        self._damaged.discard(object_id)
+        return object_id
+
+    def get(self, object_id: ContentId) -> bytes:
+        """The object's bytes, verified against its id."""
+        data = self._read_file(object_id)
+        self._check(object_id, data)
+        return data
+
+    def get_into(self, object_id: ContentId, buffer: memoryview) -> None:
+        """Read the object into `buffer` (exactly its size) and verify it there."""
+        path = self.path(object_id)
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                got = fh.readinto(buffer)
+                extra = fh.read(1)
+        except FileNotFoundError as exc:
+            raise self._missing(object_id) from exc
+        if got != len(buffer) or extra:
+            self._damaged.add(object_id)
+            raise CorruptObjectError(
+                f"object {object_id} in {self.root} has the wrong size; run "
+                "'zencache cache verify --repair' or rerun the pipeline to rewrite it",
+                object_id=object_id,
+            )
+        self._check(object_id, buffer)
+
+    def map(self, object_id: ContentId) -> memoryview:
+        """A read-only memory map of the object, verified once on opening."""
+        path = self.path(object_id)
+        try:
+            with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size == 0:
+                    return memoryview(b"")
+                mapped = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
+        except FileNotFoundError as exc:
+            raise self._missing(object_id) from exc
+        view = memoryview(mapped)
+        self._check(object_id, view)
+        return view
+
+    def verify(self, object_id: ContentId) -> None:
+        """Raise MissingObjectError or CorruptObjectError unless the object is sound."""
+        self.get(object_id)
+
+    def delete(self, object_id: ContentId) -> bool:
+        try:
+            self.path(object_id).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def size_of(self, object_id: ContentId) -> int:
+        return self.path(object_id).stat().st_size
+
+    def iter_objects(self) -> Iterator[tuple[ContentId, int]]:
+        """Every stored object with its size on disk; temporary files are skipped."""
+        if not self.root.is_dir():
+            return
+        for shard in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if len(shard.name) != 2 or not shard.is_dir():
+                continue
+            for entry in os.scandir(shard.path):
+                if _OBJECT_NAME.match(entry.name):
+                    yield shard.name + entry.name, entry.stat().st_size
+
+    def iter_temporary(self) -> Iterator[Path]:
+        """Leftovers of interrupted writes (safe to delete when no writer is running)."""
+        if not self.root.is_dir():
+            return
+        for shard in os.scandir(self.root):
+            if shard.is_dir():
+                for entry in os.scandir(shard.path):
+                    if entry.name.startswith(_TMP_PREFIX):
+                        yield Path(entry.path)
+
+    # --- chunked blobs --------------------------------------------------------------
+
+    def put_blob(self, data: Any) -> Blob:
+        view = memoryview(data).cast("B")
+        size = self.chunk_size
+        chunks = tuple(self.put(view[i : i + size]) for i in range(0, len(view), size))
+        return Blob(len(view), chunks or (self.put(b""),))
+
+    def read_blob(self, blob: Blob) -> bytearray:
+        buffer = bytearray(blob.size)
+        self.read_blob_into(blob, memoryview(buffer))
+        return buffer
+
+    def read_blob_into(self, blob: Blob, buffer: memoryview) -> None:
+        """Fill `buffer` with the blob's bytes, verifying each chunk as it lands."""
+        if len(buffer) != blob.size:
+            raise ValueError(f"buffer of {len(buffer)} bytes for a blob of {blob.size}")
+        size = self.chunk_size
+        for i, chunk in enumerate(blob.chunks):
+            piece = buffer[i * size : min((i + 1) * size, blob.size)]
+            self.get_into(chunk, piece)
+
+    # --- internals ------------------------------------------------------------------
+
+    def _read_file(self, object_id: ContentId) -> bytes:
+        try:
+            with open(self.path(object_id), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError as exc:
+            raise self._missing(object_id) from exc
+
+    def _check(self, object_id: ContentId, data: Any) -> None:
+        if digest_bytes(data) != object_id:
+            self._damaged.add(object_id)
+            raise CorruptObjectError(
+                f"object {object_id} in {self.root} does not match its hash (corrupted on "
+                "disk); run 'zencache cache verify --repair' or rerun the pipeline to rewrite it",
+                object_id=object_id,
+            )
+
+    def _missing(self, object_id: ContentId) -> MissingObjectError:
+        self._damaged.add(object_id)
+        return MissingObjectError(
+            f"object {object_id} is missing from {self.root}; run 'zencache cache verify "
+            "--repair' or rerun the pipeline to recreate it",
+            object_id=object_id,
+        )
+
+    def _write_atomically(self, target: Path, view: memoryview) -> None:
+        shard = target.parent
+        tmp = shard / f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        try:
+            shard.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                written = 0
+                while written < len(view):
+                    written += os.write(fd, view[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+            _fsync_dir(shard)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFullError(
+                    f"no space left to write to the cache at {self.root}: free disk space "
+                    "or run 'zencache cache gc'; nothing already cached was lost"
+                ) from exc
+            raise StoreError(f"cannot write object {target.name} under {self.root}: {exc}") from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
