@@ -144,6 +144,7 @@ class RunRecord:
     env_id: str
     steps: tuple[StepRun, ...]
     output: tuple[str, ...] = ()  # "step.output" references of the pipeline's return value
+    output_is_tuple: bool = False
     target: str = ""  # how the pipeline was named when run (module:name), if known
 
     def encode(self) -> bytes:
@@ -182,5 +183,7 @@ def _dumps(body: Any) -> bytes:
 
 def _loads_versioned(data: bytes, kind: str) -> dict[str, Any]:
     if not data or data[0] != RECORD_VERSION:
-        raise ValueError(f"{kind} record of an unknown version; this zencache reads {RECORD_VERSION}")
+        raise ValueError(
+            f"{kind} record of an unknown version; this zencache reads {RECORD_VERSION}"
+        )
     return json.loads(bytes(data[1:]))

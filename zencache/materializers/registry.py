@@ -32,7 +32,9 @@ def type_name(cls: Any) -> str:
 
 def register(materializer: type[BaseMaterializer]) -> None:
     _by_identity[materializer.identity()] = materializer
-    table = _builtin_by_type_name if materializer.__module__.startswith("zencache.") else _by_type_name
+    table = (
+        _builtin_by_type_name if materializer.__module__.startswith("zencache.") else _by_type_name
+    )
     for cls in materializer.ASSOCIATED_TYPES:
         table[type_name(cls)] = materializer
     for name in materializer.ASSOCIATED_TYPE_NAMES:
@@ -41,7 +43,7 @@ def register(materializer: type[BaseMaterializer]) -> None:
 
 def for_type(cls: Any) -> type[BaseMaterializer] | None:
     """The materializer for values of `cls`, or None when `cls` is too general."""
-    cls = _concrete(cls)
+    cls = concrete_type(cls)
     if cls is None:
         return None
     _load_lazy_families()
@@ -75,16 +77,16 @@ def by_identity(identity: str) -> type[BaseMaterializer]:
 
 
 def is_too_general(cls: Any) -> bool:
-    return _concrete(cls) is None
+    return concrete_type(cls) is None
 
 
-def _concrete(cls: Any) -> Any:
+def concrete_type(cls: Any) -> Any:
     """The class behind an annotation (`list[int]` -> list), or None for Any/object/unions."""
     if cls is None or cls is typing.Any or cls is object:
         return None
     origin = typing.get_origin(cls)
     if origin is typing.Annotated:
-        return _concrete(typing.get_args(cls)[0])
+        return concrete_type(typing.get_args(cls)[0])
     if origin is not None:
         return origin if isinstance(origin, type) else None
     return cls if isinstance(cls, type) else None

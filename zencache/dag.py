@@ -1,0 +1,189 @@
+"""Tracing a pipeline function into a DAG of step invocations.
+
+While a pipeline function runs under a Tracer, step calls record invocations
+and return artifact handles instead of data. Invocations are recorded in call
+order, which is a topological order: a handle can only name an earlier call.
+Imports errors only (steps are duck-typed here to keep the layering flat).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PipelineDefinitionError
+
+_tracer: ContextVar[Tracer | None] = ContextVar("zencache_tracer", default=None)
+
+
+def current_tracer() -> Tracer | None:
+    return _tracer.get()
+
+
+class StepLike:
+    """Marker base of steps and step instances, so tracing can refuse them as data."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactHandle:
+    """Stands for one output of one invocation while a pipeline is traced."""
+
+    invocation: str
+    output: str
+
+    def __iter__(self) -> Iterator[Any]:
+        raise PipelineDefinitionError(
+            f"step {self.invocation!r} has a single output ({self.output!r}) and cannot be "
+            "unpacked into several names; declare -> Output(a=..., b=...) to return several"
+        )
+
+    def __bool__(self) -> bool:
+        raise PipelineDefinitionError(
+            f"the output of step {self.invocation!r} was used as a truth value while the "
+            "pipeline was traced; artifacts are not data there, so branch inside a step instead"
+        )
+
+
+class OutputHandles(tuple):
+    """The handles of a multi-output invocation; remembers being unpacked for error messages."""
+
+    invocation: str
+
+    def __iter__(self) -> Iterator[ArtifactHandle]:
+        tracer = current_tracer()
+        if tracer is not None:
+            tracer.last_unpacked = self
+        return super().__iter__()
+
+
+@dataclass(slots=True)
+class Invocation:
+    name: str
+    step: Any  # steps.Step
+    inputs: dict[str, ArtifactHandle]
+    params: dict[str, Any]
+
+    @property
+    def upstream(self) -> list[str]:
+        return sorted({h.invocation for h in self.inputs.values()})
+
+
+@dataclass(slots=True)
+class Dag:
+    pipeline: str
+    invocations: dict[str, Invocation]
+    output: Any  # None, an ArtifactHandle, or a tuple of them
+    consumers: dict[str, list[str]] = field(default_factory=dict)
+
+    def output_handles(self) -> tuple[ArtifactHandle, ...]:
+        if self.output is None:
+            return ()
+        if isinstance(self.output, ArtifactHandle):
+            return (self.output,)
+        return tuple(self.output)
+
+
+class Tracer:
+    def __init__(self, pipeline: str) -> None:
+        self.pipeline = pipeline
+        self.invocations: dict[str, Invocation] = {}
+        self.last_unpacked: OutputHandles | None = None
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Tracer]:
+        token = _tracer.set(self)
+        try:
+            yield self
+        finally:
+            _tracer.reset(token)
+
+    def invoke(self, step: Any, arguments: dict[str, Any], name: str | None) -> Any:
+        name = self._unique(name or step.name)
+        inputs: dict[str, ArtifactHandle] = {}
+        params: dict[str, Any] = {}
+        for param in step.signature.parameters.values():
+            if param.name in arguments:
+                value = arguments[param.name]
+                if isinstance(value, ArtifactHandle):
+                    self._check_handle(value, name, param.name)
+                    inputs[param.name] = value
+                else:
+                    self._check_parameter(value, name, param.name)
+                    params[param.name] = value
+            elif param.default is not inspect.Parameter.empty:
+                params[param.name] = param.default
+            else:
+                raise PipelineDefinitionError(
+                    f"pipeline {self.pipeline!r}: step {name!r} is missing input {param.name!r}; "
+                    f"pass it the output of an upstream step, e.g. {step.name}({param.name}=...)"
+                )
+        self.invocations[name] = Invocation(name, step, inputs, params)
+        outputs = step.outputs
+        if not outputs:
+            return None
+        if len(outputs) == 1:
+            return ArtifactHandle(name, outputs[0].name)
+        handles = OutputHandles(ArtifactHandle(name, o.name) for o in outputs)
+        handles.invocation = name
+        return handles
+
+    def finish(self, result: Any) -> Dag:
+        if isinstance(result, OutputHandles):
+            result = tuple(result)
+        for handle in (result,) if isinstance(result, ArtifactHandle) else result or ():
+            if not isinstance(handle, ArtifactHandle):
+                raise PipelineDefinitionError(
+                    f"pipeline {self.pipeline!r} returns {type(handle).__name__}; a pipeline "
+                    "returns nothing, one step output, or a tuple of step outputs"
+                )
+            self._check_handle(handle, "<return>", "return")
+        consumers: dict[str, list[str]] = {name: [] for name in self.invocations}
+        for inv in self.invocations.values():
+            for upstream in inv.upstream:
+                consumers[upstream].append(inv.name)
+        return Dag(self.pipeline, self.invocations, result, consumers)
+
+    def unpack_error(self, exc: ValueError) -> PipelineDefinitionError | None:
+        """Say which step's outputs were unpacked into the wrong number of names."""
+        handles = self.last_unpacked
+        if handles is None or "values to unpack" not in str(exc):
+            return None
+        names = ", ".join(h.output for h in handles)
+        return PipelineDefinitionError(
+            f"pipeline {self.pipeline!r}: step {handles.invocation!r} returns {len(handles)} "
+            f"outputs ({names}) but they were unpacked into a different number of names ({exc})"
+        )
+
+    def _unique(self, base: str) -> str:
+        if base not in self.invocations:
+            return base
+        n = 2
+        while f"{base}_{n}" in self.invocations:
+            n += 1
+        return f"{base}_{n}"
+
+    def _check_handle(self, handle: ArtifactHandle, step: str, arg: str) -> None:
+        if handle.invocation not in self.invocations:
+            raise PipelineDefinitionError(
+                f"pipeline {self.pipeline!r}: input {arg!r} of step {step!r} comes from "
+                f"{handle.invocation!r}, which is not a step of this pipeline run"
+            )
+
+    def _check_parameter(self, value: Any, step: str, arg: str) -> None:
+        if isinstance(value, OutputHandles):
+            names = ", ".join(h.output for h in value)
+            raise PipelineDefinitionError(
+                f"pipeline {self.pipeline!r}: input {arg!r} of step {step!r} was given all outputs "
+                f"of step {value.invocation!r} ({names}); unpack them and pass one"
+            )
+        if isinstance(value, StepLike):
+            raise PipelineDefinitionError(
+                f"pipeline {self.pipeline!r}: input {arg!r} of step {step!r} was given a step, "
+                "not its output; call the step and pass what it returns"
+            )

@@ -1,0 +1,343 @@
+"""The caching core every executor shares: keys, lookups, execution, commits.
+
+An executor decides *where and when* a step runs; this module decides whether
+it must, and records what happened. A hit computes a key and does one index
+lookup: no data is loaded. A miss loads its inputs (from memory when produced
+in this run, else from the store; a damaged input re-executes its producer),
+runs the step, writes its objects durably, then commits its artifact and step
+records in one transaction. The run record is written once, at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ..cache import Cache
+from ..dag import ArtifactHandle, Dag
+from ..environment import current_environment
+from ..errors import (
+    CorruptObjectError,
+    MissingObjectError,
+    StepFailedError,
+    StepOutputError,
+)
+from ..keys import cache_key
+from ..materializers import registry
+from ..materializers.artifacts import load_artifact, save_artifact
+from ..plan import PlannedStep
+from ..records import ArtifactRecord, RunRecord, StepRecord, StepRun
+from ..runs import Run, StepEvent
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[StepEvent], None]
+
+
+def new_run_id() -> str:
+    """Sortable by time across processes; the suffix keeps simultaneous runs apart."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f") + "-" + secrets.token_hex(3)
+
+
+class Runner:
+    """State of one run: ids and in-memory values produced so far."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        dag: Dag,
+        planned: list[PlannedStep],
+        params: dict[str, str],
+        *,
+        force: bool = False,
+        progress: Progress | None = None,
+        target: str = "",
+    ) -> None:
+        self.cache = cache
+        self.index = cache.index
+        self.store = cache.store
+        self.dag = dag
+        self.planned = {p.name: p for p in planned}
+        self.params = params
+        self.force = force
+        self.progress = progress
+        self.target = target
+        self.run_id = new_run_id()
+        self.started = time.time()
+        self.ids: dict[str, dict[str, str]] = {}
+        self.values: dict[tuple[str, str], Any] = {}
+        self.results: dict[str, StepRun] = {}
+        self._remaining_consumers = {name: len(c) for name, c in dag.consumers.items()}
+        self._keep = {(h.invocation, h.output) for h in dag.output_handles()}
+        self._failures: list[tuple[str, BaseException]] = []
+
+    # --- the decision ---------------------------------------------------------------------
+
+    def key(self, ps: PlannedStep) -> str:
+        inputs = ps.invocation.inputs
+        ids = self.ids
+        return cache_key(
+            ps.parts.static,
+            tuple(
+                (name, ids[inputs[name].invocation][inputs[name].output]) for name in ps.input_names
+            ),
+        )
+
+    def lookup(self, ps: PlannedStep, key: str) -> tuple[str, ...] | None:
+        if self.force or not ps.step.options.cache:
+            return None
+        return self.index.step_output_ids(key)
+
+    def blocked_by(self, ps: PlannedStep) -> str | None:
+        """The upstream step that failed or was skipped, if any."""
+        for upstream in ps.invocation.upstream:
+            result = self.results.get(upstream)
+            if result is not None and result.status in ("failed", "skipped"):
+                return upstream
+        return None
+
+    # --- recording outcomes -------------------------------------------------------------------
+
+    def record_hit(
+        self, ps: PlannedStep, key: str, output_ids: tuple[str, ...], started: float
+    ) -> None:
+        outputs = dict(zip(ps.materializers, output_ids, strict=True))
+        self.ids[ps.name] = outputs
+        self._finish(
+            StepRun(
+                ps.name, ps.step.identity, key, "cached", time.perf_counter() - started, outputs
+            )
+        )
+
+    def record_skip(self, ps: PlannedStep, upstream: str) -> None:
+        error = f"not run: upstream step {upstream!r} did not complete"
+        self._finish(StepRun(ps.name, ps.step.identity, "", "skipped", 0.0, {}, error))
+
+    def record_failure(self, ps: PlannedStep, key: str, exc: BaseException, started: float) -> None:
+        text = "".join(traceback.format_exception(exc))
+        self._failures.append((ps.name, exc))
+        self._finish(
+            StepRun(
+                ps.name, ps.step.identity, key, "failed", time.perf_counter() - started, {}, text
+            )
+        )
+
+    def _finish(self, step_run: StepRun) -> None:
+        self.results[step_run.name] = step_run
+        if self.progress is not None:
+            self.progress(
+                StepEvent(
+                    step_run.name,
+                    step_run.status,
+                    len(self.results),
+                    len(self.planned),
+                    step_run.duration,
+                )
+            )
+
+    # --- executing in this process ---------------------------------------------------------------
+
+    def run_step(self, ps: PlannedStep) -> None:
+        """Everything for one step, in this process: the local executor's unit of work."""
+        started = time.perf_counter()
+        upstream = self.blocked_by(ps)
+        if upstream is not None:
+            self.record_skip(ps, upstream)
+            return
+        key = self.key(ps)
+        hit = self.lookup(ps, key)
+        if hit is not None:
+            self.record_hit(ps, key, hit, started)
+            return
+        try:
+            inputs = self.load_inputs(ps)
+            key = self.key(ps)  # a re-executed damaged input may have changed an id
+            outputs = self.call(ps, inputs)
+            self.commit(ps, key, outputs, time.perf_counter() - started)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            self.record_failure(ps, key, exc, started)
+            return
+        self._release_inputs(ps)
+        self._finish(
+            StepRun(
+                ps.name,
+                ps.step.identity,
+                key,
+                "executed",
+                time.perf_counter() - started,
+                self.ids[ps.name],
+            )
+        )
+
+    def load_inputs(self, ps: PlannedStep) -> dict[str, Any]:
+        types = ps.step.input_types
+        return {name: self.value(h, types.get(name)) for name, h in ps.invocation.inputs.items()}
+
+    def value(self, handle: ArtifactHandle, data_type: Any = None) -> Any:
+        """An upstream output: from memory, else from the store, else by re-executing."""
+        slot = (handle.invocation, handle.output)
+        if slot in self.values:
+            return self.values[slot]
+        content_id = self.ids[handle.invocation][handle.output]
+        record = self.index.get_artifact(content_id)
+        try:
+            if record is None:
+                raise MissingObjectError(
+                    f"artifact {content_id} has no index record", object_id=content_id
+                )
+            return load_artifact(self.store, record, data_type)
+        except (CorruptObjectError, MissingObjectError) as exc:
+            log.warning("%s; re-executing step %r to recreate it", exc, handle.invocation)
+            producer = self.planned[handle.invocation]
+            outputs = self.call(producer, self.load_inputs(producer))
+            self.commit(producer, self.key(producer), outputs, 0.0)
+            return self.values.get(slot, outputs[handle.output])
+
+    def call(self, ps: PlannedStep, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Run the step's function and check what it returned against its outputs."""
+        try:
+            returned = ps.step.fn(**inputs, **ps.invocation.params)
+        except Exception as exc:
+            raise StepFailedError(
+                f"step {ps.name!r} raised {type(exc).__name__}: {exc}",
+                step=ps.name,
+                traceback_text="".join(traceback.format_exception(exc)),
+            ) from exc
+        return split_outputs(ps, returned)
+
+    def commit(self, ps: PlannedStep, key: str, outputs: dict[str, Any], duration: float) -> None:
+        """Write the outputs' objects (durable on return), then their records in one txn."""
+        artifacts: list[ArtifactRecord] = []
+        for name, value in outputs.items():
+            materializer = ps.materializers[name] or registry.for_value(value)
+            artifacts.append(save_artifact(self.store, value, materializer))
+        ids = {name: a.content_id for name, a in zip(outputs, artifacts, strict=True)}
+        record = StepRecord(
+            key=key,
+            step=ps.step.identity,
+            name=ps.name,
+            pipeline=self.dag.pipeline,
+            output_ids=tuple(ids.values()),
+            output_names=tuple(ids),
+            fingerprint=ps.parts.code,
+            code_parts=dict(ps.fingerprint.parts) if ps.fingerprint else {},
+            params={n: {"hash": h, "repr": ps.param_reprs[n]} for n, h in ps.parts.params},
+            inputs={n: self.ids[h.invocation][h.output] for n, h in ps.invocation.inputs.items()},
+            materializers={n: a.materializer for n, a in zip(outputs, artifacts, strict=True)},
+            untracked=ps.fingerprint.untracked if ps.fingerprint else (),
+            run_id=self.run_id,
+            created=time.time(),
+            duration=duration,
+        )
+        ops = [("artifacts", a.content_id.encode(), a.encode()) for a in artifacts]
+        ops.append(("steps", key.encode(), record.encode()))
+        self.index.write(ops)
+        self.ids[ps.name] = ids
+        for name, value in outputs.items():
+            if self._remaining_consumers.get(ps.name) or (ps.name, name) in self._keep:
+                self.values[(ps.name, name)] = value
+
+    def _release_inputs(self, ps: PlannedStep) -> None:
+        for upstream in ps.invocation.upstream:
+            self._remaining_consumers[upstream] -= 1
+            if self._remaining_consumers[upstream] == 0:
+                for slot in [s for s in self.values if s[0] == upstream and s not in self._keep]:
+                    del self.values[slot]
+
+    # --- the end ----------------------------------------------------------------------------------
+
+    def finish(self, status: str | None = None) -> Run:
+        """Write the run record, environment and latest keys in one transaction."""
+        if status is None:
+            status = "failed" if self._failures else "completed"
+        env = current_environment()
+        steps = tuple(self.results[name] for name in self.planned if name in self.results)
+        handles = self.dag.output_handles()
+        record = RunRecord(
+            run_id=self.run_id,
+            pipeline=self.dag.pipeline,
+            params=self.params,
+            status=status,
+            started=self.started,
+            finished=time.time(),
+            env_id=env.env_id,
+            steps=steps,
+            output=tuple(f"{h.invocation}.{h.output}" for h in handles),
+            output_is_tuple=isinstance(self.dag.output, tuple),
+            target=self.target,
+        )
+        ops: list[tuple[str, bytes, bytes | None]] = [
+            ("runs", self.run_id.encode(), record.encode())
+        ]
+        if self.index.get("envs", env.env_id.encode()) is None:
+            ops.append(("envs", env.env_id.encode(), env.encode()))
+        for s in steps:
+            if s.key and s.status in ("executed", "cached"):
+                ops.append(("latest", f"{self.dag.pipeline}/{s.name}".encode(), s.key.encode()))
+        self.index.write(ops)
+        run = Run(record, self.cache, self.values)
+        if self._failures and status != "interrupted":
+            name, exc = self._failures[0]
+            where = (
+                f"run {self.run_id}: {len(self._failures)} step(s) failed; what the other "
+                "branches computed is cached"
+            )
+            if not isinstance(exc, StepFailedError):
+                exc.add_note(where)
+                raise exc
+            raise StepFailedError(
+                f"{exc} ({where})", step=name, traceback_text=exc.traceback_text
+            ) from exc.__cause__
+        return run
+
+
+def split_outputs(ps: PlannedStep, returned: Any) -> dict[str, Any]:
+    """Map a step's return value onto its declared outputs, checking count and types."""
+    specs = ps.step.outputs
+    if not specs:
+        if returned is not None:
+            raise StepOutputError(
+                f"step {ps.name!r} is declared to return None but returned "
+                f"{type(returned).__name__}; declare its return type"
+            )
+        return {}
+    if len(specs) == 1:
+        values = (returned,)
+    else:
+        if not isinstance(returned, tuple | list) or len(returned) != len(specs):
+            got = (
+                f"{len(returned)} values"
+                if isinstance(returned, tuple | list)
+                else type(returned).__name__
+            )
+            raise StepOutputError(
+                f"step {ps.name!r} must return {len(specs)} values "
+                f"({', '.join(s.name for s in specs)}) but returned {got}; return a tuple in that order"
+            )
+        values = tuple(returned)
+    outputs = {}
+    for spec, value in zip(specs, values, strict=True):
+        _check_type(ps.name, spec.name, spec.declared, value)
+        outputs[spec.name] = value
+    return outputs
+
+
+def _check_type(step: str, output: str, declared: Any, value: Any) -> None:
+    if declared is None or registry.is_too_general(declared):
+        return
+    cls = registry.concrete_type(declared)
+    if cls is float and isinstance(value, int) and not isinstance(value, bool):
+        return  # the numeric tower: an int is an acceptable float
+    if not isinstance(value, cls):
+        raise StepOutputError(
+            f"output {output!r} of step {step!r} is declared {getattr(cls, '__qualname__', cls)} "
+            f"but the step returned {type(value).__module__}.{type(value).__qualname__}; "
+            "return the declared type or fix the annotation"
+        )

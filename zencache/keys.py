@@ -1,0 +1,57 @@
+"""The cache key of a step invocation.
+
+key = xxh3_128 over the domain tag `zencache/key/v1` and, in order:
+1. the key format version (in the domain tag: bump it when any of this changes);
+2. the step's identity, `module:qualname`;
+3. its code fingerprint digest, or `version:<v>` when the step pins `version=`;
+4. every parameter not in `ignore=`, by name, as the digest of its canonical encoding;
+5. the output spec: each output's name and materializer identity@VERSION
+   (`runtime` when the declared type leaves the choice to the returned value);
+6. the content id of every input artifact, by name.
+Parts 1-5 do not depend on upstream results, so they are digested once per
+invocation (`KeyParts.static`); a lookup then hashes only the input ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .hashing import ContentId, Hasher
+
+KEY_DOMAIN = "zencache/key/v1"
+RUNTIME_MATERIALIZER = "runtime"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyParts:
+    identity: str
+    code: str
+    params: tuple[tuple[str, str], ...]  # sorted (name, value digest)
+    outputs: tuple[tuple[str, str], ...]  # (name, materializer identity), in output order
+    static: str
+
+    @classmethod
+    def make(
+        cls,
+        identity: str,
+        code: str,
+        params: dict[str, str],
+        outputs: tuple[tuple[str, str], ...],
+    ) -> KeyParts:
+        h = Hasher(KEY_DOMAIN).text(identity).text(code)
+        ordered = tuple(sorted(params.items()))
+        h.text(str(len(ordered)))
+        for name, digest in ordered:
+            h.text(name).text(digest)
+        h.text(str(len(outputs)))
+        for name, materializer in outputs:
+            h.text(name).text(materializer)
+        return cls(identity, code, ordered, outputs, h.hexdigest())
+
+
+def cache_key(static: str, inputs: tuple[tuple[str, ContentId], ...]) -> str:
+    """The full key from the static digest and the (name, content id) of each input, sorted."""
+    h = Hasher(KEY_DOMAIN).text(static)
+    for name, content_id in inputs:
+        h.text(name).text(content_id)
+    return h.hexdigest()

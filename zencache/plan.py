@@ -1,0 +1,105 @@
+"""From a traced DAG to what a cache lookup needs: static key parts per invocation.
+
+Shared by the executors and by `cache status`/`explain`, so that what is checked
+is exactly what is run. Fingerprints, parameter digests and materializer
+choices are computed here once per invocation; nothing here touches the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .dag import Dag, Invocation
+from .errors import PipelineDefinitionError, UnhashableParameterError
+from .fingerprint import Fingerprint, fingerprint
+from .hashing import hash_value
+from .keys import RUNTIME_MATERIALIZER, KeyParts
+from .materializers import registry
+from .materializers.base import BaseMaterializer
+
+_REPR_LIMIT = 200
+
+
+@dataclass(slots=True)
+class PlannedStep:
+    invocation: Invocation
+    parts: KeyParts
+    fingerprint: Fingerprint | None  # None when version= pins the code
+    materializers: dict[str, type[BaseMaterializer] | None]  # None: choose from the value
+    param_reprs: dict[str, str]
+    input_names: tuple[str, ...]  # sorted
+
+    @property
+    def name(self) -> str:
+        return self.invocation.name
+
+    @property
+    def step(self) -> Any:
+        return self.invocation.step
+
+
+def plan(dag: Dag) -> list[PlannedStep]:
+    """Static key parts of every invocation, in topological order."""
+    return [plan_invocation(dag.pipeline, inv) for inv in dag.invocations.values()]
+
+
+def plan_invocation(pipeline: str, inv: Invocation) -> PlannedStep:
+    step = inv.step
+    options = step.options
+    params: dict[str, str] = {}
+    reprs: dict[str, str] = {}
+    for name, value in inv.params.items():
+        if name in options.ignore:
+            continue
+        try:
+            params[name] = hash_value(value)
+        except UnhashableParameterError as exc:
+            raise UnhashableParameterError(
+                f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step {inv.name!r}: {exc}"
+            ) from exc
+        reprs[name] = _short_repr(value)
+    materializers = output_materializers(step)
+    outputs = tuple(
+        (name, RUNTIME_MATERIALIZER if m is None else m.identity())
+        for name, m in materializers.items()
+    )
+    if options.version is not None:
+        fp, code = None, f"version:{options.version}"
+    else:
+        fp = fingerprint(step.fn)
+        code = fp.digest
+    parts = KeyParts.make(step.identity, code, params, outputs)
+    return PlannedStep(inv, parts, fp, materializers, reprs, tuple(sorted(inv.inputs)))
+
+
+def output_materializers(step: Any) -> dict[str, type[BaseMaterializer] | None]:
+    """Each output's materializer: the step's override, else by declared type."""
+    chosen = step.options.materializers
+    result: dict[str, type[BaseMaterializer] | None] = {}
+    for spec in step.outputs:
+        if isinstance(chosen, dict):
+            override = chosen.get(spec.name)
+        else:
+            override = chosen
+        if override is not None and not (
+            isinstance(override, type) and issubclass(override, BaseMaterializer)
+        ):
+            raise PipelineDefinitionError(
+                f"step {step.name!r}: materializers= must be a BaseMaterializer subclass or a dict "
+                f"of them by output name (got {override!r} for output {spec.name!r})"
+            )
+        result[spec.name] = override or registry.for_type(spec.declared)
+    if isinstance(chosen, dict):
+        unknown = set(chosen) - set(result)
+        if unknown:
+            raise PipelineDefinitionError(
+                f"step {step.name!r}: materializers= names outputs {sorted(unknown)}, but its "
+                f"outputs are {list(result)}"
+            )
+    return result
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."

@@ -1,0 +1,110 @@
+"""What `pipeline(...).run()` returns: per-step status, keys, durations, lazy outputs.
+
+A Run is a view of one run record plus the cache it lives in; loading an output
+goes through its materializer only when asked. Imports records, cache and
+materializers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cache import Cache
+from .errors import ZencacheError
+from .materializers.artifacts import load_artifact
+from .records import RunRecord, StepRun
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """Progress of a run, for a CLI or a notebook: one per finished step."""
+
+    name: str
+    status: str
+    done: int
+    total: int
+    duration: float
+
+
+@dataclass(slots=True)
+class StepResult:
+    name: str
+    status: str  # executed | cached | failed | skipped
+    key: str
+    duration: float
+    outputs: dict[str, str]  # output name -> content id
+    error: str
+    cache: Cache = field(repr=False)
+    _memory: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def output(self, name: str | None = None) -> Any:
+        """Load one output (the only one when `name` is None) through its materializer."""
+        if name is None:
+            if len(self.outputs) != 1:
+                raise ZencacheError(
+                    f"step {self.name!r} has outputs {list(self.outputs)}; pass output(name=...)"
+                )
+            name = next(iter(self.outputs))
+        if name in self._memory:
+            return self._memory[name]
+        if name not in self.outputs:
+            raise ZencacheError(
+                f"step {self.name!r} has no output {name!r} in this run (it has "
+                f"{list(self.outputs)}; status {self.status})"
+            )
+        record = self.cache.index.get_artifact(self.outputs[name])
+        if record is None:
+            raise ZencacheError(
+                f"output {name!r} of step {self.name!r} is no longer in the cache at "
+                f"{self.cache.path}; rerun the pipeline to recreate it"
+            )
+        return load_artifact(self.cache.store, record)
+
+
+class Run:
+    """One run of a pipeline: `run.steps["trainer"].status`, `run.output()`."""
+
+    def __init__(
+        self, record: RunRecord, cache: Cache, memory: Mapping[tuple[str, str], Any] | None = None
+    ) -> None:
+        self.record = record
+        self.cache = cache
+        memory = memory or {}
+        self.steps: dict[str, StepResult] = {
+            s.name: _result(s, cache, {o: v for (n, o), v in memory.items() if n == s.name})
+            for s in record.steps
+        }
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for s in self.steps.values():
+            counts[s.status] = counts.get(s.status, 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        return f"<Run {self.run_id} of {self.record.pipeline}: {self.status}; {summary}>"
+
+    def output(self) -> Any:
+        """The pipeline's return value: None, one value, or a tuple, loaded lazily."""
+        refs = self.record.output
+        values = []
+        for ref in refs:
+            step_name, _, output = ref.rpartition(".")
+            values.append(self.steps[step_name].output(output))
+        if not refs:
+            return None
+        if len(refs) == 1 and not self.record.output_is_tuple:
+            return values[0]
+        return tuple(values)
+
+
+def _result(s: StepRun, cache: Cache, memory: dict[str, Any]) -> StepResult:
+    return StepResult(s.name, s.status, s.key, s.duration, dict(s.outputs), s.error, cache, memory)
