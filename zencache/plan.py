@@ -78,10 +78,7 @@ def output_materializers(step: Any) -> dict[str, type[BaseMaterializer] | None]:
     chosen = step.options.materializers
     result: dict[str, type[BaseMaterializer] | None] = {}
     for spec in step.outputs:
-        if isinstance(chosen, dict):
-            override = chosen.get(spec.name)
-        else:
-            override = chosen
+        override = chosen.get(spec.name) if isinstance(chosen, dict) else chosen
         if override is not None and not (
             isinstance(override, type) and issubclass(override, BaseMaterializer)
         ):

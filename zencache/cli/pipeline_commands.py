@@ -1,0 +1,1 @@
+"""Commands: to be written (see the CLI issue)."""
