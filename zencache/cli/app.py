@@ -69,3 +69,13 @@ def cache_from(ctx: click.Context) -> Any:
     from ..cache import Cache
 
     return Cache(ctx.find_root().obj.get("cache_dir"))
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """Inspect and manage the cache: status, ls, stats, gc, verify, clear."""
+
+
+@main.group("runs")
+def runs_group() -> None:
+    """Recorded runs: ls, show."""
