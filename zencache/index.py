@@ -20,10 +20,11 @@ a killed process loses nothing it committed.
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import lmdb
 
@@ -174,6 +175,33 @@ class Index:
     def latest_key(self, pipeline: str, step: str) -> str | None:
         value = self.get("latest", f"{pipeline}/{step}".encode())
         return None if value is None else value.decode()
+
+    def try_lease(
+        self, key: str, holder: dict[str, Any], now: float, replace: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """Compare-and-swap on the lease of a cache key.
+
+        Returns ("committed", None) when the step entry exists already, ("acquired",
+        None) when the lease was free, expired, or held by exactly `replace` (a
+        holder the caller judged dead), else ("held", current holder).
+        """
+        leases, name = self._dbs["leases"], key.encode()
+
+        def swap(txn: lmdb.Transaction) -> tuple[str, dict[str, Any] | None]:
+            if txn.get(name, db=self._steps) is not None:
+                return "committed", None
+            raw = txn.get(name, db=leases)
+            current = None if raw is None else json.loads(raw)
+            if current is None or current["expires"] <= now or current == replace:
+                txn.put(name, json.dumps(holder).encode(), db=leases)
+                return "acquired", None
+            return "held", current
+
+        return self.transact(swap)
+
+    def lease_holder(self, key: str) -> dict[str, object] | None:
+        value = self.get("leases", key.encode())
+        return None if value is None else json.loads(value)
 
     def iter_steps(self) -> Iterator[StepRecord]:
         for _, value in self.items("steps"):

@@ -27,12 +27,14 @@ from ..errors import (
     StepFailedError,
     StepOutputError,
 )
+from ..index import Op
 from ..keys import cache_key
 from ..materializers import registry
 from ..materializers.artifacts import load_artifact, save_artifact
 from ..plan import PlannedStep
 from ..records import ArtifactRecord, RunRecord, StepRecord, StepRun
 from ..runs import Run, StepEvent
+from .leases import Leases
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class Runner:
         self._remaining_consumers = {name: len(c) for name, c in dag.consumers.items()}
         self._keep = {(h.invocation, h.output) for h in dag.output_handles()}
         self._failures: list[tuple[str, BaseException]] = []
+        self.leases = Leases(self.index, self.run_id)
 
     # --- the decision ---------------------------------------------------------------------
 
@@ -88,10 +91,11 @@ class Runner:
             ),
         )
 
+    def uses_cache(self, ps: PlannedStep) -> bool:
+        return not self.force and ps.step.options.cache
+
     def lookup(self, ps: PlannedStep, key: str) -> tuple[str, ...] | None:
-        if self.force or not ps.step.options.cache:
-            return None
-        return self.index.step_output_ids(key)
+        return self.index.step_output_ids(key) if self.uses_cache(ps) else None
 
     def blocked_by(self, ps: PlannedStep) -> str | None:
         """The upstream step that failed or was skipped, if any."""
@@ -151,17 +155,23 @@ class Runner:
             return
         key = self.key(ps)
         hit = self.lookup(ps, key)
+        if hit is None and self.uses_cache(ps):
+            hit = self.leases.acquire(key)
         if hit is not None:
             self.record_hit(ps, key, hit, started)
             return
         try:
             inputs = self.load_inputs(ps)
-            key = self.key(ps)  # a re-executed damaged input may have changed an id
+            new_key = self.key(ps)  # a re-executed damaged input may have changed an id
+            if new_key != key:
+                self.leases.release(key)
+                key = new_key
             outputs = self.call(ps, inputs)
             self.commit(ps, key, outputs, time.perf_counter() - started)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            self.leases.release(key)
+            if not isinstance(exc, Exception):
+                raise
             self.record_failure(ps, key, exc, started)
             return
         self._release_inputs(ps)
@@ -236,8 +246,9 @@ class Runner:
             created=time.time(),
             duration=duration,
         )
-        ops = [("artifacts", a.content_id.encode(), a.encode()) for a in artifacts]
+        ops: list[Op] = [("artifacts", a.content_id.encode(), a.encode()) for a in artifacts]
         ops.append(("steps", key.encode(), record.encode()))
+        ops.extend(self.leases.release_ops(key))
         self.index.write(ops)
         self.ids[ps.name] = ids
         for name, value in outputs.items():
