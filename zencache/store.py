@@ -49,6 +49,7 @@ class ObjectStore:
         # Ids found damaged by a read in this process: a later put rewrites them
         # even though a file of that name exists.
         self._damaged: set[ContentId] = set()
+        self._seen_damage = False
 
     # --- single objects ---------------------------------------------------------
 
@@ -63,13 +64,28 @@ class ObjectStore:
         view = memoryview(data).cast("B")
         object_id = digest_bytes(view)
         target = self.path(object_id)
-        if object_id not in self._damaged:
-            with contextlib.suppress(FileNotFoundError):
-                if target.stat().st_size == len(view):
-                    return object_id
+        if object_id not in self._damaged and self._is_intact(target, object_id, len(view)):
+            return object_id
         self._write_atomically(target, view)
         self._damaged.discard(object_id)
         return object_id
+
+    def _is_intact(self, target: Path, object_id: ContentId, size: int) -> bool:
+        """Whether an existing file can stand for new bytes of this id.
+
+        Its size is enough while no damage has been seen. Once a read in this
+        process found a damaged object, its neighbours are suspect too (a rerun
+        that repairs one chunk must repair them all), so they are re-hashed.
+        """
+        try:
+            if target.stat().st_size != size:
+                return False
+        except FileNotFoundError:
+            return False
+        if not self._seen_damage:
+            return True
+        with open(target, "rb") as fh:
+            return digest_bytes(fh.read()) == object_id
 
     def get(self, object_id: ContentId) -> bytes:
         """The object's bytes, verified against its id."""
@@ -87,7 +103,7 @@ class ObjectStore:
         except FileNotFoundError as exc:
             raise self._missing(object_id) from exc
         if got != len(buffer) or extra:
-            self._damaged.add(object_id)
+            self._mark_damaged(object_id)
             raise CorruptObjectError(
                 f"object {object_id} in {self.root} has the wrong size; run "
                 "'zencache cache verify --repair' or rerun the pipeline to rewrite it",
@@ -102,6 +118,8 @@ class ObjectStore:
             with open(path, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
                 if size == 0:
+                    # mmap refuses empty files; an emptied object must still fail its check.
+                    self._check(object_id, b"")
                     return memoryview(b"")
                 mapped = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
         except FileNotFoundError as exc:
@@ -128,22 +146,24 @@ class ObjectStore:
         """Every stored object with its size on disk; temporary files are skipped."""
         if not self.root.is_dir():
             return
-        for shard in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if len(shard.name) != 2 or not shard.is_dir():
-                continue
-            for entry in os.scandir(shard.path):
-                if _OBJECT_NAME.match(entry.name):
-                    yield shard.name + entry.name, entry.stat().st_size
+        with os.scandir(self.root) as it:
+            shards = sorted((e.name, e.path) for e in it if len(e.name) == 2 and e.is_dir())
+        for name, path in shards:
+            with os.scandir(path) as entries:
+                found = [(e.name, e.stat().st_size) for e in entries if _OBJECT_NAME.match(e.name)]
+            for entry_name, size in found:
+                yield name + entry_name, size
 
     def iter_temporary(self) -> Iterator[Path]:
         """Leftovers of interrupted writes (safe to delete when no writer is running)."""
         if not self.root.is_dir():
             return
-        for shard in os.scandir(self.root):
-            if shard.is_dir():
-                for entry in os.scandir(shard.path):
-                    if entry.name.startswith(_TMP_PREFIX):
-                        yield Path(entry.path)
+        with os.scandir(self.root) as it:
+            shards = [e.path for e in it if e.is_dir()]
+        for path in shards:
+            with os.scandir(path) as entries:
+                found = [e.path for e in entries if e.name.startswith(_TMP_PREFIX)]
+            yield from (Path(p) for p in found)
 
     # --- chunked blobs --------------------------------------------------------------
 
@@ -178,15 +198,19 @@ class ObjectStore:
 
     def _check(self, object_id: ContentId, data: Any) -> None:
         if digest_bytes(data) != object_id:
-            self._damaged.add(object_id)
+            self._mark_damaged(object_id)
             raise CorruptObjectError(
                 f"object {object_id} in {self.root} does not match its hash (corrupted on "
                 "disk); run 'zencache cache verify --repair' or rerun the pipeline to rewrite it",
                 object_id=object_id,
             )
 
-    def _missing(self, object_id: ContentId) -> MissingObjectError:
+    def _mark_damaged(self, object_id: ContentId) -> None:
         self._damaged.add(object_id)
+        self._seen_damage = True
+
+    def _missing(self, object_id: ContentId) -> MissingObjectError:
+        self._mark_damaged(object_id)
         return MissingObjectError(
             f"object {object_id} is missing from {self.root}; run 'zencache cache verify "
             "--repair' or rerun the pipeline to recreate it",
