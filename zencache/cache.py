@@ -81,7 +81,9 @@ class Cache:
 
     def _prepare(self) -> None:
         if self.path.exists() and not self.path.is_dir():
-            raise CacheError(f"{self.path} is a file, not a cache directory; pass another --cache-dir")
+            raise CacheError(
+                f"{self.path} is a file, not a cache directory; pass another --cache-dir"
+            )
         if self.path.is_dir() and any(self.path.iterdir()) and not self._looks_like_cache():
             raise CacheError(
                 f"{self.path} exists and is not a zencache cache; pass an empty or new "
@@ -94,4 +96,6 @@ class Cache:
             (self.path / ".gitignore").write_text("*\n")
 
     def _looks_like_cache(self) -> bool:
-        return any((self.path / name).exists() for name in ("index.lmdb", "objects", "CACHEDIR.TAG"))
+        return any(
+            (self.path / name).exists() for name in ("index.lmdb", "objects", "CACHEDIR.TAG")
+        )

@@ -70,21 +70,36 @@ def array_digest(array: Any) -> ContentId:
     slice, so a 1 GiB view never costs a 1 GiB copy.
     """
     h = xxhash.xxh3_128()
-    header = f"{array.dtype.str}|{array.shape}".encode()
+    dtype = array.dtype
+    # A structured dtype's .str is only its size ("|V8"): its fields must be named too.
+    dtype_text = dtype.str if dtype.fields is None else repr(dtype.descr)
+    header = f"{dtype_text}|{array.shape}".encode()
     h.update(_LEN.pack(len(header)))
     h.update(header)
     if array.dtype.hasobject:
         raise TypeError("object arrays have no byte content to hash")
     if array.flags.c_contiguous:
-        h.update(memoryview(array).cast("B"))
+        h.update(_byte_view(array))
     elif array.ndim and array.shape[0]:
         import numpy as np  # already imported: the caller handed us an array
 
         row_bytes = max(1, array.itemsize * (array.size // array.shape[0]))
         step = max(1, _SLICE_BYTES // row_bytes)
         for start in range(0, array.shape[0], step):
-            h.update(memoryview(np.ascontiguousarray(array[start : start + step])).cast("B"))
+            h.update(_byte_view(np.ascontiguousarray(array[start : start + step])))
     return h.hexdigest()
+
+
+def _byte_view(array: Any) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy."""
+    if array.size == 0:
+        return memoryview(b"")  # memoryview refuses to cast a shape with a zero in it
+    try:
+        return memoryview(array).cast("B")
+    except ValueError:
+        # datetime64/timedelta64 (and records holding them) export no buffer; a uint8
+        # view of the same memory does, and the header keeps the dtype in the digest.
+        return memoryview(array.reshape(-1).view("u1"))
 
 
 # --- canonical encoding of parameter values -------------------------------------------

@@ -167,7 +167,7 @@ def test_a_failing_step_is_recorded_and_other_branches_stay_cached(cache: Cache)
         values = numbers(n=5)
         return total(values=values), inc(x=boom(values=values)), parity(values=values)
 
-    with pytest.raises(StepFailedError, match="boom.*the data is bad") as caught:
+    with pytest.raises(StepFailedError, match=r"boom.*the data is bad") as caught:
         branches().run(cache=cache)
     assert caught.value.step == "boom"
     record = cache.index.last("runs")
@@ -217,7 +217,7 @@ def test_wrong_output_type_names_output_and_types(cache: Cache) -> None:
     def p():
         return says_int()
 
-    with pytest.raises(StepOutputError, match="declared int but the step returned builtins.str"):
+    with pytest.raises(StepOutputError, match=r"declared int but the step returned builtins\.str"):
         p().run(cache=cache)
 
 

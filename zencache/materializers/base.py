@@ -129,4 +129,3 @@ def _check_link(path: Path, real_root: Path) -> None:
             f"{path.name} is a link to {path.resolve()}, outside the materializer's folder; "
             "write real files under self.uri instead"
         )
-

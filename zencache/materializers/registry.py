@@ -62,6 +62,7 @@ def for_value(value: Any) -> type[BaseMaterializer]:
         return found
     from .builtin import PickleMaterializer
 
+    PickleMaterializer.warn_fallback(type(value))
     return PickleMaterializer
 
 
@@ -92,6 +93,25 @@ def concrete_type(cls: Any) -> Any:
     return cls if isinstance(cls, type) else None
 
 
+_lazy_loaded = False
+
+
 def _load_lazy_families() -> None:
-    """Register the optional families (pandas) once their library is importable."""
-    from . import builtin  # noqa: F401  (registers the always-present built-ins)
+    """Register the built-in materializers on first lookup, and pandas's if installed.
+
+    The modules import nothing heavy (numpy, scikit-learn and pandas are claimed by
+    name), so this costs a few imports once; afterwards it is one flag test.
+    pandas's family is registered only when pandas and pyarrow are both
+    installed: without pyarrow a DataFrame falls back to pickle, with its warning,
+    rather than failing.
+    """
+    global _lazy_loaded
+    if _lazy_loaded:
+        return
+    import importlib.util
+
+    from . import builtin, numpy, sklearn  # noqa: F401  (defining them registers them)
+
+    if importlib.util.find_spec("pandas") and importlib.util.find_spec("pyarrow"):
+        from . import pandas  # noqa: F401
+    _lazy_loaded = True
