@@ -15,6 +15,7 @@ import mmap
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ from .hashing import ContentId, digest_bytes
 # in-place edits of arrays well: 128 KiB stores ~1.1x for 10 versions of a 64 MiB
 # array with 1% of rows changed (benchmarks/README.md), at 512 files a version.
 CHUNK_SIZE = 128 << 10
+
+# Much shorter than gc's grace period (10 minutes by default); see _freshen.
+FRESHEN_AFTER = 60.0
 
 _OBJECT_NAME = re.compile(r"^[0-9a-f]{30}$")
 _TMP_PREFIX = ".tmp-"
@@ -65,10 +69,24 @@ class ObjectStore:
         object_id = digest_bytes(view)
         target = self.path(object_id)
         if object_id not in self._damaged and self._is_intact(target, object_id, len(view)):
+            self._freshen(target)
             return object_id
         self._write_atomically(target, view)
         self._damaged.discard(object_id)
         return object_id
+
+    @staticmethod
+    def _freshen(target: Path) -> None:
+        """Touch an old object that is about to be referenced again (as git does).
+
+        gc spares objects younger than its grace period (maintenance.py), so a
+        run that dedupes against an unreferenced object must make it young
+        before committing a reference to it. Objects touched within a minute are
+        left alone, to spare the hot path a metadata write per chunk.
+        """
+        with contextlib.suppress(OSError):
+            if target.stat().st_mtime < time.time() - FRESHEN_AFTER:
+                os.utime(target)
 
     def _is_intact(self, target: Path, object_id: ContentId, size: int) -> bool:
         """Whether an existing file can stand for new bytes of this id.
