@@ -63,14 +63,14 @@ class Index:
             ) from exc
         except lmdb.Error as exc:
             raise CorruptIndexError(f"cannot open the index at {self.path}: {exc}") from exc
-        self._refuse_foreign()
         try:
-            self._dbs = {name: self.env.open_db(name.encode()) for name in DATABASES}
-        except lmdb.Error as exc:
-            raise CorruptIndexError(
-                f"{self.path} is not a zencache index ({exc}); move it away or delete it"
-            ) from exc
-        self._check_format()
+            self._refuse_foreign()
+            self._dbs = self._open_dbs()
+            self._check_format()
+        except BaseException:
+            # A refused environment left open could never be opened again in this process.
+            self.env.close()
+            raise
         self._steps = self._dbs["steps"]
 
     def close(self) -> None:
@@ -237,10 +237,24 @@ class Index:
             "run 'zencache cache gc'; entries committed before are intact"
         )
 
+    def _open_dbs(self) -> dict[str, lmdb._Database]:
+        while True:
+            try:
+                return {name: self.env.open_db(name.encode()) for name in DATABASES}
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)  # another process grew the map since we opened it
+            except lmdb.Error as exc:
+                raise CorruptIndexError(
+                    f"{self.path} is not a zencache index ({exc}); move it away or delete it"
+                ) from exc
+
     def _refuse_foreign(self) -> None:
         """An LMDB file of another program holds keys we would never write."""
-        with self.env.begin() as txn:
-            names = {key.decode(errors="replace") for key in txn.cursor().iternext(values=False)}
+        names = self._read(
+            lambda txn: {
+                key.decode(errors="replace") for key in txn.cursor().iternext(values=False)
+            }
+        )
         foreign = names - set(DATABASES)
         if foreign:
             raise CorruptIndexError(

@@ -1,0 +1,389 @@
+"""The LMDB index on real files: records round trip, the hit path, a map that grows
+(also when another process grew it), the format check, refusing damaged or foreign
+files, and several processes writing at once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from zencache.errors import CacheError, CacheVersionError, CorruptIndexError
+from zencache.hashing import digest_bytes
+from zencache.index import DATABASES, FORMAT, Index
+from zencache.records import (
+    ArtifactRecord,
+    EnvRecord,
+    FileEntry,
+    RunRecord,
+    StepRecord,
+    StepRun,
+)
+
+
+def cid(text: str) -> str:
+    return digest_bytes(text.encode())
+
+
+def step_record(key: str, outputs: int = 2) -> StepRecord:
+    names = tuple(f"out{i}" for i in range(outputs))
+    return StepRecord(
+        key=key,
+        step="pkg.mod:trainer",
+        name="trainer",
+        pipeline="pkg.mod:training",
+        output_ids=tuple(cid(f"{key}/{n}") for n in names),
+        output_names=names,
+        fingerprint=cid("code"),
+        code_parts={"pkg.mod:trainer": cid("a"), "pkg.mod:helper": cid("b")},
+        params={"gamma": {"hash": cid("0.01"), "repr": "0.01"}},
+        inputs={"X_train": cid("X"), "y_train": cid("y")},
+        materializers={n: "zencache.numpy@1" for n in names},
+        untracked=("pkg.mod:STATE",),
+        run_id="20240101T000000-abc",
+        created=1700000000.25,
+        duration=1.5,
+    )
+
+
+def artifact_record() -> ArtifactRecord:
+    return ArtifactRecord(
+        content_id=cid("artifact"),
+        materializer="zencache.numpy@1",
+        type_name="numpy:ndarray",
+        files={
+            "meta.json": FileEntry(size=12, inline=b'{"shape":[]}'),
+            "data.bin": FileEntry(size=300_000, chunks=(cid("c0"), cid("c1"), cid("c2"))),
+            "empty": FileEntry(size=0, inline=b""),
+        },
+        created=1700000001.0,
+    )
+
+
+def run_record(run_id: str = "20240101T000000-abc") -> RunRecord:
+    return RunRecord(
+        run_id=run_id,
+        pipeline="pkg.mod:training",
+        params={"gamma": "0.01"},
+        status="completed",
+        started=1700000000.0,
+        finished=1700000003.5,
+        env_id=cid("env"),
+        steps=(
+            StepRun("importer", "pkg.mod:importer", cid("k1"), "cached", 0.001, {"X": cid("X")}),
+            StepRun("trainer", "pkg.mod:trainer", cid("k2"), "failed", 2.0, {}, "ValueError: x"),
+        ),
+        output=("trainer.output",),
+        output_is_tuple=False,
+        target="pkg.mod:training",
+    )
+
+
+def env_record() -> EnvRecord:
+    return EnvRecord(
+        env_id=cid("env"),
+        python="3.11.7",
+        implementation="CPython",
+        platform="Linux-6.1-x86_64",
+        machine="x86_64",
+        distributions={"numpy": "2.0.0", "scikit-learn": "1.5.0"},
+        extra={"cuda": None, "flags": [1, 2]},
+    )
+
+
+# --- records through the index ----------------------------------------------------------
+
+
+def test_records_round_trip_through_the_index(index: Index) -> None:
+    step, artifact, run, env = (
+        step_record(cid("key")),
+        artifact_record(),
+        run_record(),
+        env_record(),
+    )
+    index.write(
+        [
+            ("steps", step.key.encode(), step.encode()),
+            ("artifacts", artifact.content_id.encode(), artifact.encode()),
+            ("runs", run.run_id.encode(), run.encode()),
+            ("envs", env.env_id.encode(), env.encode()),
+            ("latest", b"pkg.mod:training/trainer", step.key.encode()),
+        ]
+    )
+    assert index.get_step(step.key) == step
+    assert index.get_artifact(artifact.content_id) == artifact
+    assert index.get_run(run.run_id) == run
+    assert index.get_env(env.env_id) == env
+    assert index.latest_key("pkg.mod:training", "trainer") == step.key
+    assert list(index.iter_steps()) == [step]
+    assert list(index.iter_artifacts()) == [artifact]
+    assert list(index.iter_runs()) == [run]
+
+    got = index.get_artifact(artifact.content_id)
+    assert got is not None
+    assert got.files["meta.json"].inline == b'{"shape":[]}'
+    assert got.files["data.bin"].chunks == (cid("c0"), cid("c1"), cid("c2"))
+    assert got.object_ids() == {cid("c0"), cid("c1"), cid("c2")}
+    assert got.size == 300_012
+
+
+def test_records_survive_closing_and_reopening(tmp_path: Path) -> None:
+    step = step_record(cid("key"))
+    index = Index(tmp_path / "index.lmdb")
+    index.write([("steps", step.key.encode(), step.encode())])
+    index.close()
+    index = Index(tmp_path / "index.lmdb")
+    try:
+        assert index.get_step(step.key) == step
+    finally:
+        index.close()
+
+
+def test_absent_entries_are_none(index: Index) -> None:
+    assert index.get_step(cid("nope")) is None
+    assert index.step_output_ids(cid("nope")) is None
+    assert index.get_artifact(cid("nope")) is None
+    assert index.get_run("nope") is None
+    assert index.get_env("nope") is None
+    assert index.latest_key("p", "s") is None
+    assert index.get("steps", b"nope") is None
+
+
+@pytest.mark.parametrize("outputs", [0, 1, 4])
+def test_step_output_ids_matches_the_record(index: Index, outputs: int) -> None:
+    step = step_record(cid(f"key{outputs}"), outputs=outputs)
+    index.write([("steps", step.key.encode(), step.encode())])
+    assert index.step_output_ids(step.key) == step.output_ids
+
+
+def test_write_puts_and_deletes_in_one_transaction(index: Index) -> None:
+    index.write([("latest", b"a", b"1"), ("latest", b"b", b"2")])
+    index.write([("latest", b"a", None), ("latest", b"c", b"3")])
+    assert index.items("latest") == [(b"b", b"2"), (b"c", b"3")]
+    assert index.count("latest") == 2
+    assert index.keys("latest") == [b"b", b"c"]
+
+
+def test_a_failing_transaction_writes_nothing(index: Index) -> None:
+    def half_then_fail(txn: lmdb.Transaction) -> None:
+        txn.put(b"half", b"written", db=index.db("latest"))
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        index.transact(half_then_fail)
+    assert index.get("latest", b"half") is None
+
+
+def test_items_with_a_prefix(index: Index) -> None:
+    keys = [b"a", b"a/1", b"a/2", b"ab", b"b/1", b"c"]
+    index.write([("latest", k, k.upper()) for k in keys])
+    assert [k for k, _ in index.items("latest", b"a/")] == [b"a/1", b"a/2"]
+    assert [k for k, _ in index.items("latest", b"a")] == [b"a", b"a/1", b"a/2", b"ab"]
+    assert index.items("latest", b"b/") == [(b"b/1", b"B/1")]
+    assert index.items("latest", b"d") == []  # past the last key
+    assert index.items("latest", b"aa") == []  # between keys
+    assert [k for k, _ in index.items("latest")] == keys
+
+
+def test_last_is_the_greatest_key(index: Index) -> None:
+    assert index.last("runs") is None
+    run_ids = ["20240102T000000-b", "20240101T000000-a", "20240103T000000-c"]
+    index.write([("runs", r.encode(), run_record(r).encode()) for r in run_ids])
+    last = index.last("runs")
+    assert last is not None
+    assert last[0] == b"20240103T000000-c"
+    assert RunRecord.decode(last[1]).run_id == "20240103T000000-c"
+
+
+# --- the map grows by itself ----------------------------------------------------------------
+
+
+def test_a_tiny_map_grows_and_nothing_is_lost(tmp_path: Path) -> None:
+    index = Index(tmp_path / "index.lmdb", map_size=64 * 1024)
+    try:
+        values = {f"k{i:04d}".encode(): os.urandom(40_000) for i in range(100)}  # 4 MB
+        for key, value in values.items():
+            index.write([("artifacts", key, value)])
+        index.write([("runs", b"one-big-value", b"x" * 3_000_000)])  # > the map, in one put
+        assert index.env.info()["map_size"] > 64 * 1024
+        assert dict(index.items("artifacts")) == values
+        assert index.get("runs", b"one-big-value") == b"x" * 3_000_000
+    finally:
+        index.close()
+
+
+_GROWER = """
+import os, sys
+from zencache.index import Index
+
+index = Index(sys.argv[1], map_size=64 * 1024)
+for i in range(100):
+    index.write([("artifacts", b"child-%04d" % i, bytes([i % 256]) * 50_000)])
+index.close()
+print("ok")
+"""
+
+
+def test_a_map_grown_by_another_process_is_adopted(tmp_path: Path, python) -> None:
+    path = tmp_path / "index.lmdb"
+    index = Index(path, map_size=64 * 1024)
+    try:
+        index.write([("latest", b"parent-before", b"1")])
+        done = python.run(_GROWER, str(path))
+        assert done.returncode == 0, done.stderr
+
+        # Reads see the child's data beyond our (stale) map size...
+        assert index.count("artifacts") == 100
+        assert index.get("artifacts", b"child-0099") == bytes([99]) * 50_000
+        step = step_record(cid("k"))
+        assert index.step_output_ids(step.key) is None
+        # ...and writes carry on in the bigger map.
+        index.write([("steps", step.key.encode(), step.encode())])
+        index.write([("latest", b"parent-after", os.urandom(200_000))])
+        assert index.step_output_ids(step.key) == step.output_ids
+        assert index.get("latest", b"parent-before") == b"1"
+    finally:
+        index.close()
+
+
+def test_the_hit_path_adopts_a_grown_map(tmp_path: Path, python) -> None:
+    path = tmp_path / "index.lmdb"
+    step = step_record(cid("k"))
+    index = Index(path, map_size=64 * 1024)
+    try:
+        index.write([("steps", step.key.encode(), step.encode())])
+        done = python.run(_GROWER, str(path))
+        assert done.returncode == 0, done.stderr
+        assert index.step_output_ids(step.key) == step.output_ids  # first touch after growth
+    finally:
+        index.close()
+
+
+# --- format version, damaged and foreign files ------------------------------------------------
+
+
+def test_a_new_index_records_its_format(index: Index) -> None:
+    assert index.get("meta", b"format") == FORMAT
+
+
+def test_an_index_of_another_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cache" / "index.lmdb"
+    index = Index(path)
+    index.write([("meta", b"format", b"zencache-index/99")])
+    index.close()
+    with pytest.raises(CacheVersionError) as info:
+        Index(path)
+    message = str(info.value)
+    assert "zencache-index/99" in message
+    assert FORMAT.decode() in message
+    assert str(tmp_path / "cache") in message
+    assert "--cache-dir" in message
+    assert isinstance(info.value, CacheError)
+    assert info.value.exit_code == 2
+    # The refused environment was closed: this process can open the folder again.
+    env = lmdb.open(str(path), max_dbs=len(DATABASES) + 1)
+    try:
+        with env.begin(write=True) as txn:
+            txn.put(b"format", FORMAT, db=env.open_db(b"meta", txn=txn))
+    finally:
+        env.close()
+    Index(path).close()
+
+
+def test_a_garbage_data_file_is_a_corrupt_index(tmp_path: Path) -> None:
+    path = tmp_path / "index.lmdb"
+    path.mkdir()
+    (path / "data.mdb").write_bytes(os.urandom(64 * 1024))
+    with pytest.raises(CorruptIndexError) as info:
+        Index(path)
+    assert str(path) in str(info.value)
+    assert "delete" in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_a_foreign_lmdb_environment_is_a_corrupt_index(tmp_path: Path) -> None:
+    path = tmp_path / "index.lmdb"
+    env = lmdb.open(str(path))
+    with env.begin(write=True) as txn:
+        txn.put(b"their-key", b"their value")
+    env.close()
+    with pytest.raises(CorruptIndexError, match="another program") as info:
+        Index(path)
+    assert "their-key" in str(info.value)
+    # Nothing of ours was written into their file.
+    env = lmdb.open(str(path), max_dbs=len(DATABASES) + 1)
+    try:
+        with env.begin() as txn:
+            assert list(txn.cursor()) == [(b"their-key", b"their value")]
+    finally:
+        env.close()
+
+
+# --- several processes at once -------------------------------------------------------------
+
+_WRITER = """
+import json, sys, time, os
+from zencache.index import Index
+from zencache.records import decode_output_ids
+
+path, go, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
+index = Index(path, map_size=64 * 1024)  # tiny: every process grows it, concurrently
+while not os.path.exists(go):
+    time.sleep(0.001)
+for i in range(150):
+    index.write([
+        ("steps", b"own-%d-%04d" % (worker, i), bytes([worker]) * 3000),
+        ("steps", b"shared-%04d" % i, b"same value from everyone" * 100),
+        ("latest", b"race-%04d" % (i % 10), b"worker-%d" % worker),
+    ])
+    if i % 10 == 0:
+        assert index.get("steps", b"own-%d-%04d" % (worker, i)) == bytes([worker]) * 3000
+index.close()
+print("ok")
+"""
+
+
+def test_four_processes_writing_at_once(tmp_path: Path, python) -> None:
+    path, go = tmp_path / "index.lmdb", tmp_path / "go"
+    Index(path).close()  # created once, so no process races on the format entry
+    workers = [python.popen(_WRITER, str(path), str(go), str(w)) for w in range(4)]
+    go.touch()
+    for proc in workers:
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+        assert stdout.strip() == "ok"
+
+    index = Index(path)
+    try:
+        steps = dict(index.items("steps"))
+        for w in range(4):
+            for i in range(150):
+                assert steps[b"own-%d-%04d" % (w, i)] == bytes([w]) * 3000
+        shared = {k: v for k, v in steps.items() if k.startswith(b"shared-")}
+        assert len(shared) == 150
+        assert set(shared.values()) == {b"same value from everyone" * 100}
+        assert len(steps) == 4 * 150 + 150
+        races = index.items("latest", b"race-")
+        assert len(races) == 10
+        assert {v for _, v in races} <= {b"worker-%d" % w for w in range(4)}
+        assert index.get("meta", b"format") == FORMAT
+    finally:
+        index.close()
+
+
+def test_processes_creating_one_index_at_once(tmp_path: Path, python) -> None:
+    path, go = tmp_path / "index.lmdb", tmp_path / "go"
+    code = _WRITER.replace("range(150)", "range(5)")
+    workers = [python.popen(code, str(path), str(go), str(w)) for w in range(4)]
+    go.touch()
+    for proc in workers:
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+    index = Index(path)
+    try:
+        assert index.count("steps") == 4 * 5 + 5
+        assert index.get("meta", b"format") == FORMAT
+    finally:
+        index.close()

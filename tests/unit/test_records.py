@@ -1,0 +1,174 @@
+"""Record encodings: lossless round trips, the raw output ids of step records, and
+refusal of record versions this zencache does not know."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from zencache.records import (
+    RECORD_VERSION,
+    ArtifactRecord,
+    EnvRecord,
+    FileEntry,
+    RunRecord,
+    StepRecord,
+    StepRun,
+    decode_output_ids,
+)
+
+ids = st.binary(min_size=16, max_size=16).map(bytes.hex)
+names = st.text(min_size=1, max_size=12)
+floats = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def step_records(draw: st.DrawFn) -> StepRecord:
+    outputs = draw(st.lists(names, max_size=4, unique=True))
+    return StepRecord(
+        key=draw(ids),
+        step=draw(names),
+        name=draw(names),
+        pipeline=draw(names),
+        output_ids=tuple(draw(ids) for _ in outputs),
+        output_names=tuple(outputs),
+        fingerprint=draw(ids),
+        code_parts=draw(st.dictionaries(names, ids, max_size=3)),
+        params=draw(
+            st.dictionaries(names, st.fixed_dictionaries({"hash": ids, "repr": st.text()}))
+        ),
+        inputs=draw(st.dictionaries(names, ids, max_size=3)),
+        materializers={o: draw(names) for o in outputs},
+        untracked=tuple(draw(st.lists(names, max_size=2))),
+        run_id=draw(st.text(max_size=20)),
+        created=draw(floats),
+        duration=draw(floats),
+    )
+
+
+file_entries = st.one_of(
+    st.binary(max_size=50).map(lambda b: FileEntry(size=len(b), inline=b)),
+    st.builds(
+        FileEntry,
+        size=st.integers(0, 2**40),
+        chunks=st.lists(ids, min_size=1, max_size=5).map(tuple),
+    ),
+)
+artifact_records = st.builds(
+    ArtifactRecord,
+    content_id=ids,
+    materializer=names,
+    type_name=names,
+    files=st.dictionaries(names, file_entries, max_size=4),
+    created=floats,
+)
+step_runs = st.builds(
+    StepRun,
+    name=names,
+    step=names,
+    key=ids,
+    status=st.sampled_from(["executed", "cached", "failed", "skipped"]),
+    duration=floats,
+    outputs=st.dictionaries(names, ids, max_size=3),
+    error=st.text(max_size=30),
+)
+run_records = st.builds(
+    RunRecord,
+    run_id=names,
+    pipeline=names,
+    params=st.dictionaries(names, st.text(max_size=10), max_size=3),
+    status=st.sampled_from(["completed", "failed", "interrupted"]),
+    started=floats,
+    finished=floats,
+    env_id=ids,
+    steps=st.lists(step_runs, max_size=3).map(tuple),
+    output=st.lists(names, max_size=3).map(tuple),
+    output_is_tuple=st.booleans(),
+    target=st.text(max_size=20),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | floats | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+env_records = st.builds(
+    EnvRecord,
+    env_id=ids,
+    python=names,
+    implementation=names,
+    platform=names,
+    machine=names,
+    distributions=st.dictionaries(names, names, max_size=5),
+    extra=st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+)
+
+
+@given(step_records())
+def test_step_records_round_trip(record: StepRecord) -> None:
+    data = record.encode()
+    assert StepRecord.decode(data) == record
+    assert decode_output_ids(data) == record.output_ids
+    assert data[0] == RECORD_VERSION
+
+
+@given(artifact_records)
+def test_artifact_records_round_trip(record: ArtifactRecord) -> None:
+    assert ArtifactRecord.decode(record.encode()) == record
+
+
+@given(run_records)
+def test_run_records_round_trip(record: RunRecord) -> None:
+    assert RunRecord.decode(record.encode()) == record
+
+
+@given(env_records)
+def test_env_records_round_trip(record: EnvRecord) -> None:
+    assert EnvRecord.decode(record.encode()) == record
+
+
+def test_encodings_are_deterministic() -> None:
+    # Dict order does not leak into the stored bytes.
+    a = EnvRecord("e", "3.11", "CPython", "Linux", "x86_64", {"a": "1", "b": "2"})
+    b = EnvRecord("e", "3.11", "CPython", "Linux", "x86_64", {"b": "2", "a": "1"})
+    assert a.encode() == b.encode()
+
+
+def test_output_ids_are_raw_bytes_up_front() -> None:
+    record = StepRecord(
+        key="k", step="m:f", name="f", pipeline="m:p",
+        output_ids=("00" * 16, "ff" * 16), output_names=("a", "b"), fingerprint="x",
+    )  # fmt: skip
+    data = record.encode()
+    assert data[:3] == bytes([RECORD_VERSION]) + (2).to_bytes(2, "little")
+    assert data[3:35] == b"\x00" * 16 + b"\xff" * 16
+
+
+@pytest.mark.parametrize("version", [0, RECORD_VERSION + 1, 255])
+def test_an_unknown_record_version_is_refused(version: int) -> None:
+    step = StepRecord(
+        key="k", step="m:f", name="f", pipeline="m:p",
+        output_ids=("00" * 16,), output_names=("a",), fingerprint="x",
+    )  # fmt: skip
+    run = RunRecord("r", "m:p", {}, "completed", 0.0, 1.0, "e", ())
+    artifact = ArtifactRecord("c", "m@1", "builtins:int", {"f": FileEntry(1, inline=b"1")})
+    env = EnvRecord("e", "3.11", "CPython", "Linux", "x86_64", {})
+    cases = [
+        (step, StepRecord.decode),
+        (step, decode_output_ids),
+        (run, RunRecord.decode),
+        (artifact, ArtifactRecord.decode),
+        (env, EnvRecord.decode),
+    ]
+    for record, decode in cases:
+        data = bytes([version]) + record.encode()[1:]
+        with pytest.raises(ValueError, match=f"{RECORD_VERSION}"):
+            decode(data)
+
+
+@pytest.mark.parametrize("decode", [RunRecord.decode, ArtifactRecord.decode, EnvRecord.decode])
+def test_an_empty_record_is_refused(decode) -> None:
+    with pytest.raises(ValueError):
+        decode(b"")
