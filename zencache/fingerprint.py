@@ -71,6 +71,13 @@ def fingerprint(fn: Callable[..., Any]) -> Fingerprint:
 _FINGERPRINTS: dict[int, tuple[object, Fingerprint]] = {}
 
 
+def _main_module_name() -> str:
+    """A script run as __main__ is named after its file in part names, so that
+    `python flow.py` and `zencache run flow.py:p` agree on every fingerprint."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return os.path.splitext(os.path.basename(main_file))[0] if main_file else "__main__"
+
+
 # --- where code comes from ---------------------------------------------------------------
 
 _USER, _PYTHON, _ZENCACHE = "user", "python", "zencache"  # or "pkg:<top-level module>"
@@ -263,7 +270,11 @@ def _collect(root: object) -> Fingerprint:
                 seen.add(id(ref))
                 stack.append(_node_for(ref))
 
-    parts = {key: _one_value(values) for key, values in sorted(merged.items())}
+    main = _main_module_name()
+    parts = {
+        key.replace(":__main__:", f":{main}:", 1): _one_value(values)
+        for key, values in sorted(merged.items())
+    }
     hasher = Hasher("zencache/fingerprint/v1")
     for key, value in parts.items():
         hasher.text(key).text(value)

@@ -253,3 +253,22 @@ def test_seed_style_injected_steps_share_the_cache_rules(project: Project) -> No
     check_execution(project.run(), executed=[], cached=["loader", "doubler", "reporter"])
     project.edit("helpers.py", "return v * 2", "return v * 3")
     check_execution(project.run(), executed=["doubler", "reporter"], cached=["loader"])
+
+
+def test_script_run_as_main_shares_keys_with_the_imported_module(project: Project) -> None:
+    script = project.src / "flow.py"
+    script.write_text(
+        script.read_text()
+        + "\n\nif __name__ == '__main__':\n"
+        + "    import sys\n"
+        + "    run = flow().run(cache=sys.argv[1])\n"
+        + "    print(sorted(s.status for s in run.steps.values()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), str(project.cache)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['cached', 'cached', 'cached']"
