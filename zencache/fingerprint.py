@@ -271,10 +271,8 @@ def _collect(root: object) -> Fingerprint:
                 stack.append(_node_for(ref))
 
     main = _main_module_name()
-    parts = {
-        key.replace(":__main__:", f":{main}:", 1): _one_value(values)
-        for key, values in sorted(merged.items())
-    }
+    renamed = {key.replace(":__main__:", f":{main}:", 1): v for key, v in merged.items()}
+    parts = {key: _one_value(values) for key, values in sorted(renamed.items())}
     hasher = Hasher("zencache/fingerprint/v1")
     for key, value in parts.items():
         hasher.text(key).text(value)
