@@ -1,1 +1,456 @@
-"""Commands: to be written (see the CLI issue)."""
+"""Commands on a TARGET pipeline: `run`, `cache status`, `explain`, `dag`.
+
+Only presentation lives here: the target loader (target.py), the executors and
+status.py do the work. User code, numpy and the executors are imported inside
+the commands, so that `zencache --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import StepFailedError, ZencacheError
+from .app import cache_from, cache_group, main
+
+if TYPE_CHECKING:
+    from ..runs import Run, StepEvent
+    from ..status import Explanation, StepStatus
+    from .target import Target
+
+_PARAM_HELP = "A pipeline parameter; VALUE is JSON where it parses (0.01, true, [1,2]), else text."
+_SCALAR_TYPES = {
+    f"builtins:{name}" for name in ("int", "float", "bool", "str", "bytes", "NoneType", "complex")
+}
+_OUTPUT_SHOW_LIMIT = 1024  # bytes of stored artifact, and characters of repr, worth printing
+
+
+def _param_option(fn: Any) -> Any:
+    return click.option(
+        "-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help=_PARAM_HELP
+    )(fn)
+
+
+def _load(target: str, params: Sequence[str]) -> Target:
+    from .target import load_target
+
+    return load_target(target, params)
+
+
+# --- run --------------------------------------------------------------------------------------
+
+
+@main.command("run", short_help="Run a pipeline, reusing cached steps.")
+@click.argument("target")
+@_param_option
+@click.option(
+    "--no-cache", is_flag=True, help="Execute every step even when cached; results are stored."
+)
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    help="Where steps run: local (in this process).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="How many steps may run at once, for executors that run several.",
+)
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    target: str,
+    params: tuple[str, ...],
+    no_cache: bool,
+    executor: str,
+    workers: int | None,
+) -> None:
+    """Run the pipeline TARGET (module:pipeline or path/file.py:pipeline), reusing the cache.
+
+    \b
+    Examples:
+      zencache run examples/digits/pipeline.py:digits
+      zencache run examples/digits/pipeline.py:digits -p gamma=0.01
+      zencache run examples/digits/pipeline.py:seed_pipeline --no-cache
+    """
+    from ..executors import get_executor, run_pipeline
+
+    get_executor(executor)  # an unknown executor fails before user code is imported
+    loaded = _load(target, params)
+    cache = cache_from(ctx)
+    progress = _Progress(loaded, sys.stderr.isatty())
+    started = time.perf_counter()
+    try:
+        run = run_pipeline(
+            loaded.instance,
+            executor=executor,
+            max_workers=workers,
+            cache=cache,
+            force=no_cache,
+            progress=progress,
+            target=target,
+        )
+    except (KeyboardInterrupt, click.exceptions.Exit):
+        progress.close()
+        raise
+    except Exception as exc:
+        progress.close()
+        if progress.events:
+            _echo_table(_failed_rows(cache, loaded.instance.name, progress.events))
+        failed = [e.name for e in progress.events if e.status == "failed"]
+        if failed and not isinstance(exc, ZencacheError):
+            # A user materializer (or other user code around the step) raised: still
+            # the step's failure, not zencache's internal error.
+            raise StepFailedError(f"step {failed[0]!r} failed: {_last_line(exc)}") from exc
+        raise
+    progress.close()
+    _echo_table(_run_rows(run))
+    counts: dict[str, int] = {}
+    for step in run.steps.values():
+        counts[step.status] = counts.get(step.status, 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    elapsed = time.perf_counter() - started
+    click.echo(f"\nrun {run.run_id}: {run.status} ({summary}) in {_duration(elapsed)}")
+    shown = _small_output(run)
+    if shown is not None:
+        click.echo(f"output: {shown}")
+
+
+class _Progress:
+    """The run's progress callback: a live line on a TTY, else one plain line per step."""
+
+    def __init__(self, loaded: Target, tty: bool) -> None:
+        dag = loaded.instance.trace()
+        self.order = list(dag.invocations)
+        self.upstream = {name: inv.upstream for name, inv in dag.invocations.items()}
+        self.tty = tty
+        self.events: list[StepEvent] = []
+        self.finished: set[str] = set()
+        self._drawn = False
+        if tty:
+            self._draw(f"[0/{len(self.order)}] running {self._next() or '...'}")
+
+    def __call__(self, event: StepEvent) -> None:
+        self.events.append(event)
+        self.finished.add(event.name)
+        took = _duration(event.duration)
+        done = f"[{event.done}/{event.total}] {event.name} {event.status} ({took})"
+        if not self.tty:
+            click.echo(done, err=True)
+            return
+        upcoming = self._next()
+        self._draw(f"{done}; running {upcoming}" if upcoming else done)
+
+    def _next(self) -> str | None:
+        # What the local executor starts next: the first step whose upstreams finished.
+        for name in self.order:
+            if name not in self.finished and all(u in self.finished for u in self.upstream[name]):
+                return name
+        return None
+
+    def _draw(self, line: str) -> None:
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        click.echo("\r\x1b[K" + line[:width], err=True, nl=False)
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            click.echo("\r\x1b[K", err=True, nl=False)
+            self._drawn = False
+
+
+def _run_rows(run: Run) -> list[tuple[str, ...]]:
+    return [
+        (name, step.status, _duration(step.duration), step.key[:12] or "-")
+        for name, step in run.steps.items()
+    ]
+
+
+def _failed_rows(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> list[tuple[str, ...]]:
+    """The table of a run that raised: from its run record (written before the error
+    was raised) when the newest one is ours, else from the progress events, without keys."""
+    newest = cache.index.last("runs")
+    if newest is not None:
+        from ..records import RunRecord
+
+        record = RunRecord.decode(newest[1])
+        seen = [(s.name, s.status) for s in record.steps]
+        if record.pipeline == pipeline and seen == [(e.name, e.status) for e in events]:
+            return [
+                (s.name, s.status, _duration(s.duration), s.key[:12] or "-") for s in record.steps
+            ]
+    return [(e.name, e.status, _duration(e.duration), "-") for e in events]
+
+
+def _echo_table(rows: list[tuple[str, ...]]) -> None:
+    header = ("step", "status", "duration", "key")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [
+            row[0].ljust(widths[0]),
+            row[1].ljust(widths[1]),
+            row[2].rjust(widths[2]),
+            row[3],
+        ]
+        click.echo("  ".join(cells).rstrip())
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1.0:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def _small_output(run: Run) -> str | None:
+    """The pipeline output's repr when it is a few builtin scalars; big data is not loaded."""
+    refs = run.record.output
+    if not refs:
+        return None
+    index = run.cache.index
+    described = []
+    for ref in refs:
+        step_name, _, output = ref.rpartition(".")
+        content_id = run.steps[step_name].outputs.get(output)
+        record = None if content_id is None else index.get_artifact(content_id)
+        if record is None:
+            return None
+        if record.type_name not in _SCALAR_TYPES or record.size > _OUTPUT_SHOW_LIMIT:
+            described.append(f"{record.type_name.replace(':', '.')} ({record.size} bytes)")
+    if described:
+        return ", ".join(described) + " (not loaded; use Run.output() in Python)"
+    text = repr(run.output())
+    if len(text) > _OUTPUT_SHOW_LIMIT:
+        text = text[: _OUTPUT_SHOW_LIMIT - 3] + "..."
+    return text
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__
+
+
+# --- cache status -----------------------------------------------------------------------------
+
+
+@cache_group.command("status", short_help="Which steps are cached, stale (and why) or new.")
+@click.argument("target")
+@_param_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON list of {step, status, reasons}."
+)
+@click.pass_context
+def status_command(ctx: click.Context, target: str, params: tuple[str, ...], as_json: bool) -> None:
+    """Which steps of TARGET are cached, stale (and why) or new, without running anything.
+
+    \b
+    Example:
+      zencache cache status examples/digits/pipeline.py:digits -p gamma=0.01
+    """
+    statuses = _statuses(ctx, target, params)
+    if as_json:
+        click.echo(json.dumps([s.to_json() for s in statuses], indent=2))
+        return
+    width = max(len(s.step) for s in statuses)
+    for s in statuses:
+        line = f"{s.step.ljust(width)}  {s.status.ljust(6)}  {'; '.join(s.reasons)}"
+        click.echo(line.rstrip())
+
+
+def _statuses(ctx: click.Context, target: str, params: Sequence[str]) -> list[StepStatus]:
+    from ..status import pipeline_status
+
+    loaded = _load(target, params)
+    return pipeline_status(loaded.instance, cache_from(ctx))
+
+
+# --- explain ----------------------------------------------------------------------------------
+
+
+@main.command("explain", short_help="What makes a step's cache key; what changed.")
+@click.argument("target")
+@click.argument("step")
+@_param_option
+@click.option("--json", "as_json", is_flag=True, help="Print the breakdown as one JSON object.")
+@click.pass_context
+def explain_command(
+    ctx: click.Context, target: str, step: str, params: tuple[str, ...], as_json: bool
+) -> None:
+    """Show what makes STEP's cache key and what changed since its last run.
+
+    \b
+    Example:
+      zencache explain examples/digits/pipeline.py:digits svc_trainer -p gamma=0.01
+    """
+    from ..status import explain
+
+    loaded = _load(target, params)
+    result = explain(loaded.instance, cache_from(ctx), step)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    for line in _explain_lines(result):
+        click.echo(line)
+
+
+def _explain_lines(e: Explanation) -> list[str]:
+    s = e.status
+    lines = [
+        f"step {e.step} of pipeline {e.pipeline}: {s.status}",
+        f"  key        {s.key or '(not computable yet: an upstream step will run first)'}",
+        f"  identity   {e.identity}",
+    ]
+    code = e.code
+    if code["version"] is not None:
+        lines.append(f"  code       version:{code['version']} (pinned with @step(version=...))")
+    else:
+        lines.append(f"  code       fingerprint {code['fingerprint']}")
+        width = max((len(p) for p in code["parts"]), default=0)
+        lines += [f"    {part.ljust(width)}  {value}" for part, value in code["parts"].items()]
+    lines.append("  parameters" + ("" if e.params else "  (none)"))
+    width = max((len(n) for n in e.params), default=0)
+    for name, p in e.params.items():
+        lines.append(f"    {name.ljust(width)}  {p['hash']}  = {p['repr']}")
+    if e.ignored:
+        lines.append(f"    ignored (not in the key): {', '.join(e.ignored)}")
+    lines.append("  outputs" + ("" if e.outputs else "  (none)"))
+    width = max((len(o["name"]) for o in e.outputs), default=0)
+    lines += [f"    {o['name'].ljust(width)}  {o['materializer']}" for o in e.outputs]
+    lines.append("  inputs" + ("" if e.inputs else "  (none)"))
+    width = max((len(n) for n in e.inputs), default=0)
+    for name, i in e.inputs.items():
+        content = i["content_id"] or "(unknown until the upstream step runs)"
+        lines.append(f"    {name.ljust(width)}  <- {i['from']}  {content}")
+    lines.append(f"  static part of the key  {e.static}")
+    if e.previous is None:
+        lines.append("last recorded key: none (never run in this pipeline)")
+    else:
+        previous = e.previous
+        when = ""
+        if previous.get("created"):
+            when = time.strftime(" at %Y-%m-%d %H:%M:%S", time.localtime(previous["created"]))
+        run = f" (run {previous['run_id']}{when})" if previous.get("run_id") else ""
+        lines.append(f"last recorded key: {previous['key']}{run}")
+        if e.changes:
+            lines.append("changes since then:")
+            for change in e.changes:
+                lines.append(f"  - {change.message}")
+                if change.kind == "code" and change.before and change.after:
+                    lines.append(f"      {change.before} -> {change.after}")
+        elif s.status == "cached":
+            lines.append("changes since then: none")
+    if e.untracked:
+        lines.append("untracked (the fingerprint cannot see these; pin version= if they matter):")
+        lines += [f"  - {note}" for note in e.untracked]
+    return lines
+
+
+# --- dag --------------------------------------------------------------------------------------
+
+
+@main.command("dag", short_help="Draw a pipeline's steps with their cache status.")
+@click.argument("target")
+@_param_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "mermaid", "dot"]),
+    default="text",
+    show_default=True,
+    help="text for a terminal, mermaid for Markdown, dot for Graphviz.",
+)
+@click.pass_context
+def dag_command(ctx: click.Context, target: str, params: tuple[str, ...], fmt: str) -> None:
+    """Draw TARGET's steps, how artifacts flow between them, and each step's cache status.
+
+    \b
+    Examples:
+      zencache dag examples/digits/pipeline.py:digits
+      zencache dag examples/digits/pipeline.py:digits --format dot | dot -Tsvg > dag.svg
+    """
+    from ..status import pipeline_status
+    from ..steps import SINGLE_OUTPUT
+
+    loaded = _load(target, params)
+    dag = loaded.instance.trace()
+    statuses = {s.step: s.status for s in pipeline_status(loaded.instance, cache_from(ctx))}
+    edges: dict[tuple[str, str], list[str]] = {}
+    for inv in dag.invocations.values():
+        for name in sorted(inv.inputs):
+            handle = inv.inputs[name]
+            # A single output is called "output": the input's name says more.
+            same = handle.output in (name, SINGLE_OUTPUT)
+            label = name if same else f"{handle.output}->{name}"
+            edges.setdefault((handle.invocation, inv.name), []).append(label)
+    render = {"text": _dag_text, "mermaid": _dag_mermaid, "dot": _dag_dot}[fmt]
+    for line in render(dag.pipeline, list(dag.invocations), statuses, edges):
+        click.echo(line)
+
+
+_COLORS = {"cached": "#c8e6c9", "stale": "#ffe0b2", "new": "#bbdefb"}
+
+
+def _dag_text(
+    pipeline: str,
+    steps: list[str],
+    statuses: dict[str, str],
+    edges: dict[tuple[str, str], list[str]],
+) -> list[str]:
+    lines = [f"pipeline {pipeline}"]
+    width = max(len(s) for s in steps)
+    for step in steps:
+        inputs = [
+            f"{src} ({', '.join(labels)})" for (src, dst), labels in edges.items() if dst == step
+        ]
+        arrow = f"  <- {'; '.join(inputs)}" if inputs else ""
+        lines.append(f"  {step.ljust(width)}  {f'[{statuses[step]}]'.ljust(8)}{arrow}".rstrip())
+    return lines
+
+
+def _dag_mermaid(
+    pipeline: str,
+    steps: list[str],
+    statuses: dict[str, str],
+    edges: dict[tuple[str, str], list[str]],
+) -> list[str]:
+    ids = {step: f"s{i}" for i, step in enumerate(steps)}
+    lines = ["flowchart TD", f"  %% pipeline {pipeline}"]
+    for step in steps:
+        lines.append(f'  {ids[step]}["{step}<br/>{statuses[step]}"]:::{statuses[step]}')
+    for (src, dst), labels in edges.items():
+        lines.append(f'  {ids[src]} -->|"{", ".join(labels)}"| {ids[dst]}')
+    for status, color in _COLORS.items():
+        lines.append(f"  classDef {status} fill:{color},stroke:#555")
+    return lines
+
+
+def _dag_dot(
+    pipeline: str,
+    steps: list[str],
+    statuses: dict[str, str],
+    edges: dict[tuple[str, str], list[str]],
+) -> list[str]:
+    lines = [
+        f"digraph {json.dumps(pipeline)} {{",
+        "  rankdir=TB;",
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica"];',
+    ]
+    for step in steps:
+        label = json.dumps(f"{step}\n{statuses[step]}")
+        color = json.dumps(_COLORS[statuses[step]])
+        lines.append(f"  {json.dumps(step)} [label={label}, fillcolor={color}];")
+    for (src, dst), labels in edges.items():
+        lines.append(
+            f"  {json.dumps(src)} -> {json.dumps(dst)} [label={json.dumps(', '.join(labels))}];"
+        )
+    lines.append("}")
+    return lines
