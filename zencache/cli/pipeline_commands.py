@@ -128,12 +128,11 @@ class _Progress:
     """The run's progress callback: a live line on a TTY, else one plain line per step."""
 
     def __init__(self, loaded: Target, tty: bool) -> None:
-        dag = loaded.instance.trace()
-        self.order = list(dag.invocations)
-        self.upstream = {name: inv.upstream for name, inv in dag.invocations.items()}
+        self.order = list(loaded.instance.trace().invocations)
         self.tty = tty
         self.events: list[StepEvent] = []
         self.finished: set[str] = set()
+        self._cursor = 0  # everything before it has finished
         self._drawn = False
         if tty:
             self._draw(f"[0/{len(self.order)}] running {self._next() or '...'}")
@@ -150,11 +149,11 @@ class _Progress:
         self._draw(f"{done}; running {upcoming}" if upcoming else done)
 
     def _next(self) -> str | None:
-        # What the local executor starts next: the first step whose upstreams finished.
-        for name in self.order:
-            if name not in self.finished and all(u in self.finished for u in self.upstream[name]):
-                return name
-        return None
+        # The local executor runs steps in this (topological) order, so the step
+        # running now is the first one that has not finished.
+        while self._cursor < len(self.order) and self.order[self._cursor] in self.finished:
+            self._cursor += 1
+        return self.order[self._cursor] if self._cursor < len(self.order) else None
 
     def _draw(self, line: str) -> None:
         width = max(20, shutil.get_terminal_size().columns - 1)
