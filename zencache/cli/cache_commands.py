@@ -1,1 +1,370 @@
-"""Commands: to be written (see the CLI issue)."""
+"""`zencache cache ls | stats | gc | verify | clear`, and the table and size formats
+the other listing commands share. Formatting only: the decisions live in
+zencache.maintenance. Data goes to stdout, diagnostics to stderr.
+(`cache status` lives in pipeline_commands.)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from .. import maintenance
+from ..errors import UsageError
+from .app import cache_from, cache_group
+
+# --- shared formatting -----------------------------------------------------------------------
+
+SHORT = 12  # hex digits shown for ids in tables; 'lineage' accepts any unique prefix >= 8
+
+
+def short(identifier: str | None) -> str:
+    return identifier[:SHORT] if identifier else "-"
+
+
+def format_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()
+) -> str:
+    """Columns padded to their widest cell; `right` aligns numeric columns right."""
+    rows = [list(map(str, r)) for r in rows]
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    right = set(right)
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def human_time(timestamp: float) -> str:
+    if not timestamp:
+        return "-"
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def human_duration(seconds: float) -> str:
+    if seconds < 0.001:
+        return "<1 ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def note(message: str) -> None:
+    """A diagnostic: to stderr, so stdout stays data."""
+    click.echo(message, err=True)
+
+
+def _step_label(ref: maintenance.StepRef) -> str:
+    return f"{ref.name} ({ref.pipeline}, key {short(ref.key)})"
+
+
+# --- ls ----------------------------------------------------------------------------------------
+
+
+@cache_group.command("ls")
+@click.option("--step", "step", metavar="NAME", help="Only this step (name or module:qualname).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def ls_command(ctx: click.Context, step: str | None, as_json: bool) -> None:
+    """List the cached step entries: step, pipeline, key, outputs, size, created."""
+    entries = maintenance.ls(cache_from(ctx), step)
+    if as_json:
+        echo_json([e.to_json() for e in entries])
+        return
+    if not entries:
+        note(f"no step entries match {step!r}" if step else "no step entries in the cache")
+        return
+    rows = [
+        (
+            e.name,
+            e.pipeline,
+            short(e.key),
+            ", ".join(f"{o.name}={short(o.content_id)}" for o in e.outputs) or "-",
+            human_bytes(e.size),
+            human_time(e.created),
+        )
+        for e in entries
+    ]
+    click.echo(
+        format_table(("STEP", "PIPELINE", "KEY", "OUTPUTS", "SIZE", "CREATED"), rows, right={4})
+    )
+    total = sum(e.size for e in entries)
+    note(f"{plural(len(entries), 'step entry', 'step entries')}, {human_bytes(total)} of outputs")
+
+
+# --- stats -------------------------------------------------------------------------------------
+
+
+@cache_group.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def stats_command(ctx: click.Context, as_json: bool) -> None:
+    """Counts and sizes: entries, objects, bytes as materialized vs stored, dedupe."""
+    s = maintenance.stats(cache_from(ctx))
+    if as_json:
+        echo_json(s.to_json())
+        return
+    ratio = f"{s.dedupe_ratio:.2f}x" if s.dedupe_ratio is not None else "-"
+    rows = [
+        ("cache", s.path),
+        ("step entries", str(s.step_entries)),
+        ("artifacts", str(s.artifacts)),
+        ("runs", str(s.runs)),
+        ("environments", str(s.environments)),
+        ("objects", f"{s.objects} ({human_bytes(s.object_bytes)} on disk)"),
+        ("  referenced", f"{s.referenced_objects} ({human_bytes(s.referenced_object_bytes)})"),
+        (
+            "  unreferenced",
+            f"{s.unreferenced_objects} ({human_bytes(s.unreferenced_object_bytes)})"
+            + ("; 'zencache cache gc' deletes them" if s.unreferenced_objects else ""),
+        ),
+        ("inline files", f"{s.inline_files} ({human_bytes(s.inline_bytes)} in the index)"),
+        ("logical bytes", f"{human_bytes(s.logical_bytes)} (every artifact as materialized)"),
+        ("stored bytes", f"{human_bytes(s.stored_bytes)} (referenced objects + inline)"),
+        ("dedupe ratio", ratio),
+        ("temporary files", f"{s.temporary_files} ({human_bytes(s.temporary_bytes)})"),
+        ("index file", human_bytes(s.index_bytes)),
+    ]
+    if s.missing_objects:
+        rows.append(("missing objects", f"{s.missing_objects}; run 'zencache cache verify'"))
+    width = max(len(k) for k, _ in rows)
+    click.echo("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+
+
+# --- gc ----------------------------------------------------------------------------------------
+
+
+@cache_group.command("gc")
+@click.option(
+    "--keep-last",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Remove each pipeline's run records beyond its newest N, and what only they used.",
+)
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    help="Remove run records older than this (7d, 12h, 30m), and what only they used.",
+)
+@click.option(
+    "--grace",
+    default="10m",
+    show_default=True,
+    metavar="DURATION",
+    help="Spare objects and entries younger than this: a running pipeline may need them.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def gc_command(
+    ctx: click.Context,
+    keep_last: int | None,
+    older_than: str | None,
+    grace: str,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Delete what nothing kept references.
+
+    Without options every index entry is kept and only unreferenced objects
+    (and stale temporary files) are deleted. --keep-last and --older-than also
+    prune run records (given both, a run goes only when both say so), then the
+    step entries no kept run names (the latest of every step always stays),
+    the artifacts no kept step names, and finally their objects.
+    """
+    max_age = maintenance.parse_duration(older_than) if older_than is not None else None
+    report = maintenance.gc(
+        cache_from(ctx),
+        keep_last=keep_last,
+        older_than=max_age,
+        dry_run=dry_run,
+        grace=maintenance.parse_duration(grace),
+    )
+    if as_json:
+        echo_json(report.to_json())
+        return
+    remove, delete = ("would remove", "would delete") if dry_run else ("removed", "deleted")
+    if keep_last is not None or max_age is not None:
+        click.echo(
+            f"{remove} {plural(len(report.runs), 'run')}, "
+            f"{plural(len(report.steps), 'step entry', 'step entries')}, "
+            f"{plural(len(report.artifacts), 'artifact record')}, "
+            f"{plural(len(report.environments), 'environment record')}"
+        )
+    click.echo(
+        f"{delete} {plural(report.objects, 'object')} ({human_bytes(report.object_bytes)}) "
+        f"and {plural(report.temporary_files, 'temporary file')} "
+        f"({human_bytes(report.temporary_bytes)})"
+    )
+    click.echo(
+        f"kept {plural(report.kept_runs, 'run')}, "
+        f"{plural(report.kept_steps, 'step entry', 'step entries')}, "
+        f"{plural(report.kept_artifacts, 'artifact')}, {plural(report.kept_objects, 'object')}"
+    )
+    if report.spared_objects:
+        note(
+            f"spared {plural(report.spared_objects, 'unreferenced object')} "
+            f"({human_bytes(report.spared_bytes)}) younger than {grace}: a running pipeline "
+            "may be about to reference them (--grace 0 includes them)"
+        )
+
+
+# --- verify ------------------------------------------------------------------------------------
+
+
+@cache_group.command("verify")
+@click.option("--repair", is_flag=True, help="Drop the entries that depend on damage.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def verify_command(ctx: click.Context, repair: bool, as_json: bool) -> None:
+    """Re-hash every object and check every artifact and step entry.
+
+    Exits 1 naming what is missing or corrupt. With --repair, drops the artifact
+    records and step entries that depend on it and deletes the damaged files, so
+    the next run re-executes exactly those steps; exits 0 when all is repaired.
+    """
+    report = maintenance.verify(cache_from(ctx), repair=repair)
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        _print_verify(report)
+    if report.ok:
+        return
+    missing = [d.object_id for d in report.objects if d.problem == "missing"]
+    corrupt = [d.object_id for d in report.objects if d.problem == "corrupt"]
+    named = ", ".join((corrupt + missing)[:3]) + (" ..." if len(report.objects) > 3 else "")
+    facts = f"{len(corrupt)} corrupt and {len(missing)} missing objects"
+    if named:
+        facts += f" ({named})"
+    facts += (
+        f", {plural(len(report.artifacts), 'damaged artifact record')}, "
+        f"{plural(len(report.steps), 'damaged step entry', 'damaged step entries')}"
+    )
+    note(
+        f"error: verify found {facts}; run 'zencache cache verify --repair' to drop what "
+        "depends on them (the next run recomputes it)"
+    )
+    ctx.exit(1)
+
+
+def _print_verify(report: maintenance.VerifyReport) -> None:
+    click.echo(
+        f"checked {plural(report.objects_checked, 'object')} "
+        f"({human_bytes(report.bytes_checked)}), "
+        f"{plural(report.artifacts_checked, 'artifact')}, "
+        f"{plural(report.steps_checked, 'step entry', 'step entries')} "
+        f"in {human_duration(report.seconds)}"
+    )
+    for damaged in report.objects:
+        users = ", ".join(_step_label(s) for s in damaged.steps) or "no step entry"
+        click.echo(
+            f"{damaged.problem} object {damaged.object_id}: "
+            f"{plural(len(damaged.artifacts), 'artifact')}; steps: {users}"
+        )
+    for artifact in report.artifacts:
+        click.echo(f"damaged artifact {artifact.content_id}: {'; '.join(artifact.reasons)}")
+    for step in report.steps:
+        click.echo(f"damaged step entry {_step_label(step.entry)}: {'; '.join(step.reasons)}")
+    if not report.damaged:
+        click.echo("no damage found")
+    elif report.repair is not None:
+        fixed = report.repair
+        click.echo(
+            f"repaired: dropped {plural(len(fixed.artifacts), 'artifact record')} and "
+            f"{plural(len(fixed.steps), 'step entry', 'step entries')}, deleted "
+            f"{plural(len(fixed.objects), 'damaged object file')}"
+        )
+        if fixed.steps:
+            names = ", ".join(_step_label(s) for s in fixed.steps)
+            click.echo(f"the next run re-executes: {names}")
+
+
+# --- clear -------------------------------------------------------------------------------------
+
+
+@cache_group.command("clear")
+@click.argument("step", required=False)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def clear_command(ctx: click.Context, step: str | None, yes: bool) -> None:
+    """Remove every entry and object, or the step entries of one STEP.
+
+    Clearing one step keeps its objects for 'zencache cache gc' to delete and
+    keeps the run records as history; its next run re-executes it. Asks for
+    confirmation on a terminal; elsewhere pass --yes.
+    """
+    cache = cache_from(ctx)
+    if step is not None:
+        entries = maintenance.ls(cache, step)
+        if not entries:
+            maintenance.clear(cache, step)  # raises the error that lists the known steps
+        what = f"the {plural(len(entries), 'step entry', 'step entries')} of {step!r}"
+    else:
+        s = maintenance.stats(cache)
+        what = (
+            f"everything ({plural(s.step_entries, 'step entry', 'step entries')}, "
+            f"{plural(s.runs, 'run')}, {plural(s.objects, 'object')}, "
+            f"{human_bytes(s.object_bytes)})"
+        )
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"refusing to clear {what} from {cache.path} without confirmation (stdin is "
+                "not a terminal); pass --yes"
+            )
+        if not click.confirm(f"Remove {what} from {cache.path}?", default=False, err=True):
+            note("nothing removed")
+            ctx.exit(1)
+    report = maintenance.clear(cache, step)
+    if step is None:
+        click.echo(
+            f"removed {plural(len(report.steps), 'step entry', 'step entries')}, "
+            f"{plural(report.artifacts, 'artifact record')}, {plural(report.runs, 'run')}, "
+            f"{plural(report.objects, 'object')} ({human_bytes(report.object_bytes)})"
+        )
+        return
+    click.echo(
+        f"removed {plural(len(report.steps), 'step entry', 'step entries')} of {step!r}, "
+        f"{plural(report.artifacts, 'artifact record')} only they produced and "
+        f"{plural(len(report.latest), 'latest pointer')}"
+    )
+    note("their objects stay until 'zencache cache gc' deletes them")

@@ -1,0 +1,193 @@
+"""What a cache holds: `stats` (counts, bytes as materialized vs stored, dedupe)
+and `ls` (the step entries). Read-only; imports the maintenance snapshot, cache,
+records and hashing, and prints nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lmdb
+
+from ..cache import Cache
+from ..hashing import ContentId
+from .snapshot import (
+    db_items,
+    decode_artifacts,
+    decode_steps,
+    matches,
+    open_index,
+    output_ids,
+    read,
+    temporary_files,
+)
+
+# --- stats ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """Sizes of a cache. Identities that hold by construction:
+
+    objects = referenced_objects + unreferenced_objects (same for *_bytes);
+    stored_bytes = referenced_object_bytes + inline_bytes;
+    dedupe_ratio = logical_bytes / stored_bytes.
+    """
+
+    path: str
+    step_entries: int
+    artifacts: int
+    runs: int
+    environments: int
+    objects: int  # object files on disk
+    object_bytes: int
+    referenced_objects: int  # ... that some artifact record references
+    referenced_object_bytes: int
+    unreferenced_objects: int  # ... that none does: what gc may delete
+    unreferenced_object_bytes: int
+    missing_objects: int  # referenced but absent ('cache verify' says more)
+    inline_files: int  # small files kept inside artifact records in the index
+    inline_bytes: int
+    logical_bytes: int  # every artifact once, as its materializer wrote it
+    output_bytes: int  # every step entry's outputs, an artifact once per entry naming it
+    stored_bytes: int  # what holding the artifacts costs: referenced objects + inline
+    dedupe_ratio: float | None  # logical / stored; None for an empty cache
+    temporary_files: int
+    temporary_bytes: int
+    index_bytes: int  # index.lmdb's data file (LMDB never shrinks it; it reuses freed pages)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stats(cache: Cache) -> CacheStats:
+    index = open_index(cache)
+    store = cache.store
+
+    def snapshot(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, bytes]], ...]:
+        return db_items(txn, index, "steps"), db_items(txn, index, "artifacts")
+
+    step_pairs, artifact_pairs = read(index, snapshot)
+    counts = {db: index.count(db) for db in ("runs", "envs")}
+    artifacts = decode_artifacts(artifact_pairs)
+    referenced: set[ContentId] = set()
+    inline_files = inline_bytes = logical = 0
+    for record in artifacts.values():
+        logical += record.size
+        for entry in record.files.values():
+            if entry.inline is not None:
+                inline_files += 1
+                inline_bytes += entry.size
+            else:
+                referenced.update(entry.chunks)
+    output_bytes = 0
+    for key, value in step_pairs:
+        for content_id in output_ids(key, value):
+            found = artifacts.get(content_id)
+            output_bytes += found.size if found is not None else 0
+    objects = object_bytes = ref_objects = ref_bytes = 0
+    for object_id, size in store.iter_objects():
+        objects += 1
+        object_bytes += size
+        if object_id in referenced:
+            ref_objects += 1
+            ref_bytes += size
+    temporary = temporary_files(store)
+    stored = ref_bytes + inline_bytes
+    data_file = cache.path / "index.lmdb" / "data.mdb"
+    return CacheStats(
+        path=str(cache.path),
+        step_entries=len(step_pairs),
+        artifacts=len(artifacts),
+        runs=counts["runs"],
+        environments=counts["envs"],
+        objects=objects,
+        object_bytes=object_bytes,
+        referenced_objects=ref_objects,
+        referenced_object_bytes=ref_bytes,
+        unreferenced_objects=objects - ref_objects,
+        unreferenced_object_bytes=object_bytes - ref_bytes,
+        missing_objects=len(referenced) - ref_objects,
+        inline_files=inline_files,
+        inline_bytes=inline_bytes,
+        logical_bytes=logical,
+        output_bytes=output_bytes,
+        stored_bytes=stored,
+        dedupe_ratio=round(logical / stored, 4) if stored else None,
+        temporary_files=len(temporary),
+        temporary_bytes=sum(info.st_size for _, info in temporary),
+        index_bytes=data_file.stat().st_size if data_file.exists() else 0,
+    )
+
+
+# --- ls ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutputInfo:
+    name: str
+    content_id: ContentId
+    size: int | None  # None when its artifact record is gone
+    materializer: str
+    type_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepEntry:
+    key: str
+    name: str
+    pipeline: str
+    step: str
+    fingerprint: str
+    outputs: tuple[OutputInfo, ...]
+    size: int
+    created: float
+    duration: float
+    run_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ls(cache: Cache, step: str | None = None) -> list[StepEntry]:
+    """The step entries (of one step, when named), by pipeline, step, newest first."""
+    index = open_index(cache)
+
+    def snapshot(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, bytes]], ...]:
+        return db_items(txn, index, "steps"), db_items(txn, index, "artifacts")
+
+    step_pairs, artifact_pairs = read(index, snapshot)
+    artifacts = decode_artifacts(artifact_pairs)
+    entries = []
+    for record in decode_steps(step_pairs).values():
+        if step is not None and not matches(record, step):
+            continue
+        outputs = []
+        for name, content_id in zip(record.output_names, record.output_ids, strict=False):
+            found = artifacts.get(content_id)
+            outputs.append(
+                OutputInfo(
+                    name,
+                    content_id,
+                    found.size if found else None,
+                    found.materializer if found else record.materializers.get(name, ""),
+                    found.type_name if found else "",
+                )
+            )
+        entries.append(
+            StepEntry(
+                key=record.key,
+                name=record.name,
+                pipeline=record.pipeline,
+                step=record.step,
+                fingerprint=record.fingerprint,
+                outputs=tuple(outputs),
+                size=sum(o.size or 0 for o in outputs),
+                created=record.created,
+                duration=record.duration,
+                run_id=record.run_id,
+            )
+        )
+    entries.sort(key=lambda e: (e.pipeline, e.name, -e.created, e.key))
+    return entries

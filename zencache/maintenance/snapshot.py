@@ -1,0 +1,140 @@
+"""Reading a cache for maintenance: one consistent snapshot, records decoded with
+a message that says what to do when one is damaged, and the small helpers the
+other maintenance modules share. Imports cache, index, records, store, errors.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import lmdb
+
+from ..cache import Cache
+from ..errors import CacheError, CorruptIndexError
+from ..hashing import ContentId
+from ..index import Index
+from ..records import ArtifactRecord, RunRecord, StepRecord, decode_output_ids
+from ..store import ObjectStore
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StepRef:
+    """Enough to name a step entry in a report."""
+
+    key: str
+    name: str
+    pipeline: str
+    step: str
+
+    @classmethod
+    def of(cls, record: StepRecord) -> StepRef:
+        return cls(record.key, record.name, record.pipeline, record.step)
+
+
+def open_index(cache: Cache) -> Index:
+    """The cache's index, refusing to create a cache that does not exist."""
+    if not cache.exists():
+        raise CacheError(f"no cache at {cache.path}; run a pipeline first or pass --cache-dir")
+    return cache.index
+
+
+def read(index: Index, fn: Callable[[lmdb.Transaction], T]) -> T:
+    """`fn` in one read transaction: a consistent snapshot across databases."""
+    while True:
+        try:
+            with index.env.begin() as txn:
+                return fn(txn)
+        except lmdb.MapResizedError:
+            index.env.set_mapsize(0)  # another process grew the map: adopt its size
+
+
+def db_items(txn: lmdb.Transaction, index: Index, db: str) -> list[tuple[bytes, bytes]]:
+    return list(txn.cursor(db=index.db(db)).iternext())
+
+
+def decode_step(key: bytes, value: bytes) -> StepRecord:
+    try:
+        return StepRecord.decode(value)
+    except (ValueError, TypeError, KeyError, struct.error) as exc:
+        raise CorruptIndexError(
+            f"step entry {key.decode(errors='replace')} in the index cannot be read ({exc}); "
+            "run 'zencache cache verify --repair' to drop it"
+        ) from exc
+
+
+def output_ids(key: bytes, value: bytes) -> tuple[ContentId, ...]:
+    """A step entry's output ids without parsing the rest of it (a slice, no JSON)."""
+    try:
+        return decode_output_ids(value)
+    except (ValueError, struct.error):
+        return decode_step(key, value).output_ids  # raises the error that says what to do
+
+
+def decode_artifact(key: bytes, value: bytes) -> ArtifactRecord:
+    try:
+        return ArtifactRecord.decode(value)
+    except (ValueError, TypeError, KeyError, struct.error) as exc:
+        raise CorruptIndexError(
+            f"artifact record {key.decode(errors='replace')} in the index cannot be read "
+            f"({exc}); run 'zencache cache verify --repair' to drop it"
+        ) from exc
+
+
+def decode_run(key: bytes, value: bytes) -> RunRecord:
+    try:
+        return RunRecord.decode(value)
+    except (ValueError, TypeError, KeyError, struct.error) as exc:
+        raise CorruptIndexError(
+            f"run record {key.decode(errors='replace')} in the index cannot be read ({exc}); "
+            "delete the cache folder's index.lmdb if this persists"
+        ) from exc
+
+
+def decode_steps(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, StepRecord]:
+    return {k.decode(): decode_step(k, v) for k, v in pairs}
+
+
+def decode_artifacts(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, ArtifactRecord]:
+    return {k.decode(): decode_artifact(k, v) for k, v in pairs}
+
+
+def matches(record: StepRecord, step: str) -> bool:
+    """A step is named by invocation name, identity (module:qualname) or bare qualname."""
+    return step in (record.name, record.step, record.step.rpartition(":")[2])
+
+
+def unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def mtime(path: os.PathLike[str] | str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def ref_order(ref: StepRef) -> tuple[str, str, str]:
+    return (ref.pipeline, ref.name, ref.key)
+
+
+def temporary_files(store: ObjectStore) -> list[tuple[Path, os.stat_result]]:
+    """Temporary files with their stat; a writer may rename one away at any moment."""
+    found = []
+    for path in store.iter_temporary():
+        try:
+            found.append((path, os.stat(path)))
+        except FileNotFoundError:
+            continue
+    return found

@@ -1,0 +1,241 @@
+"""`verify`: re-hash every object, check every artifact's chunks and every step's
+outputs, and with `repair` drop what depends on damage so that the next run
+re-executes exactly the steps that lost their outputs. One snapshot read, one
+pass over the files, one write transaction. Imports the maintenance snapshot,
+cache, index, records, errors and materializers.artifacts (artifact ids).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import lmdb
+
+from ..cache import Cache
+from ..errors import CorruptIndexError, CorruptObjectError, MissingObjectError
+from ..hashing import ContentId
+from ..index import Index
+from ..materializers.artifacts import artifact_id
+from ..records import ArtifactRecord, StepRecord
+from .snapshot import StepRef, db_items, decode_artifact, decode_step, open_index, read, ref_order
+
+# --- verify and repair ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DamagedObject:
+    object_id: ContentId
+    problem: str  # missing | corrupt
+    artifacts: tuple[ContentId, ...]  # artifact records that reference it
+    steps: tuple[StepRef, ...]  # step entries whose outputs depend on it
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DamagedArtifact:
+    content_id: ContentId
+    reasons: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DamagedStep:
+    entry: StepRef
+    reasons: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """What `verify(repair=True)` dropped, so the next run re-executes those steps."""
+
+    artifacts: tuple[ContentId, ...]
+    steps: tuple[StepRef, ...]
+    objects: tuple[ContentId, ...]  # damaged files deleted, so a rerun rewrites them
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    objects_checked: int
+    bytes_checked: int
+    artifacts_checked: int
+    steps_checked: int
+    unreferenced_objects: int
+    objects: tuple[DamagedObject, ...]
+    artifacts: tuple[DamagedArtifact, ...]
+    steps: tuple[DamagedStep, ...]
+    repair: Repair | None = None
+    seconds: float = 0.0
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.objects or self.artifacts or self.steps)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing damaged, or everything damaged was repaired."""
+        return not self.damaged or self.repair is not None
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["damaged"] = self.damaged
+        out["ok"] = self.ok
+        return out
+
+
+def verify(cache: Cache, repair: bool = False) -> VerifyReport:
+    """Re-hash every object; check that every artifact's chunks and every step's
+    outputs exist. With `repair`, drop what depends on damage (one write
+    transaction) and delete the damaged files, so the next run re-executes
+    exactly the steps whose outputs were lost."""
+    started = time.perf_counter()
+    index = open_index(cache)
+    store = cache.store
+
+    def snapshot(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, bytes]], ...]:
+        return db_items(txn, index, "steps"), db_items(txn, index, "artifacts")
+
+    step_pairs, artifact_pairs = read(index, snapshot)
+
+    artifact_reasons: dict[ContentId, list[str]] = defaultdict(list)
+    artifacts: dict[ContentId, ArtifactRecord] = {}
+    for key, value in artifact_pairs:
+        content_id = key.decode()
+        try:
+            record = decode_artifact(key, value)
+        except CorruptIndexError:
+            artifact_reasons[content_id].append("its index record cannot be decoded")
+            continue
+        artifacts[content_id] = record
+        if record.content_id != content_id or (
+            artifact_id(record.materializer, record.files) != content_id
+        ):
+            artifact_reasons[content_id].append(
+                "its index record does not match its id (inline bytes or manifest damaged)"
+            )
+
+    users: dict[ContentId, list[ContentId]] = defaultdict(list)  # object -> artifacts
+    for content_id, record in artifacts.items():
+        for object_id in record.object_ids():
+            users[object_id].append(content_id)
+
+    # Objects: one pass over the files, re-hashing each; then the referenced ids
+    # no file answered for are missing.
+    problems: dict[ContentId, str] = {}
+    checked = checked_bytes = 0
+    listed: set[ContentId] = set()
+    for object_id, size in store.iter_objects():
+        listed.add(object_id)
+        try:
+            store.verify(object_id)
+        except CorruptObjectError:
+            problems[object_id] = "corrupt"
+        except MissingObjectError:
+            listed.discard(object_id)  # deleted since listing (a concurrent gc): judged below
+            continue
+        checked += 1
+        checked_bytes += size
+    for object_id in users.keys() - listed:
+        if not store.path(object_id).exists():  # not written since we listed
+            problems[object_id] = "missing"
+    for object_id, problem in problems.items():
+        for content_id in users.get(object_id, ()):
+            artifact_reasons[content_id].append(f"{problem} object {object_id}")
+
+    step_reasons: dict[str, list[str]] = defaultdict(list)
+    step_refs: dict[str, StepRef] = {}
+    records: dict[str, StepRecord] = {}
+    for key, value in step_pairs:
+        step_key = key.decode()
+        try:
+            record = decode_step(key, value)
+        except CorruptIndexError:
+            step_refs[step_key] = StepRef(step_key, "?", "?", "?")
+            step_reasons[step_key].append("its index entry cannot be decoded")
+            continue
+        step_refs[step_key] = StepRef.of(record)
+        records[step_key] = record
+        for name, content_id in zip(record.output_names, record.output_ids, strict=False):
+            if content_id in artifact_reasons:
+                step_reasons[step_key].append(f"output {name!r} ({content_id}) is damaged")
+            elif content_id not in artifacts:
+                step_reasons[step_key].append(
+                    f"output {name!r} ({content_id}) has no artifact record"
+                )
+
+    depends: dict[ContentId, list[StepRef]] = defaultdict(list)  # artifact -> its steps
+    for record in records.values():
+        for content_id in record.output_ids:
+            if content_id in artifact_reasons:
+                depends[content_id].append(StepRef.of(record))
+
+    def steps_of(artifact_ids: Iterable[ContentId]) -> tuple[StepRef, ...]:
+        found = {ref for c in artifact_ids for ref in depends.get(c, ())}
+        return tuple(sorted(found, key=ref_order))
+
+    damaged_objects = tuple(
+        DamagedObject(
+            object_id,
+            problem,
+            tuple(sorted(users.get(object_id, ()))),
+            steps_of(users.get(object_id, ())),
+        )
+        for object_id, problem in sorted(problems.items())
+    )
+    report = VerifyReport(
+        objects_checked=checked,
+        bytes_checked=checked_bytes,
+        artifacts_checked=len(artifact_pairs),
+        steps_checked=len(step_pairs),
+        unreferenced_objects=len(listed - users.keys()),
+        objects=damaged_objects,
+        artifacts=tuple(DamagedArtifact(c, tuple(r)) for c, r in sorted(artifact_reasons.items())),
+        steps=tuple(
+            DamagedStep(step_refs[k], tuple(r))
+            for k, r in sorted(step_reasons.items(), key=lambda kv: ref_order(step_refs[kv[0]]))
+        ),
+    )
+    repaired = _repair(cache, index, report) if repair and report.damaged else None
+    return replace(report, repair=repaired, seconds=round(time.perf_counter() - started, 3))
+
+
+def _repair(cache: Cache, index: Index, report: VerifyReport) -> Repair:
+    artifact_ids = [a.content_id for a in report.artifacts]
+    step_keys = [s.entry.key for s in report.steps]
+
+    def drop(txn: lmdb.Transaction) -> tuple[list[ContentId], list[StepRef]]:
+        artifacts_db, steps_db = index.db("artifacts"), index.db("steps")
+        dropped_artifacts = [c for c in artifact_ids if txn.delete(c.encode(), db=artifacts_db)]
+        refs = {s.entry.key: s.entry for s in report.steps}
+        dropped_steps = [refs[k] for k in step_keys if txn.delete(k.encode(), db=steps_db)]
+        return dropped_artifacts, dropped_steps
+
+    dropped_artifacts, dropped_steps = index.transact(drop)
+    # Files last: the index no longer points at them. A damaged file is re-checked
+    # first, since a concurrent run may have rewritten it meanwhile.
+    deleted: list[ContentId] = []
+    store = cache.store
+    for damaged in report.objects:
+        if damaged.problem != "corrupt":
+            continue
+        try:
+            store.verify(damaged.object_id)
+        except CorruptObjectError:
+            if store.delete(damaged.object_id):
+                deleted.append(damaged.object_id)
+        except MissingObjectError:
+            pass
+    return Repair(tuple(dropped_artifacts), tuple(dropped_steps), tuple(deleted))
