@@ -94,6 +94,9 @@ class Tracer:
         self.pipeline = pipeline
         self.invocations: dict[str, Invocation] = {}
         self.last_unpacked: OutputHandles | None = None
+        # The next suffix to try per base name: a pipeline calling one step 10,000
+        # times would otherwise probe inc_2, inc_3, ... for every call (quadratic).
+        self._next_suffix: dict[str, int] = {}
 
     @contextlib.contextmanager
     def active(self) -> Iterator[Tracer]:
@@ -163,9 +166,10 @@ class Tracer:
     def _unique(self, base: str) -> str:
         if base not in self.invocations:
             return base
-        n = 2
+        n = self._next_suffix.get(base, 2)
         while f"{base}_{n}" in self.invocations:
             n += 1
+        self._next_suffix[base] = n + 1
         return f"{base}_{n}"
 
     def _check_handle(self, handle: ArtifactHandle, step: str, arg: str) -> None:
