@@ -41,10 +41,16 @@ class PlannedStep:
 
 def plan(dag: Dag) -> list[PlannedStep]:
     """Static key parts of every invocation, in topological order."""
-    return [plan_invocation(dag.pipeline, inv) for inv in dag.invocations.values()]
+    # A step invoked many times with the same parameters has the same static parts:
+    # computed once per plan (the registry and fingerprints cannot change meanwhile).
+    shared: dict[Any, Any] = {}
+    return [plan_invocation(dag.pipeline, inv, shared) for inv in dag.invocations.values()]
 
 
-def plan_invocation(pipeline: str, inv: Invocation) -> PlannedStep:
+def plan_invocation(
+    pipeline: str, inv: Invocation, shared: dict[Any, Any] | None = None
+) -> PlannedStep:
+    """`shared` memoizes per-step work across the invocations of one plan."""
     step = inv.step
     options = step.options
     params: dict[str, str] = {}
@@ -59,17 +65,23 @@ def plan_invocation(pipeline: str, inv: Invocation) -> PlannedStep:
                 f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step {inv.name!r}: {exc}"
             ) from exc
         reprs[name] = _short_repr(value)
-    materializers = output_materializers(step)
-    outputs = tuple(
-        (name, RUNTIME_MATERIALIZER if m is None else m.identity())
-        for name, m in materializers.items()
-    )
-    if options.version is not None:
-        fp, code = None, f"version:{options.version}"
-    else:
-        fp = fingerprint(step.fn)
-        code = fp.digest
-    parts = KeyParts.make(step.identity, code, params, outputs)
+    memo = (step, tuple(params.items()))
+    found = None if shared is None else shared.get(memo)
+    if found is None:
+        materializers = output_materializers(step)
+        outputs = tuple(
+            (name, RUNTIME_MATERIALIZER if m is None else m.identity())
+            for name, m in materializers.items()
+        )
+        if options.version is not None:
+            fp, code = None, f"version:{options.version}"
+        else:
+            fp = fingerprint(step.fn)
+            code = fp.digest
+        found = (KeyParts.make(step.identity, code, params, outputs), fp, materializers)
+        if shared is not None:
+            shared[memo] = found
+    parts, fp, materializers = found
     return PlannedStep(inv, parts, fp, materializers, reprs, tuple(sorted(inv.inputs)))
 
 
