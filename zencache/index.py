@@ -48,14 +48,7 @@ class Index:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            self.env = lmdb.open(
-                str(self.path),
-                map_size=map_size,
-                max_dbs=len(DATABASES) + 1,
-                metasync=False,
-                readahead=False,
-                max_readers=254,
-            )
+            self.env = self._open_env(map_size)
         except lmdb.InvalidError as exc:
             raise CorruptIndexError(
                 f"{self.path} is not a zencache index (damaged or foreign LMDB file); "
@@ -236,6 +229,20 @@ class Index:
             f"cannot write the index at {self.path}: the disk is full ({exc}); free space or "
             "run 'zencache cache gc'; entries committed before are intact"
         )
+
+    def _open_env(self, map_size: int) -> lmdb.Environment:
+        while True:
+            try:
+                return lmdb.open(
+                    str(self.path),
+                    map_size=map_size,
+                    max_dbs=len(DATABASES) + 1,
+                    metasync=False,
+                    readahead=False,
+                    max_readers=254,
+                )
+            except lmdb.MapResizedError:
+                continue  # another process grew the map between sizing it and reading it
 
     def _open_dbs(self) -> dict[str, lmdb._Database]:
         while True:

@@ -4,7 +4,7 @@ refusal of record versions this zencache does not know."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zencache.records import (
@@ -17,6 +17,9 @@ from zencache.records import (
     StepRun,
     decode_output_ids,
 )
+
+# Pure CPU, but the deadline is wall time: a loaded CI machine must not fail it.
+no_deadline = settings(deadline=None)
 
 ids = st.binary(min_size=16, max_size=16).map(bytes.hex)
 names = st.text(min_size=1, max_size=12)
@@ -107,6 +110,7 @@ env_records = st.builds(
 
 
 @given(step_records())
+@no_deadline
 def test_step_records_round_trip(record: StepRecord) -> None:
     data = record.encode()
     assert StepRecord.decode(data) == record
@@ -115,16 +119,19 @@ def test_step_records_round_trip(record: StepRecord) -> None:
 
 
 @given(artifact_records)
+@no_deadline
 def test_artifact_records_round_trip(record: ArtifactRecord) -> None:
     assert ArtifactRecord.decode(record.encode()) == record
 
 
 @given(run_records)
+@no_deadline
 def test_run_records_round_trip(record: RunRecord) -> None:
     assert RunRecord.decode(record.encode()) == record
 
 
 @given(env_records)
+@no_deadline
 def test_env_records_round_trip(record: EnvRecord) -> None:
     assert EnvRecord.decode(record.encode()) == record
 
