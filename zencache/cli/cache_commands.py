@@ -118,7 +118,7 @@ def ls_command(ctx: click.Context, step: str | None, as_json: bool) -> None:
             e.name,
             e.pipeline,
             short(e.key),
-            ", ".join(f"{o.name}={short(o.content_id)}" for o in e.outputs) or "-",
+            outputs_cell([(o.name, o.content_id) for o in e.outputs]),
             human_bytes(e.size),
             human_time(e.created),
         )
@@ -129,6 +129,14 @@ def ls_command(ctx: click.Context, step: str | None, as_json: bool) -> None:
     )
     total = sum(e.size for e in entries)
     note(f"{plural(len(entries), 'step entry', 'step entries')}, {human_bytes(total)} of outputs")
+
+
+def outputs_cell(outputs: Sequence[tuple[str, str]], shown: int = 2) -> str:
+    """`name=id` for the first outputs; steps with many would widen every row."""
+    cells = [f"{name}={short(content_id)}" for name, content_id in outputs[:shown]]
+    if len(outputs) > shown:
+        cells.append(f"+{len(outputs) - shown} more")
+    return ", ".join(cells) or "-"
 
 
 # --- stats -------------------------------------------------------------------------------------
@@ -364,7 +372,7 @@ def clear_command(ctx: click.Context, step: str | None, yes: bool) -> None:
         return
     click.echo(
         f"removed {plural(len(report.steps), 'step entry', 'step entries')} of {step!r}, "
-        f"{plural(report.artifacts, 'artifact record')} only they produced and "
-        f"{plural(len(report.latest), 'latest pointer')}"
+        f"{plural(len(report.latest), 'latest pointer')} and "
+        f"{plural(report.artifacts, 'artifact record')} no other entry names"
     )
     note("their objects stay until 'zencache cache gc' deletes them")

@@ -17,6 +17,7 @@ from .cache_commands import (
     human_duration,
     human_time,
     note,
+    outputs_cell,
     plural,
     short,
 )
@@ -144,7 +145,7 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
                 s.status,
                 human_duration(s.duration),
                 short(s.key),
-                ", ".join(f"{n}={short(c)}" for n, c in s.outputs.items()) or "-",
+                outputs_cell(list(s.outputs.items())),
                 params if entry else ("-" if s.status in ("failed", "skipped") else "(gone)"),
             )
         )

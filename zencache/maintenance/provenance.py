@@ -222,11 +222,17 @@ def lineage(cache: Cache, ref: str) -> Lineage:
                 )
             output, content_id = output_name, step_run.outputs[output_name]
         root_record = steps.get(step_run.key)
+        if root_record is None and step_run.status not in ("executed", "cached"):
+            raise UsageError(
+                f"step {step_name!r} of run {run.run_id} did not complete (status "
+                f"{step_run.status}), so it has no outputs; 'zencache runs show "
+                f"{run.run_id}' says why"
+            )
         if root_record is None:
             raise UsageError(
-                f"step {step_name!r} of run {run.run_id} (key {step_run.key or 'none'}, status "
-                f"{step_run.status}) has no entry in the cache any more (removed by gc, clear "
-                "or verify --repair, or it never completed); rerun the pipeline to record it"
+                f"step {step_name!r} of run {run.run_id} (key {step_run.key}) is no longer in "
+                "the cache (removed by gc, clear or verify --repair); rerun the pipeline to "
+                "record it again"
             )
     else:
         content_id = _resolve_content_id(cache, index, ref, producers)
