@@ -498,3 +498,22 @@ def test_help_is_light_and_python_m_works(tmp_path: Path) -> None:
     assert result.returncode == 0
     for command in ("run", "explain", "dag", "cache"):
         assert f"  {command} " in result.stdout
+
+
+def test_click_usage_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "zencache"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "cache",
+            "gc",
+            "--keep-last",
+            "-1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "--keep-last" in done.stderr and "--help" in done.stderr

@@ -27,13 +27,21 @@ class ZencacheGroup(click.Group):
         except ZencacheError as exc:
             _report(ctx, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             ctx.exit(exc.exit_code)
+        except click.UsageError as exc:
+            # click's own three-line usage message, folded into our one-line shape
+            where = exc.ctx.command_path if exc.ctx else "zencache"
+            _report(ctx, f"{exc.format_message()} (see '{where} --help')")
+            ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
             click.echo("interrupted; what finished is cached", err=True)
             ctx.exit(130)
         except Exception as exc:
-            _report(ctx, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)")
+            _report(
+                ctx,
+                f"internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)",
+            )
             ctx.exit(1)
 
 
