@@ -96,20 +96,26 @@ class PipelineInstance:
 
     def run(
         self,
-        executor: str = "local",
+        executor: Any = "local",
         max_workers: int | None = None,
         *,
+        scheduler: Any = None,
         cache: Cache | str | None = None,
         force: bool = False,
         progress: Callable[[StepEvent], None] | None = None,
     ) -> Run:
-        """Execute what is not cached and return the Run. `force=True` ignores hits."""
+        """Execute what is not cached and return the Run. `force=True` ignores hits.
+
+        `executor`: "local", "processes", "dask" or an Executor instance;
+        `scheduler`: a Dask scheduler address or distributed.Client (executor "dask").
+        """
         from .executors import run_pipeline  # the executor layer sits above this one
 
         return run_pipeline(
             self,
             executor=executor,
             max_workers=max_workers,
+            scheduler=scheduler,
             cache=cache if isinstance(cache, Cache) else Cache(cache),
             force=force,
             progress=progress,

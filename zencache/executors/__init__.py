@@ -1,53 +1,104 @@
 """Executors: where and when steps run. They share runner.py's caching core.
 
-`local` runs in-process. An executor is a function `execute(runner, max_workers)`
-that calls `runner.run_step` (or the runner's lookup/commit pieces) for every
-planned step in an order that respects the DAG.
+`local` runs in-process; `processes` runs independent steps in parallel worker
+processes (joblib's loky); `dask` runs them on a Dask distributed cluster. Each
+is an `Executor` (base.py) whose `execute(runner)` calls the runner's pieces for
+every planned step in an order that respects the DAG; the parallel ones share
+scheduler.py (the driver) and worker.py (what a worker does). Their modules
+import joblib and dask only when a run first needs a worker.
 """
 
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from ..cache import Cache
 from ..errors import UsageError
 from ..plan import plan
+from .base import Executor
 from .runner import Progress, Runner
 
 if TYPE_CHECKING:
     from ..pipeline import PipelineInstance
     from ..runs import Run
 
-EXECUTORS = {"local": "zencache.executors.local"}
+EXECUTORS = {
+    "local": "zencache.executors.local",
+    "processes": "zencache.executors.processes",
+    "dask": "zencache.executors.dask",
+}
+
+
+def _module(name: str) -> ModuleType:
+    module = EXECUTORS.get(name) if isinstance(name, str) else None
+    if module is None:
+        raise UsageError(
+            f"unknown executor {name!r}; choose one of {', '.join(sorted(EXECUTORS))}, "
+            "or pass an Executor instance"
+        )
+    loaded = importlib.import_module(module)
+    check = getattr(loaded, "check_available", None)
+    if check is not None:
+        check()  # e.g. dask not installed: say so before any user code runs
+    return loaded
 
 
 def get_executor(name: str) -> Callable[[Runner, int | None], None]:
-    module = EXECUTORS.get(name)
-    if module is None:
-        raise UsageError(f"unknown executor {name!r}; choose one of {', '.join(sorted(EXECUTORS))}")
-    return importlib.import_module(module).execute
+    """The function `execute(runner, max_workers)` of a named executor."""
+    return _module(name).execute
+
+
+def make_executor(
+    executor: str | Executor = "local", max_workers: int | None = None, scheduler: Any = None
+) -> Executor:
+    """An Executor from `run()`'s arguments: a name, or an instance used as it is."""
+    if isinstance(executor, Executor):
+        if max_workers is not None or scheduler is not None:
+            raise UsageError(
+                "max_workers and scheduler are options of a named executor; pass them to "
+                f"the constructor of {type(executor).__qualname__} instead"
+            )
+        return executor
+    module = _module(executor)
+    if scheduler is not None:
+        if executor != "dask":
+            raise UsageError(
+                f"a Dask scheduler was given, but the executor is {executor!r}; choose "
+                "executor 'dask' to run on a Dask cluster"
+            )
+        return module.EXECUTOR(scheduler, max_workers)
+    return module.EXECUTOR(max_workers=max_workers)
 
 
 def run_pipeline(
     instance: PipelineInstance,
     *,
-    executor: str = "local",
+    executor: str | Executor = "local",
     max_workers: int | None = None,
+    scheduler: Any = None,
     cache: Cache,
     force: bool = False,
     progress: Progress | None = None,
     target: str = "",
 ) -> Run:
     """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed."""
-    execute = get_executor(executor)
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise UsageError(
+            f"pipeline {instance.name!r} was run while a new process was importing the main "
+            "script (multiprocessing's spawn, which Dask's LocalCluster uses, re-imports it); "
+            'put the code that runs the pipeline under `if __name__ == "__main__":`'
+        )
+    chosen = make_executor(executor, max_workers, scheduler)
     dag = instance.trace()
     planned = plan(dag)
     params = {name: repr(value) for name, value in instance.params.items()}
     runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
     try:
-        execute(runner, max_workers)
+        chosen.execute(runner)
     except KeyboardInterrupt:
         runner.finish("interrupted")
         raise

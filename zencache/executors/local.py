@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from .base import Executor, check_workers
 from .runner import Runner
 
 
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        check_workers(max_workers)  # accepted for a uniform signature; one step at a time
+
+    def execute(self, runner: Runner) -> None:
+        for ps in runner.planned.values():
+            runner.run_step(ps)
+
+
+EXECUTOR = LocalExecutor
+
+
 def execute(runner: Runner, max_workers: int | None = None) -> None:
-    for ps in runner.planned.values():
-        runner.run_step(ps)
+    LocalExecutor(max_workers).execute(runner)

@@ -6,6 +6,9 @@ lookup: no data is loaded. A miss loads its inputs (from memory when produced
 in this run, else from the store; a damaged input re-executes its producer),
 runs the step, writes its objects durably, then commits its artifact and step
 records in one transaction. The run record is written once, at the end.
+The miss path comes in halves that other processes can share: `decide` and
+`record` stay in the driver (the only writer of the index), while `call_step`
+and `materialize` also run in the workers of the parallel executors (worker.py).
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from ..index import Op
 from ..keys import cache_key
 from ..materializers import registry
 from ..materializers.artifacts import load_artifact, save_artifact
+from ..materializers.base import BaseMaterializer
 from ..plan import PlannedStep
 from ..records import ArtifactRecord, RunRecord, StepRecord, StepRun
 from ..runs import Run, StepEvent
+from ..store import ObjectStore
 from .leases import Leases
 
 log = logging.getLogger(__name__)
@@ -122,8 +127,11 @@ class Runner:
         error = f"not run: upstream step {upstream!r} did not complete"
         self._finish(StepRun(ps.name, ps.step.identity, "", "skipped", 0.0, {}, error))
 
-    def record_failure(self, ps: PlannedStep, key: str, exc: BaseException, started: float) -> None:
-        text = "".join(traceback.format_exception(exc))
+    def record_failure(
+        self, ps: PlannedStep, key: str, exc: BaseException, started: float, text: str = ""
+    ) -> None:
+        """`text`: the traceback when `exc` was raised elsewhere (in a worker process)."""
+        text = text or "".join(traceback.format_exception(exc))
         self._failures.append((ps.name, exc))
         self._finish(
             StepRun(
@@ -149,17 +157,28 @@ class Runner:
     def run_step(self, ps: PlannedStep) -> None:
         """Everything for one step, in this process: the local executor's unit of work."""
         started = time.perf_counter()
+        key = self.decide(ps, started)
+        if key is not None:
+            self.execute_here(ps, key, started)
+
+    def decide(self, ps: PlannedStep, started: float) -> str | None:
+        """Skip, hit or miss. A miss returns its key (with its lease held when it caches);
+        skips and hits are recorded here and return None. No data is loaded."""
         upstream = self.blocked_by(ps)
         if upstream is not None:
             self.record_skip(ps, upstream)
-            return
+            return None
         key = self.key(ps)
         hit = self.lookup(ps, key)
         if hit is None and self.uses_cache(ps):
             hit = self.leases.acquire(key)
         if hit is not None:
             self.record_hit(ps, key, hit, started)
-            return
+            return None
+        return key
+
+    def execute_here(self, ps: PlannedStep, key: str, started: float) -> None:
+        """A miss, in this process: load inputs, call, materialize, record."""
         try:
             inputs = self.load_inputs(ps)
             new_key = self.key(ps)  # a re-executed damaged input may have changed an id
@@ -175,15 +194,11 @@ class Runner:
             self.record_failure(ps, key, exc, started)
             return
         self._release_inputs(ps)
+        self.record_executed(ps, key, time.perf_counter() - started)
+
+    def record_executed(self, ps: PlannedStep, key: str, duration: float) -> None:
         self._finish(
-            StepRun(
-                ps.name,
-                ps.step.identity,
-                key,
-                "executed",
-                time.perf_counter() - started,
-                self.ids[ps.name],
-            )
+            StepRun(ps.name, ps.step.identity, key, "executed", duration, self.ids[ps.name])
         )
 
     def load_inputs(self, ps: PlannedStep) -> dict[str, Any]:
@@ -212,23 +227,21 @@ class Runner:
 
     def call(self, ps: PlannedStep, inputs: dict[str, Any]) -> dict[str, Any]:
         """Run the step's function and check what it returned against its outputs."""
-        try:
-            returned = ps.step.fn(**inputs, **ps.invocation.params)
-        except Exception as exc:
-            raise StepFailedError(
-                f"step {ps.name!r} raised {type(exc).__name__}: {exc}",
-                step=ps.name,
-                traceback_text="".join(traceback.format_exception(exc)),
-            ) from exc
-        return split_outputs(ps, returned)
+        return call_step(ps.name, ps.step, inputs, ps.invocation.params)
 
     def commit(self, ps: PlannedStep, key: str, outputs: dict[str, Any], duration: float) -> None:
         """Write the outputs' objects (durable on return), then their records in one txn."""
-        artifacts: list[ArtifactRecord] = []
+        self.record(ps, key, materialize(self.store, ps.materializers, outputs), duration)
         for name, value in outputs.items():
-            materializer = ps.materializers[name] or registry.for_value(value)
-            artifacts.append(save_artifact(self.store, value, materializer))
-        ids = {name: a.content_id for name, a in zip(outputs, artifacts, strict=True)}
+            if self._remaining_consumers.get(ps.name) or (ps.name, name) in self._keep:
+                self.values[(ps.name, name)] = value
+
+    def record(
+        self, ps: PlannedStep, key: str, artifacts: dict[str, ArtifactRecord], duration: float
+    ) -> None:
+        """Commit a step's artifact and step records (its objects already durable), and
+        release its lease, in one transaction. Local and worker-executed steps share it."""
+        ids = {name: a.content_id for name, a in artifacts.items()}
         record = StepRecord(
             key=key,
             step=ps.step.identity,
@@ -240,20 +253,19 @@ class Runner:
             code_parts=dict(ps.fingerprint.parts) if ps.fingerprint else {},
             params={n: {"hash": h, "repr": ps.param_reprs[n]} for n, h in ps.parts.params},
             inputs={n: self.ids[h.invocation][h.output] for n, h in ps.invocation.inputs.items()},
-            materializers={n: a.materializer for n, a in zip(outputs, artifacts, strict=True)},
+            materializers={n: a.materializer for n, a in artifacts.items()},
             untracked=ps.fingerprint.untracked if ps.fingerprint else (),
             run_id=self.run_id,
             created=time.time(),
             duration=duration,
         )
-        ops: list[Op] = [("artifacts", a.content_id.encode(), a.encode()) for a in artifacts]
+        ops: list[Op] = [
+            ("artifacts", a.content_id.encode(), a.encode()) for a in artifacts.values()
+        ]
         ops.append(("steps", key.encode(), record.encode()))
         ops.extend(self.leases.release_ops(key))
         self.index.write(ops)
         self.ids[ps.name] = ids
-        for name, value in outputs.items():
-            if self._remaining_consumers.get(ps.name) or (ps.name, name) in self._keep:
-                self.values[(ps.name, name)] = value
 
     def _release_inputs(self, ps: PlannedStep) -> None:
         for upstream in ps.invocation.upstream:
@@ -309,13 +321,43 @@ class Runner:
         return run
 
 
-def split_outputs(ps: PlannedStep, returned: Any) -> dict[str, Any]:
+def call_step(
+    name: str, step: Any, inputs: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Call a step's function on loaded inputs and check what it returned.
+
+    Shared by this process's runner and the workers of the parallel executors.
+    """
+    try:
+        returned = step.fn(**inputs, **params)
+    except Exception as exc:
+        raise StepFailedError(
+            f"step {name!r} raised {type(exc).__name__}: {exc}",
+            step=name,
+            traceback_text="".join(traceback.format_exception(exc)),
+        ) from exc
+    return split_outputs(name, step.outputs, returned)
+
+
+def materialize(
+    store: ObjectStore,
+    materializers: dict[str, type[BaseMaterializer] | None],
+    outputs: dict[str, Any],
+) -> dict[str, ArtifactRecord]:
+    """Write each output's objects (durable on return); the records are committed later."""
+    artifacts: dict[str, ArtifactRecord] = {}
+    for name, value in outputs.items():
+        materializer = materializers[name] or registry.for_value(value)
+        artifacts[name] = save_artifact(store, value, materializer)
+    return artifacts
+
+
+def split_outputs(name: str, specs: tuple[Any, ...], returned: Any) -> dict[str, Any]:
     """Map a step's return value onto its declared outputs, checking count and types."""
-    specs = ps.step.outputs
     if not specs:
         if returned is not None:
             raise StepOutputError(
-                f"step {ps.name!r} is declared to return None but returned "
+                f"step {name!r} is declared to return None but returned "
                 f"{type(returned).__name__}; declare its return type"
             )
         return {}
@@ -329,13 +371,13 @@ def split_outputs(ps: PlannedStep, returned: Any) -> dict[str, Any]:
                 else type(returned).__name__
             )
             raise StepOutputError(
-                f"step {ps.name!r} must return {len(specs)} values "
+                f"step {name!r} must return {len(specs)} values "
                 f"({', '.join(s.name for s in specs)}) but returned {got}; return a tuple in that order"
             )
         values = tuple(returned)
     outputs = {}
     for spec, value in zip(specs, values, strict=True):
-        _check_type(ps.name, spec.name, spec.declared, value)
+        _check_type(name, spec.name, spec.declared, value)
         outputs[spec.name] = value
     return outputs
 

@@ -1,0 +1,322 @@
+"""The driver loop of the parallel executors: decide in the driver, execute in a pool.
+
+A step becomes ready when all its upstream steps are settled (cached, executed,
+failed or skipped). The driver decides every ready step at once, as the local
+executor does (key, index lookup, lease), so hits never reach a worker; a miss
+is queued and sent to the pool as soon as a slot is free, not in waves. Workers
+load inputs from the object store and write outputs to it; the driver commits
+what they return (`Runner.record`) and is the only writer of the index. The
+pool is opened on the first miss, so a fully cached run starts no worker.
+
+When a worker process dies (killed, out of memory, a crash in native code), a
+process pool loses every task it was running. A task that was alone in the pool
+is the culprit and fails; several lost at once are retried, each alone, until
+the culprit is found; the others finish. What does not depend on a failed step
+goes on; what does is skipped. Imports the runner and the worker's messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import StepFailedError
+from ..materializers import registry
+from ..plan import PlannedStep
+from ..records import StepRun
+from .runner import Runner
+from .worker import StepTask, TaskResult, step_reference
+
+log = logging.getLogger(__name__)
+
+
+class Pool(Protocol):
+    """Somewhere to run StepTasks: a loky process pool, a Dask client."""
+
+    capacity: int  # tasks in flight at most
+    broken: tuple[type[BaseException], ...]  # outcomes that mean the pool lost every task
+
+    def submit(self, task: StepTask) -> Any: ...
+
+    def wait(
+        self, handles: list[Any], every: bool = False
+    ) -> list[tuple[Any, TaskResult | BaseException]]:
+        """Some (at least one) or `every` finished handle with its outcome."""
+        ...
+
+    def describe(self, exc: BaseException) -> str:
+        """Why a task failed outside the step's own code, for the step's error."""
+        ...
+
+    def close(self, kill: bool) -> None: ...
+
+
+@dataclass(slots=True)
+class _Flight:
+    ps: PlannedStep
+    key: str
+    started: float
+
+
+@dataclass(slots=True)
+class Stats:
+    """What a parallel run cost outside the steps: for tests and benchmarks."""
+
+    pools_opened: int = 0
+    tasks_sent: int = 0
+    crashes: int = 0
+
+
+def run_parallel(runner: Runner, open_pool: Callable[[], Pool], stats: Stats) -> None:
+    scheduler = _Scheduler(runner, open_pool, stats)
+    try:
+        scheduler.run()
+    finally:
+        scheduler.close()
+
+
+class _Scheduler:
+    def __init__(self, runner: Runner, open_pool: Callable[[], Pool], stats: Stats) -> None:
+        self.runner = runner
+        self.open_pool = open_pool
+        self.stats = stats
+        self.pool: Pool | None = None
+        self.undecided = list(runner.planned.values())  # topological order
+        self.queue: deque[_Flight] = deque()
+        self.running: dict[Any, _Flight] = {}
+        # Keys this run is executing: a second invocation with the same key waits
+        # for the first and then hits, instead of waiting on its own lease.
+        self.busy: set[str] = set()
+        self.parked: dict[str, list[PlannedStep]] = {}
+        self.suspects: set[str] = set()
+        self.references: dict[int, Any] = {}
+
+    def run(self) -> None:
+        while True:
+            before = (len(self.undecided), len(self.queue), len(self.runner.results))
+            self._decide_ready()
+            self._send()
+            if not self.running:
+                # A step settled here (a failed send, a repair) may have made others ready.
+                if (len(self.undecided), len(self.queue), len(self.runner.results)) == before:
+                    break
+                continue
+            pool = self._pool()
+            outcomes = pool.wait(list(self.running))
+            if any(isinstance(o, pool.broken) for _, o in outcomes):
+                outcomes = pool.wait(list(self.running), every=True)
+                self._settle_crash(outcomes, pool)
+                continue
+            for handle, outcome in outcomes:
+                self._settle(self.running.pop(handle), outcome)
+        if self.undecided or self.queue:
+            stuck = ", ".join(ps.name for ps in self.undecided) or self.queue[0].ps.name
+            raise AssertionError(f"scheduler stopped with steps left undecided: {stuck}")
+
+    # --- the driver's half --------------------------------------------------------------------
+
+    def _decide_ready(self) -> None:
+        """One pass in topological order settles every hit whose upstreams are settled,
+        including those made ready by hits earlier in the same pass."""
+        runner = self.runner
+        results = runner.results
+        waiting: list[PlannedStep] = []
+        for ps in self.undecided:
+            if not all(u in results for u in ps.invocation.upstream):
+                waiting.append(ps)
+                continue
+            caches = runner.uses_cache(ps) and runner.blocked_by(ps) is None
+            if caches:
+                key = runner.key(ps)
+                if key in self.busy:
+                    self.parked.setdefault(key, []).append(ps)
+                    continue
+            started = time.perf_counter()
+            missed = runner.decide(ps, started)
+            if missed is not None:
+                if caches:
+                    self.busy.add(missed)
+                self.queue.append(_Flight(ps, missed, started))
+        self.undecided = waiting
+
+    def _send(self) -> None:
+        while self.queue:
+            flight = self._next_sendable()
+            if flight is None:
+                return
+            self._submit(flight)
+
+    def _next_sendable(self) -> _Flight | None:
+        if any(f.ps.name in self.suspects for f in self.running.values()):
+            return None  # a suspect runs alone
+        suspect = next((f for f in self.queue if f.ps.name in self.suspects), None)
+        if suspect is not None:
+            if self.running:
+                return None
+            self.queue.remove(suspect)
+            return suspect
+        if len(self.running) >= self._pool().capacity:
+            return None
+        return self.queue.popleft()
+
+    def _submit(self, flight: _Flight) -> None:
+        runner, ps = self.runner, flight.ps
+        try:
+            task = self._task(flight)
+        except Exception as exc:
+            self._fail(flight, exc)
+            return
+        if task is None:  # an input lost its index record: repair it in this process
+            runner.execute_here(ps, flight.key, flight.started)
+            self._done(flight.key)
+            return
+        try:
+            handle = self._pool().submit(task)
+        except Exception as exc:
+            self._fail(
+                flight,
+                StepFailedError(
+                    f"cannot send step {ps.name!r} to a worker: {type(exc).__name__}: {exc}; "
+                    "its function, parameters and materializers must pickle (define the step "
+                    "at module level), or run it with executor='local'",
+                    step=ps.name,
+                ),
+            )
+            return
+        self.stats.tasks_sent += 1
+        self.running[handle] = flight
+
+    def _task(self, flight: _Flight) -> StepTask | None:
+        runner, ps = self.runner, flight.ps
+        records = {}
+        for name, handle in ps.invocation.inputs.items():
+            record = runner.index.get_artifact(runner.ids[handle.invocation][handle.output])
+            if record is None:
+                return None
+            records[name] = record
+        identities = sorted({r.materializer for r in records.values()})
+        step = ps.step
+        reference = self.references.get(id(step))
+        if reference is None:
+            reference = self.references[id(step)] = step_reference(step)
+        return StepTask(
+            name=ps.name,
+            step=reference,
+            params=dict(ps.invocation.params),
+            inputs=records,
+            input_materializers=tuple(registry.by_identity(i) for i in identities),
+            materializers=dict(ps.materializers),
+            store=str(runner.store.root),
+            chunk_size=runner.store.chunk_size,
+        )
+
+    # --- outcomes -------------------------------------------------------------------------------
+
+    def _settle(self, flight: _Flight, outcome: TaskResult | BaseException) -> None:
+        runner, ps, key = self.runner, flight.ps, flight.key
+        if isinstance(outcome, BaseException):
+            message = self._pool().describe(outcome)
+            self._fail(flight, StepFailedError(f"step {ps.name!r}: {message}", step=ps.name))
+            return
+        if outcome.damaged_input:
+            # The driver re-reads the input, finds the damage itself, re-executes its
+            # producer and rewrites the objects (Runner.value), then runs this step here.
+            runner.execute_here(ps, key, flight.started)
+        elif outcome.error is not None:
+            self._fail(flight, outcome.error, outcome.traceback_text)
+            return
+        else:
+            try:
+                for category, message in outcome.warnings:
+                    warnings.warn(message, category, stacklevel=2)
+                runner.record(ps, key, outcome.artifacts, outcome.duration)
+            except Exception as exc:
+                self._fail(flight, exc)
+                return
+            runner.record_executed(ps, key, outcome.duration)
+        self._done(key)
+
+    def _settle_crash(
+        self, outcomes: list[tuple[Any, TaskResult | BaseException]], pool: Pool
+    ) -> None:
+        self.stats.crashes += 1
+        lost: list[_Flight] = []
+        for handle, outcome in outcomes:
+            flight = self.running.pop(handle)
+            if isinstance(outcome, pool.broken):
+                lost.append(flight)
+            else:
+                self._settle(flight, outcome)
+        self._close_pool(kill=True)
+        if len(lost) == 1:
+            flight = lost[0]
+            why = _first_broken(outcomes, pool)
+            self._fail(
+                flight,
+                StepFailedError(
+                    f"step {flight.ps.name!r} did not finish: {why}; rerun the pipeline to "
+                    "retry it (what finished is cached)",
+                    step=flight.ps.name,
+                ),
+            )
+            return
+        names = ", ".join(f.ps.name for f in lost)
+        log.warning("a worker process died while running %s; retrying each alone", names)
+        self.suspects.update(f.ps.name for f in lost)
+        self.queue.extendleft(reversed(lost))
+
+    def _fail(self, flight: _Flight, exc: BaseException, text: str = "") -> None:
+        self.runner.leases.release(flight.key)
+        self.runner.record_failure(flight.ps, flight.key, exc, flight.started, text)
+        self._done(flight.key)
+
+    def _done(self, key: str) -> None:
+        """The key is settled: invocations waiting on it are decided again (and hit)."""
+        self.busy.discard(key)
+        self.undecided[:0] = self.parked.pop(key, [])
+
+    # --- the pool -------------------------------------------------------------------------------
+
+    def _pool(self) -> Pool:
+        if self.pool is None:
+            self.pool = self.open_pool()
+            self.stats.pools_opened += 1
+        return self.pool
+
+    def _close_pool(self, kill: bool) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.close(kill)
+
+    def close(self) -> None:
+        """Release what this run still holds; kill workers when leaving early."""
+        leaving_early = bool(self.running or self.queue)
+        for flight in [*self.running.values(), *self.queue]:
+            self.runner.leases.release(flight.key)
+        for flight in self.running.values():
+            # Left early (Ctrl-C): the run record names the steps it stopped, as local does.
+            ps = flight.ps
+            self.runner.results[ps.name] = StepRun(
+                ps.name,
+                ps.step.identity,
+                flight.key,
+                "interrupted",
+                time.perf_counter() - flight.started,
+                {},
+                "interrupted while running in a worker",
+            )
+        self.running.clear()
+        self.queue.clear()
+        self._close_pool(kill=leaving_early)
+
+
+def _first_broken(outcomes: list[tuple[Any, TaskResult | BaseException]], pool: Pool) -> str:
+    for _, outcome in outcomes:
+        if isinstance(outcome, pool.broken):
+            return pool.describe(outcome)
+    return ""

@@ -1,0 +1,173 @@
+"""What a worker process does for one step: inputs from the store, call, outputs to the store.
+
+The parallel executors (processes.py, dask.py) send a `StepTask` and get back a
+`TaskResult`: the outputs' ArtifactRecords (small: ids, sizes, chunk lists), never
+the values. Workers read and write the content-addressed object store directly,
+so large arrays do not travel through pipes; the index is the driver's alone.
+Imports the runner's pure halves (`call_step`, `materialize`); no joblib, no dask.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import socket
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import (
+    CorruptObjectError,
+    MissingObjectError,
+    StepFailedError,
+    StoreError,
+    ZencacheError,
+)
+from ..materializers.artifacts import load_artifact
+from ..materializers.base import BaseMaterializer
+from ..records import ArtifactRecord
+from ..store import ObjectStore
+from .runner import call_step, materialize
+
+
+@dataclass(frozen=True, slots=True)
+class StepRef:
+    """A step defined at module level in an importable module: sent by name, imported
+    by the worker (as pickle sends functions), so its code is not pickled per task."""
+
+    module: str
+    qualname: str
+
+    def resolve(self) -> Any:
+        try:
+            obj: Any = importlib.import_module(self.module)
+        except ImportError as exc:
+            raise StepFailedError(
+                f"worker on {socket.gethostname()} cannot import module {self.module!r} of step "
+                f"{self.qualname!r} ({exc}); workers need the pipeline's code importable: "
+                "the same packages, and the project folder on their PYTHONPATH"
+            ) from exc
+        for part in self.qualname.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+def step_reference(step: Any) -> Any:
+    """What to send for `step`: a StepRef when the worker can import it by name, else the
+    Step itself, which cloudpickle sends by value (steps in `__main__`, in a function,
+    or in a module loaded under another name)."""
+    fn = step.fn
+    module = sys.modules.get(fn.__module__)
+    spec = getattr(module, "__spec__", None)
+    if module is None or fn.__module__ == "__main__" or spec is None:
+        return step
+    if spec.name != fn.__module__ or "<locals>" in fn.__qualname__:
+        return step
+    obj: Any = module
+    for part in fn.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+    return StepRef(fn.__module__, fn.__qualname__) if obj is step else step
+
+
+@dataclass(frozen=True, slots=True)
+class StepTask:
+    name: str  # the invocation name, for messages
+    step: Any  # a StepRef, or the Step itself
+    params: dict[str, Any]
+    inputs: dict[str, ArtifactRecord]
+    # Unpickling a class imports (or defines) its module, which registers it, so
+    # the worker can load inputs written by a materializer its step never imports.
+    input_materializers: tuple[type[BaseMaterializer], ...]
+    materializers: dict[str, type[BaseMaterializer] | None]
+    store: str  # the object store's root; the same path must be valid on the worker
+    chunk_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    artifacts: dict[str, ArtifactRecord] = field(default_factory=dict)
+    duration: float = 0.0
+    error: BaseException | None = None
+    traceback_text: str = ""
+    damaged_input: str = ""  # an input whose objects are missing or corrupt: the driver repairs
+    warnings: tuple[tuple[type[Warning], str], ...] = ()
+    pid: int = 0
+
+
+_stores: dict[tuple[str, int], ObjectStore] = {}
+
+
+def run_task(task: StepTask) -> TaskResult:
+    """The body of every worker task. Never raises for the step's own errors: they come
+    back in the result, so that whatever a user's exception holds need not pickle."""
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _run(task, started)
+    if not caught:
+        return result
+    seen = tuple(dict.fromkeys((w.category, str(w.message)) for w in caught))
+    return TaskResult(
+        result.artifacts,
+        result.duration,
+        result.error,
+        result.traceback_text,
+        result.damaged_input,
+        seen,
+        result.pid,
+    )
+
+
+def _run(task: StepTask, started: float) -> TaskResult:
+    pid = os.getpid()
+    try:
+        step = task.step.resolve() if isinstance(task.step, StepRef) else task.step
+        store = _store(task.store, task.chunk_size)
+        types = step.input_types
+        inputs = {}
+        for name, record in task.inputs.items():
+            try:
+                inputs[name] = load_artifact(store, record, types.get(name))
+            except (CorruptObjectError, MissingObjectError):
+                return TaskResult(damaged_input=name, pid=pid)
+        outputs = call_step(task.name, step, inputs, task.params)
+        artifacts = materialize(store, task.materializers, outputs)
+    except Exception as exc:
+        text = "".join(traceback.format_exception(exc))  # what the local runner records
+        return TaskResult(error=_portable(task.name, exc), traceback_text=text, pid=pid)
+    return TaskResult(artifacts, time.perf_counter() - started, pid=pid)
+
+
+def _store(root: str, chunk_size: int) -> ObjectStore:
+    store = _stores.get((root, chunk_size))
+    if store is None:
+        if not Path(root).is_dir():
+            raise StoreError(
+                f"the object store {root} does not exist on worker host {socket.gethostname()}; "
+                "workers need the cache directory on storage they share with the driver, "
+                "mounted at the same path (see docs/executors.md)"
+            )
+        store = _stores[(root, chunk_size)] = ObjectStore(root, chunk_size=chunk_size)
+    return store
+
+
+def _portable(name: str, exc: Exception) -> BaseException:
+    """`exc` if it survives pickling (zencache's own errors do), else a StepFailedError
+    that says what it was: a user's exception class may not exist or pickle in the driver."""
+    if isinstance(exc, ZencacheError):
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            pass
+        else:
+            return exc
+    return StepFailedError(
+        f"step {name!r} raised {type(exc).__name__}: {exc}",
+        step=name,
+        traceback_text="".join(traceback.format_exception(exc)),
+    )
