@@ -39,6 +39,10 @@ class StepRecord:
     run_id: str = ""
     created: float = 0.0
     duration: float = 0.0
+    # For audits: every parameter's value (ignored ones too) in a pickle-free
+    # tagged encoding (materializers/params.py), and the file of the step's module.
+    param_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    module_file: str = ""
 
     def encode(self) -> bytes:
         head = _COUNT.pack(RECORD_VERSION, len(self.output_ids))
@@ -147,6 +151,9 @@ class RunRecord:
     output: tuple[str, ...] = ()  # "step.output" references of the pipeline's return value
     output_is_tuple: bool = False
     target: str = ""  # how the pipeline was named when run (module:name), if known
+    # Where the user's code was importable from, so that an audit can import it again.
+    workdir: str = ""
+    sys_path: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         body = _fields(self)
@@ -158,6 +165,7 @@ class RunRecord:
         body = _loads_versioned(data, "run")
         body["steps"] = tuple(StepRun(**s) for s in body["steps"])
         body["output"] = tuple(body.get("output", ()))
+        body["sys_path"] = tuple(body.get("sys_path", ()))
         return cls(**body)
 
 

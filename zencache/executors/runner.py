@@ -23,7 +23,12 @@ from typing import Any
 
 from ..cache import Cache
 from ..dag import ArtifactHandle, Dag
-from ..environment import current_environment
+from ..environment import (
+    current_environment,
+    module_file,
+    user_sys_path,
+    working_directory,
+)
 from ..errors import (
     CorruptObjectError,
     MissingObjectError,
@@ -35,6 +40,7 @@ from ..keys import cache_key
 from ..materializers import registry
 from ..materializers.artifacts import load_artifact, save_artifact
 from ..materializers.base import BaseMaterializer
+from ..materializers.params import encode_params
 from ..plan import PlannedStep
 from ..records import ArtifactRecord, RunRecord, StepRecord, StepRun
 from ..runs import Run, StepEvent
@@ -258,6 +264,8 @@ class Runner:
             run_id=self.run_id,
             created=time.time(),
             duration=duration,
+            param_values=encode_params(ps.invocation.params),
+            module_file=module_file(ps.step.fn),
         )
         ops: list[Op] = [
             ("artifacts", a.content_id.encode(), a.encode()) for a in artifacts.values()
@@ -295,6 +303,8 @@ class Runner:
             output=tuple(f"{h.invocation}.{h.output}" for h in handles),
             output_is_tuple=isinstance(self.dag.output, tuple),
             target=self.target,
+            workdir=working_directory(),
+            sys_path=user_sys_path(),
         )
         ops: list[tuple[str, bytes, bytes | None]] = [
             ("runs", self.run_id.encode(), record.encode())
