@@ -114,7 +114,8 @@ class Tracer:
             if param.name in arguments:
                 value = arguments[param.name]
                 if isinstance(value, ArtifactHandle):
-                    self._check_handle(value, name, param.name)
+                    if value.invocation not in self.invocations:
+                        self._check_handle(value, name, param.name)
                     inputs[param.name] = value
                 else:
                     self._check_parameter(value, name, param.name)

@@ -14,9 +14,10 @@ invocation (`KeyParts.static`); a lookup then hashes only the input ids.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
-from .hashing import ContentId, Hasher
+from .hashing import ContentId, Hasher, digest_bytes
 
 KEY_DOMAIN = "zencache/key/v1"
 RUNTIME_MATERIALIZER = "runtime"
@@ -50,8 +51,40 @@ class KeyParts:
 
 
 def cache_key(static: str, inputs: tuple[tuple[str, ContentId], ...]) -> str:
-    """The full key from the static digest and the (name, content id) of each input, sorted."""
-    h = Hasher(KEY_DOMAIN).text(static)
+    """The full key from the static digest and the (name, content id) of each input, sorted.
+
+    The hit path's only hashing: the fields Hasher(KEY_DOMAIN).text(static), then
+    .text(name).text(content_id) per input would feed, joined and hashed at once.
+    """
+    parts = [_KEY_PREFIX, _text_field(static)]
     for name, content_id in inputs:
-        h.text(name).text(content_id)
-    return h.hexdigest()
+        parts.append(_text_field(name))
+        parts.append(_text_field(content_id))
+    return digest_bytes(b"".join(parts))
+
+
+class KeyTemplate:
+    """cache_key for one invocation with its fixed fields encoded once: the hit path
+    then encodes only the input ids. key(ids) == cache_key(static, zip(names, ids))."""
+
+    __slots__ = ("_head", "_names")
+
+    def __init__(self, static: str, input_names: tuple[str, ...]) -> None:
+        self._head = _KEY_PREFIX + _text_field(static)
+        self._names = tuple(_text_field(name) for name in input_names)
+
+    def key(self, content_ids: list[ContentId]) -> str:
+        parts = [self._head]
+        for name, content_id in zip(self._names, content_ids, strict=True):
+            parts.append(name)
+            parts.append(_text_field(content_id))
+        return digest_bytes(b"".join(parts))
+
+
+def _text_field(value: str) -> bytes:
+    data = value.encode("utf-8", "surrogatepass")
+    return b"s" + _LEN.pack(len(data)) + data
+
+
+_LEN = struct.Struct("<Q")
+_KEY_PREFIX = _text_field(KEY_DOMAIN)

@@ -14,7 +14,7 @@ from .dag import Dag, Invocation
 from .errors import PipelineDefinitionError, UnhashableParameterError
 from .fingerprint import Fingerprint, fingerprint
 from .hashing import hash_value
-from .keys import RUNTIME_MATERIALIZER, KeyParts
+from .keys import RUNTIME_MATERIALIZER, KeyParts, KeyTemplate
 from .materializers import registry
 from .materializers.base import BaseMaterializer
 
@@ -29,6 +29,10 @@ class PlannedStep:
     materializers: dict[str, type[BaseMaterializer] | None]  # None: choose from the value
     param_reprs: dict[str, str]
     input_names: tuple[str, ...]  # sorted
+    # What the runner's key() needs, prepared once: the (invocation, output) each
+    # input comes from, in input_names order, and the key's fixed fields.
+    input_slots: tuple[tuple[str, str], ...]
+    key_template: KeyTemplate
 
     @property
     def name(self) -> str:
@@ -82,7 +86,14 @@ def plan_invocation(
         if shared is not None:
             shared[memo] = found
     parts, fp, materializers = found
-    return PlannedStep(inv, parts, fp, materializers, reprs, tuple(sorted(inv.inputs)))
+    names = tuple(sorted(inv.inputs))
+    slots = tuple((inv.inputs[n].invocation, inv.inputs[n].output) for n in names)
+    template = None if shared is None else shared.get((parts.static, names))
+    if template is None:
+        template = KeyTemplate(parts.static, names)
+        if shared is not None:
+            shared[(parts.static, names)] = template
+    return PlannedStep(inv, parts, fp, materializers, reprs, names, slots, template)
 
 
 def output_materializers(step: Any) -> dict[str, type[BaseMaterializer] | None]:

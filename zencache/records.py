@@ -65,10 +65,11 @@ def decode_output_ids(data: bytes) -> tuple[ContentId, ...]:
     version, count = _COUNT.unpack_from(data)
     if version != RECORD_VERSION:
         raise ValueError(f"step record of version {version}; this zencache reads {RECORD_VERSION}")
-    start = _COUNT.size
-    return tuple(
-        bytes(data[start + i * _ID_BYTES : start + (i + 1) * _ID_BYTES]).hex() for i in range(count)
-    )
+    # One hex conversion for all ids, then slices: this runs once per cache hit.
+    text = data[_COUNT.size : _COUNT.size + _ID_BYTES * count].hex()
+    if count == 1:
+        return (text,)
+    return tuple(text[i : i + 2 * _ID_BYTES] for i in range(0, len(text), 2 * _ID_BYTES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,20 @@ class StepRun:
     outputs: dict[str, ContentId] = field(default_factory=dict)
     error: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        """Its fields, built in sorted key order: json's sort_keys doubled the cost
+        of encoding a 1,000-step run record."""
+        outputs = self.outputs if len(self.outputs) < 2 else dict(sorted(self.outputs.items()))
+        return {
+            "duration": self.duration,
+            "error": self.error,
+            "key": self.key,
+            "name": self.name,
+            "outputs": outputs,
+            "status": self.status,
+            "step": self.step,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
@@ -157,8 +172,11 @@ class RunRecord:
 
     def encode(self) -> bytes:
         body = _fields(self)
-        body["steps"] = [_fields(s) for s in self.steps]
-        return bytes([RECORD_VERSION]) + _dumps(body)
+        body["params"] = dict(sorted(self.params.items()))
+        body["steps"] = [s.to_json() for s in self.steps]
+        # Every dict is built in key order: the same bytes as _dumps, at half the cost.
+        text = json.dumps(dict(sorted(body.items())), separators=(",", ":"))
+        return bytes([RECORD_VERSION]) + text.encode()
 
     @classmethod
     def decode(cls, data: bytes) -> RunRecord:

@@ -71,10 +71,11 @@ class Run:
     ) -> None:
         self.record = record
         self.cache = cache
-        memory = memory or {}
+        by_step: dict[str, dict[str, Any]] = {}
+        for (name, output), value in (memory or {}).items():
+            by_step.setdefault(name, {})[output] = value
         self.steps: dict[str, StepResult] = {
-            s.name: _result(s, cache, {o: v for (n, o), v in memory.items() if n == s.name})
-            for s in record.steps
+            s.name: _result(s, cache, by_step.get(s.name, {})) for s in record.steps
         }
 
     @property

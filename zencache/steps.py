@@ -83,6 +83,7 @@ class Step(dag.StepLike, Generic[P, R]):
             for p in self.signature.parameters.values()
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         )
+        self._keyword_set = frozenset(self._keywords)
 
     def __repr__(self) -> str:
         return f"<step {self.identity}>"
@@ -106,7 +107,7 @@ class Step(dag.StepLike, Generic[P, R]):
         return StepInstance(self, self._bind(args, kwargs))
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        if not args and all(name in self._keywords for name in kwargs):
+        if not args and self._keyword_set.issuperset(kwargs):
             # What bind_partial returns for keywords only, without its cost (a
             # pipeline of 10,000 steps traces 10,000 calls).
             return {name: kwargs[name] for name in self._keywords if name in kwargs}

@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"materializers", "io"},
     {"fingerprint", "keys", "dag", "steps", "pipeline", "plan"},
     {"executors", "runs"},
-    {"status", "maintenance", "audit", "lineage"},
+    {"status", "maintenance", "audit", "audit_worker", "lineage"},
     {"cli", "__main__"},
 ]
 

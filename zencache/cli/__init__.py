@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from . import cache_commands, pipeline_commands, runs_commands  # noqa: F401  (register commands)
+from . import (  # noqa: F401  (register commands)
+    audit_commands,
+    cache_commands,
+    pipeline_commands,
+    runs_commands,
+)
 from .app import main
 
 __all__ = ["main"]

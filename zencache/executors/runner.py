@@ -36,7 +36,6 @@ from ..errors import (
     StepOutputError,
 )
 from ..index import Op
-from ..keys import cache_key
 from ..materializers import registry
 from ..materializers.artifacts import load_artifact, save_artifact
 from ..materializers.base import BaseMaterializer
@@ -93,14 +92,8 @@ class Runner:
     # --- the decision ---------------------------------------------------------------------
 
     def key(self, ps: PlannedStep) -> str:
-        inputs = ps.invocation.inputs
         ids = self.ids
-        return cache_key(
-            ps.parts.static,
-            tuple(
-                (name, ids[inputs[name].invocation][inputs[name].output]) for name in ps.input_names
-            ),
-        )
+        return ps.key_template.key([ids[invocation][out] for invocation, out in ps.input_slots])
 
     def uses_cache(self, ps: PlannedStep) -> bool:
         return not self.force and ps.step.options.cache
@@ -110,6 +103,8 @@ class Runner:
 
     def blocked_by(self, ps: PlannedStep) -> str | None:
         """The upstream step that failed or was skipped, if any."""
+        if not self._failures:
+            return None  # every skip goes back to a failure: the hit path stops here
         for upstream in ps.invocation.upstream:
             result = self.results.get(upstream)
             if result is not None and result.status in ("failed", "skipped"):
@@ -311,10 +306,23 @@ class Runner:
         ]
         if self.index.get("envs", env.env_id.encode()) is None:
             ops.append(("envs", env.env_id.encode(), env.encode()))
-        for s in steps:
-            if s.key and s.status in ("executed", "cached"):
-                ops.append(("latest", f"{self.dag.pipeline}/{s.name}".encode(), s.key.encode()))
-        self.index.write(ops)
+        latest = [
+            (f"{self.dag.pipeline}/{s.name}".encode(), s.key.encode())
+            for s in steps
+            if s.key and s.status in ("executed", "cached")
+        ]
+        latest_db = self.index.db("latest")
+
+        def write(txn: Any) -> None:
+            for db, key, value in ops:
+                txn.put(key, value, db=self.index.db(db))
+            # A rerun mostly finds the keys it would write: rewriting them would
+            # dirty (and fsync) every page of the table for nothing.
+            for key, value in latest:
+                if txn.get(key, db=latest_db) != value:
+                    txn.put(key, value, db=latest_db)
+
+        self.index.transact(write)
         run = Run(record, self.cache, self.values)
         if self._failures and status != "interrupted":
             name, exc = self._failures[0]

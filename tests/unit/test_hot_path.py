@@ -1,0 +1,83 @@
+"""The cache-hit path's structure, counted rather than timed (benchmarks/ times it).
+
+A cached rerun computes each step's key and does one index read transaction per
+step; the run record (with the latest keys) is the run's only write transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import lmdb
+
+from zencache import Cache, pipeline, step
+from zencache.records import RECORD_VERSION, RunRecord, StepRun
+
+STEPS = 40
+
+
+@step
+def inc(x: int) -> int:
+    return x + 1
+
+
+@pipeline
+def chain(start: int = 0):
+    x = inc(x=start)
+    for _ in range(STEPS - 1):
+        x = inc(x=x)
+    return x
+
+
+class CountingEnv:
+    """Stands in for the index's LMDB environment and counts transactions."""
+
+    def __init__(self, env: lmdb.Environment) -> None:
+        self._env = env
+        self.reads = 0
+        self.writes = 0
+
+    def begin(self, *args: Any, write: bool = False, **kwargs: Any) -> lmdb.Transaction:
+        if write:
+            self.writes += 1
+        else:
+            self.reads += 1
+        return self._env.begin(*args, write=write, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+
+def test_a_cached_rerun_reads_once_per_step_and_writes_once(cache: Cache) -> None:
+    assert chain().run(cache=cache).output() == STEPS
+    index = cache.index
+    counting = CountingEnv(index.env)
+    index.env = counting
+    try:
+        run = chain().run(cache=cache)
+    finally:
+        index.env = counting._env
+    assert {s.status for s in run.steps.values()} == {"cached"}
+    assert counting.writes == 1  # the run record, its environment and latest keys
+    assert STEPS <= counting.reads <= STEPS + 2  # one lookup per step, plus the run's own
+
+
+def test_a_cached_rerun_leaves_unchanged_latest_keys_alone(cache: Cache) -> None:
+    chain().run(cache=cache)
+    before = dict(cache.index.items("latest"))
+    run = chain().run(cache=cache)
+    assert dict(cache.index.items("latest")) == before
+    assert before[b"chain/inc_7"] == run.steps["inc_7"].key.encode()
+
+
+def test_run_records_encode_as_sorted_json() -> None:
+    steps = (
+        StepRun("b", "m:f", "k1", "cached", 0.25, {"z": "1" * 32, "a": "2" * 32}),
+        StepRun("a", "m:f", "k2", "failed", 1e-06, {}, "boom"),
+    )
+    record = RunRecord("r", "p", {"y": "2", "x": "1"}, "failed", 1.0, 2.0, "e", steps)
+    body = json.loads(record.encode()[1:])
+    expected = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    assert record.encode() == bytes([RECORD_VERSION]) + expected
+    assert RunRecord.decode(record.encode()) == record

@@ -1,0 +1,30 @@
+"""Golden cache keys: a change here is a cache wipe for every user (bump KEY_DOMAIN)."""
+
+from __future__ import annotations
+
+from zencache.keys import KeyParts, cache_key
+
+
+def _parts() -> KeyParts:
+    return KeyParts.make(
+        "pkg.mod:train",
+        "f" * 32,
+        {"seed": "b" * 32, "gamma": "a" * 32},  # sorted by name inside
+        (("model", "zencache.materializers.sklearn:SklearnMaterializer@1"),),
+    )
+
+
+def test_static_and_full_keys_stay_the_same() -> None:
+    static = _parts().static
+    assert static == "922f832d6e9d698b635572e683c1293b"
+    assert (
+        cache_key(static, (("X", "1" * 32), ("y", "2" * 32))) == "c5c2667d8d6c2329307d92ab706b6be0"
+    )
+    assert cache_key(static, ()) == "d6d52ff914513defb50f9db331a72d78"
+    assert cache_key("0" * 32, (("é", "3" * 32),)) == "13ccd7de32dc69f4b62d7a2cc1348f8f"
+
+
+def test_input_names_and_ids_cannot_trade_bytes() -> None:
+    static = _parts().static
+    assert cache_key(static, (("ab", "c" * 32),)) != cache_key(static, (("a", "bc" * 16),))
+    assert cache_key(static, (("x", "1" * 32),)) != cache_key(static, (("y", "1" * 32),))
