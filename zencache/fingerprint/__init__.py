@@ -1,0 +1,119 @@
+"""Code fingerprints of steps: the public API and the walk that merges the nodes
+of every user function and class reached into one digest. Modules, lowest first:
+origin, node, source, values, references, functions, classes. The package imports
+only hashing and errors from zencache, and no heavy package at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..hashing import Hasher
+from .classes import class_node
+from .functions import function_node
+from .node import Node, Where
+from .origin import PYTHON_VERSION
+from .values import use
+
+__all__ = ["PYTHON_VERSION", "Fingerprint", "fingerprint"]
+
+
+# The names in `parts` are shown to users (cache status, explain) and are stable:
+#   code:<module>:<qualname>   a user function or class (its own normalized AST)
+#   const:<module>:<NAME>      a module-level constant, by value
+#   const:<module>:<qualname>.<name>   a closure variable, or a class attribute
+#   const:<module>:<NAME>(args)        the bound arguments of a functools.partial
+#   const:<module>:<qualname>(<param>=)  a default value that is not a literal
+#   dist:<distribution>        "<distribution>==<version>" of third-party code
+#   python                     the minor version, e.g. "3.11" (always present)
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    digest: str  # 32 lowercase hex digits, xxh3_128 over the sorted parts
+    parts: Mapping[str, str]  # read-only; dict(fp.parts) is JSON-serialisable
+    untracked: tuple[str, ...]  # what the fingerprint cannot see, for `explain`
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+
+def fingerprint(fn: Callable[..., Any]) -> Fingerprint:
+    """The code fingerprint of `fn` and of everything it reaches; memoized per process."""
+    hit = _FINGERPRINTS.get(id(fn))
+    if hit is not None and hit[0] is fn:
+        return hit[1]
+    result = _collect(fn)
+    # The strong reference to fn keeps its id from being reused by another object.
+    _FINGERPRINTS[id(fn)] = (fn, result)
+    return result
+
+
+_FINGERPRINTS: dict[int, tuple[object, Fingerprint]] = {}
+
+
+def _main_module_name() -> str:
+    """A script run as __main__ is named after its file in part names, so that
+    `python flow.py` and `zencache run flow.py:p` agree on every fingerprint."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return os.path.splitext(os.path.basename(main_file))[0] if main_file else "__main__"
+
+
+_NODES: dict[int, tuple[object, Node]] = {}
+
+
+def _node_for(obj: object) -> Node:
+    hit = _NODES.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    if isinstance(obj, types.FunctionType):
+        node = function_node(obj)
+    else:
+        assert isinstance(obj, type), obj
+        node = class_node(obj)
+    _NODES[id(obj)] = (obj, node)
+    return node
+
+
+def _collect(root: object) -> Fingerprint:
+    start = Node()
+    name = getattr(root, "__qualname__", None) or type(root).__qualname__
+    module = getattr(root, "__module__", None) or "?"
+    use(root, start, Where(f"const:{module}:{name}", f"'{name}'", f"in module {module}"))
+    start.part("python", PYTHON_VERSION)
+
+    merged: dict[str, set[str]] = {}
+    notes: set[str] = set()
+    seen: set[int] = set()
+    stack = [start]
+    while stack:
+        node = stack.pop()
+        for key, value in node.parts:
+            merged.setdefault(key, set()).add(value)
+        notes.update(node.notes)
+        for ref in node.refs:
+            if id(ref) not in seen:
+                seen.add(id(ref))
+                stack.append(_node_for(ref))
+
+    main = _main_module_name()
+    renamed = {key.replace(":__main__:", f":{main}:", 1): v for key, v in merged.items()}
+    parts = {key: _one_value(values) for key, values in sorted(renamed.items())}
+    hasher = Hasher("zencache/fingerprint/v1")
+    for key, value in parts.items():
+        hasher.text(key).text(value)
+    return Fingerprint(hasher.hexdigest(), types.MappingProxyType(parts), tuple(sorted(notes)))
+
+
+def _one_value(values: set[str]) -> str:
+    # Two objects under one name (closures made by one factory, several lambdas
+    # in a module) are both tracked: their values combine, order-independently.
+    if len(values) == 1:
+        return next(iter(values))
+    hasher = Hasher("zencache/fingerprint/merged/v1")
+    for value in sorted(values):
+        hasher.text(value)
+    return hasher.hexdigest()

@@ -1,0 +1,135 @@
+"""Where code comes from: user code, Python and its standard library, zencache,
+or a third-party package (tracked as `dist==version`, looked up in the installed
+distributions). Imports nothing of zencache; the lowest module of the package.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import sys
+import sysconfig
+import types
+from collections.abc import Mapping
+
+# The AST dump format and the bytecode both change between minor versions, so
+# every fingerprint carries the Python minor version, not only those that call
+# into the standard library.
+PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+USER, PYTHON, ZENCACHE = "user", "python", "zencache"  # or "pkg:<top-level module>"
+_SITE_DIRS = frozenset({"site-packages", "dist-packages"})
+# zencache/ itself (this file is zencache/fingerprint/origin.py)
+_ZENCACHE_DIR = os.path.normcase(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _python_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths["stdlib"], paths["platstdlib"], os.path.dirname(os.__file__)}
+    # A prefix that is a shared root (a system Python in /usr, a Docker image's
+    # /usr/local) also holds user projects such as /usr/src/app: only its stdlib
+    # directories count there, or edits to that code would go unnoticed.
+    shared_roots = {os.path.abspath(p) for p in ("/", "/usr", "/usr/local", "/opt")}
+    for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
+        if os.path.abspath(prefix) not in shared_roots:
+            dirs.add(prefix)
+    return tuple(sorted(os.path.normcase(os.path.abspath(d)) for d in dirs))
+
+
+_PYTHON_DIRS = _python_dirs()
+
+
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+@functools.lru_cache(maxsize=4096)
+def file_origin(filename: str) -> str:
+    path = os.path.normcase(os.path.abspath(filename))
+    if _under(path, _ZENCACHE_DIR):
+        return ZENCACHE
+    components = path.split(os.sep)
+    for i in range(len(components) - 2, -1, -1):
+        if components[i] in _SITE_DIRS:
+            top = components[i + 1].partition(".")[0]  # six.py, _foo.cpython-311-x86_64.so
+            return ZENCACHE if top == "zencache" else f"pkg:{top}"
+    if any(_under(path, d) for d in _PYTHON_DIRS):
+        return PYTHON
+    return USER
+
+
+_MODULE_ORIGINS: dict[str, str] = {}
+
+
+def module_origin(name: str) -> str | None:
+    """Origin of a module by name; None when it cannot be told (not loaded, unknown)."""
+    cached = _MODULE_ORIGINS.get(name)
+    if cached is not None:
+        return cached
+    origin = _find_module_origin(name)
+    if origin is not None:
+        _MODULE_ORIGINS[name] = origin
+    return origin
+
+
+def _find_module_origin(name: str) -> str | None:
+    top = name.partition(".")[0]
+    if top == "zencache":
+        return ZENCACHE
+    if name == "builtins" or top in sys.builtin_module_names:
+        return PYTHON
+    module = sys.modules.get(name)
+    if module is not None:
+        filename = getattr(module, "__file__", None)
+        if not filename:  # a namespace package: judge it by where its portions are
+            filename = next(iter(getattr(module, "__path__", None) or ()), None)
+        if isinstance(filename, str) and filename:
+            return file_origin(filename)
+    if top in sys.stdlib_module_names:
+        return PYTHON
+    if top in _packages_distributions():
+        return f"pkg:{top}"
+    if name == "__main__":  # an interactive session has no file
+        return USER
+    return None
+
+
+def function_origin(fn: types.FunctionType) -> str:
+    filename = fn.__code__.co_filename
+    if filename and not filename.startswith("<"):
+        return file_origin(filename)
+    # exec'd code ("<string>"): judge by the module whose globals it runs in
+    return module_origin(str(fn.__globals__.get("__name__", fn.__module__))) or USER
+
+
+def class_origin(cls: type) -> str:
+    # A class whose module cannot be found is fingerprinted like user code:
+    # tracking too much costs a cache miss, tracking too little returns stale results.
+    return module_origin(str(cls.__module__)) or USER
+
+
+@functools.cache
+def _packages_distributions() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+@functools.cache
+def distribution_parts(top: str) -> tuple[tuple[str, str], ...] | str:
+    """("dist:<name>", "<name>==<version>") parts for a top-level module, or a note."""
+    parts = []
+    for dist in sorted(set(_packages_distributions().get(top, ()))):
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        parts.append((f"dist:{dist}", f"{dist}=={version}"))
+    if parts:
+        return tuple(parts)
+    version = getattr(sys.modules.get(top), "__version__", None)
+    if isinstance(version, str):
+        return ((f"dist:{top}", f"{top}=={version}"),)
+    return (
+        f"third-party module '{top}': no installed distribution and no __version__, "
+        "so a change of its version is not tracked"
+    )

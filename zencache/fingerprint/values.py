@@ -1,0 +1,214 @@
+"""What a name can hold: modules, classes, functions, wrappers and descriptors
+are followed; constants are hashed by value (memoized per object); what cannot be
+hashed becomes an untracked note. Imports hashing and errors from zencache, and
+only origin and node from this package.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import types
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UnhashableParameterError
+from ..hashing import hash_value
+from .node import Node, Where
+from .origin import PYTHON, USER, ZENCACHE, class_origin, function_origin, module_origin
+
+_DESCRIPTOR_TYPES = (
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+)
+
+# Immutable type-level objects and loggers are read by many functions and change
+# no results: reporting each of them as untracked would bury the notes that matter.
+_INERT_TYPE_MODULES = frozenset({"typing", "typing_extensions"})
+_INERT_TYPES = (types.GenericAlias, types.UnionType, logging.Logger, logging.LoggerAdapter)
+_INERT_TYPES += (types.EllipsisType, types.NotImplementedType)
+# Stateless markers in the code that dataclasses generates (__init__'s defaults).
+_MARKER_TYPES = frozenset(
+    {
+        "dataclasses._HAS_DEFAULT_FACTORY_CLASS",
+        "dataclasses._MISSING_TYPE",
+        "dataclasses._KW_ONLY_TYPE",
+    }
+)
+
+_MAX_WRAPPING = 100
+
+
+def use(obj: Any, node: Node, where: Where, depth: int = 0) -> None:
+    """Add to node whatever makes obj's contribution to a result visible."""
+    if depth > _MAX_WRAPPING:
+        node.notes.append(f"{where.subject} {where.location}: wrapped too deeply to follow")
+        return
+    deeper = depth + 1
+    if isinstance(obj, types.ModuleType):
+        origin = module_origin(obj.__name__) or USER
+        if origin != USER:
+            node.origin(origin)
+        return
+    if isinstance(obj, type):
+        origin = class_origin(obj)
+        if origin == USER:
+            node.refs.append(obj)
+        else:
+            node.origin(origin)
+        return
+    if isinstance(obj, types.FunctionType):
+        origin = function_origin(obj)
+        if origin == USER:
+            node.refs.append(obj)  # its node follows its own __wrapped__
+            return
+        node.origin(origin)
+        wrapped = obj.__dict__.get("__wrapped__")
+        if wrapped is not None:  # a library's decorator around a user function
+            use(wrapped, node, where, deeper)
+        return
+    if isinstance(obj, types.MethodType):
+        use(obj.__func__, node, where, deeper)
+        use(obj.__self__, node, where.inner(".__self__", "the object bound to"), deeper)
+        return
+    if isinstance(obj, functools.partial | functools.partialmethod):
+        use(obj.func, node, where, deeper)
+        _use_value((obj.args, obj.keywords), node, where.inner("(args)", "the arguments of"))
+        return
+    if isinstance(obj, staticmethod | classmethod):
+        use(obj.__func__, node, where, deeper)
+        return
+    if isinstance(obj, property):
+        for accessor in (obj.fget, obj.fset, obj.fdel):
+            if accessor is not None:
+                use(accessor, node, where, deeper)
+        return
+    if isinstance(obj, functools.cached_property):
+        use(obj.func, node, where, deeper)
+        return
+    if isinstance(obj, types.BuiltinFunctionType):
+        owner = obj.__self__
+        if owner is None or isinstance(owner, types.ModuleType):
+            module = obj.__module__ or getattr(owner, "__name__", None) or "builtins"
+            node.origin(module_origin(module) or PYTHON)
+        else:  # a method of a C object (e.g. rng.random): the object's state counts
+            use(owner, node, where.inner(".__self__", "the object bound to"), deeper)
+        return
+    if isinstance(obj, types.MethodWrapperType):
+        use(obj.__self__, node, where.inner(".__self__", "the object bound to"), deeper)
+        return
+    if isinstance(obj, _DESCRIPTOR_TYPES):
+        use(obj.__objclass__, node, where, deeper)
+        return
+
+    cls = type(obj)
+    origin = class_origin(cls)
+    wrapped = _wrapped_of(obj, node, where) if callable(obj) else None
+    if wrapped is not None:  # lru_cache, numpy's array-function dispatchers, ...
+        use(cls, node, where, deeper)
+        use(wrapped, node, where, deeper)
+        return
+    if origin == ZENCACHE:
+        return
+    _use_value(obj, node, where)
+
+
+def _wrapped_of(obj: Any, node: Node, where: Where) -> Any:
+    try:
+        return getattr(obj, "__wrapped__", None)
+    except Exception as exc:  # a user-defined __getattr__
+        node.notes.append(
+            f"{where.subject} {where.location}: reading __wrapped__ raised "
+            f"{type(exc).__name__}: {exc}"
+        )
+        return None
+
+
+def _use_value(obj: Any, node: Node, where: Where) -> None:
+    cls = type(obj)
+    origin = class_origin(cls)
+    digest = _value_digest(obj, node, where)
+    if digest is not None:
+        node.part(where.label, digest)
+        use(cls, node, where)  # an enum's or dataclass's class; numpy for an array
+        return
+    if (
+        cls.__module__ in _INERT_TYPE_MODULES
+        or isinstance(obj, _INERT_TYPES)
+        or f"{cls.__module__}.{cls.__qualname__}" in _MARKER_TYPES
+    ):
+        node.origin(origin)
+        return
+    if origin != USER and callable(obj) and isinstance(getattr(obj, "__name__", None), str):
+        node.origin(origin)  # a named callable of a library, e.g. a numpy ufunc
+        return
+    node.notes.append(
+        f"{where.subject} of type {cls.__module__}.{cls.__qualname__} {where.location}: "
+        "not tracked (its value cannot be hashed)"
+    )
+    use(cls, node, where)  # its methods still count
+
+
+_SCALARS = (type(None), bool, int, float, str)
+# id -> (value, digest or None, callables inside it). One module-level array or
+# table read by a thousand steps is hashed once; the strong reference keeps the
+# id from being reused (these values are held by modules and functions anyway).
+_VALUES: dict[int, tuple[object, str | None, tuple[Any, ...]]] = {}
+
+
+def _value_digest(obj: Any, node: Node, where: Where) -> str | None:
+    if isinstance(obj, _SCALARS):
+        return hash_value(obj)
+    hit = _VALUES.get(id(obj))
+    if hit is None or hit[0] is not obj:
+        hit = (obj, *_digest_and_callables(obj))
+        _VALUES[id(obj)] = hit
+    for item in hit[2]:
+        use(item, node, where.inner("[]", "an item of"))
+    return hit[1]
+
+
+def _digest_and_callables(obj: Any) -> tuple[str | None, tuple[Any, ...]]:
+    if isinstance(obj, re.Pattern):
+        return hash_value(("re.Pattern", obj.pattern, obj.flags)), ()
+    try:
+        return hash_value(obj), ()
+    except UnhashableParameterError:
+        pass
+    except RecursionError:  # a list that contains itself
+        return None, ()
+    if not isinstance(obj, list | tuple | dict | set | frozenset):
+        return None, ()
+    # A container of callables (a dispatch table): hash its shape with each
+    # callable named, and follow the callables.
+    found: list[Any] = []
+    try:
+        return hash_value(_name_callables(obj, found)), tuple(found)
+    except (UnhashableParameterError, RecursionError):
+        return None, ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Named:
+    """Stands for a callable inside a container, so its name is hashed, not its code."""
+
+    name: str
+    # Its qualified name is in every digest of a table that holds callables: it
+    # stays "zencache.fingerprint", where the class was defined before the split.
+    __module__ = "zencache.fingerprint"
+
+
+def _name_callables(value: Any, found: list[Any]) -> Any:
+    kind = type(value)
+    if kind in (list, tuple, set, frozenset):
+        return kind(_name_callables(item, found) for item in value)
+    if kind is dict:
+        return {_name_callables(k, found): _name_callables(v, found) for k, v in value.items()}
+    if callable(value) and isinstance(getattr(value, "__qualname__", None), str):
+        found.append(value)
+        return _Named(f"{getattr(value, '__module__', None)}:{value.__qualname__}")
+    return value
