@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -253,3 +254,59 @@ def test_executor_options_are_checked_before_running(cache: Cache) -> None:
     with pytest.raises(UsageError, match="max_workers must be a positive integer"):
         fan().run(executor="processes", max_workers=0, cache=cache)
     assert not cache.exists() or cache.index.count("runs") == 0
+
+
+@step
+def median(data: np.ndarray) -> float:
+    return float(np.median(data))
+
+
+@pipeline
+def middle(n: int = 50_000):
+    return median(data=source(n=n))
+
+
+def test_damaged_input_found_by_a_worker_is_repaired_by_the_driver(
+    cache: Cache, flip_byte: Any
+) -> None:
+    fan().run(cache=cache)  # source's output is now in the store
+    for object_id, _ in cache.store.iter_objects():
+        flip_byte(cache.store.path(object_id), 100)
+    run = middle().run(executor=ProcessExecutor(max_workers=2), cache=cache)
+    # The worker could not load source's output: the driver re-executed source,
+    # rewrote its objects, and ran median itself.
+    assert {n: s.status for n, s in run.steps.items()} == {
+        "source": "cached",
+        "median": "executed",
+    }
+    assert run.output() == pytest.approx(24999.5)
+    record = cache.index.get_artifact(run.steps["source"].outputs["output"])
+    assert record is not None and record.object_ids()
+    for object_id in record.object_ids():
+        cache.store.verify(object_id)
+
+
+@pytest.mark.parametrize("executor_name", ["processes", "dask"])
+def test_cli_runs_a_file_target_on_a_parallel_executor(tmp_path: Path, executor_name: str) -> None:
+    target = f"{Path(__file__).resolve()}:fan"
+    command = [
+        sys.executable,
+        "-c",
+        "from zencache.cli import main; main()",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "run",
+        target,
+        "--executor",
+        executor_name,
+        "--workers",
+        "2",
+        "-p",
+        "n=1000",
+    ]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "completed (6 executed)" in first.stdout
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    assert "completed (6 cached)" in again.stdout

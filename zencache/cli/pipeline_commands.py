@@ -56,13 +56,21 @@ def _load(target: str, params: Sequence[str]) -> Target:
     "--executor",
     default="local",
     show_default=True,
-    help="Where steps run: local (in this process).",
+    help="Where steps run: local (in this process), processes (worker processes on this "
+    "machine), dask (a Dask cluster; see --scheduler).",
 )
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
     help="How many steps may run at once, for executors that run several.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="The Dask scheduler for --executor dask, e.g. tcp://host:8786 (the cache directory "
+    "must be on storage every worker shares); without it a local cluster is started.",
 )
 @click.pass_context
 def run_command(
@@ -72,6 +80,7 @@ def run_command(
     no_cache: bool,
     executor: str,
     workers: int | None,
+    scheduler: str | None,
 ) -> None:
     """Run the pipeline TARGET (module:pipeline or path/file.py:pipeline), reusing the cache.
 
@@ -81,9 +90,10 @@ def run_command(
       zencache run examples/digits/pipeline.py:digits -p gamma=0.01
       zencache run examples/digits/pipeline.py:seed_pipeline --no-cache
     """
-    from ..executors import get_executor, run_pipeline
+    from ..executors import make_executor, run_pipeline
 
-    get_executor(executor)  # an unknown executor fails before user code is imported
+    # An unknown executor, or a missing extra, fails before user code is imported.
+    chosen = make_executor(executor, workers, scheduler)
     loaded = _load(target, params)
     cache = cache_from(ctx)
     progress = _Progress(loaded, sys.stderr.isatty())
@@ -91,8 +101,7 @@ def run_command(
     try:
         run = run_pipeline(
             loaded.instance,
-            executor=executor,
-            max_workers=workers,
+            executor=chosen,
             cache=cache,
             force=no_cache,
             progress=progress,

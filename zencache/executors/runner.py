@@ -162,14 +162,15 @@ class Runner:
         if key is not None:
             self.execute_here(ps, key, started)
 
-    def decide(self, ps: PlannedStep, started: float) -> str | None:
+    def decide(self, ps: PlannedStep, started: float, key: str = "") -> str | None:
         """Skip, hit or miss. A miss returns its key (with its lease held when it caches);
-        skips and hits are recorded here and return None. No data is loaded."""
+        skips and hits are recorded here and return None. No data is loaded.
+        `key`: the step's key when the caller computed it already."""
         upstream = self.blocked_by(ps)
         if upstream is not None:
             self.record_skip(ps, upstream)
             return None
-        key = self.key(ps)
+        key = key or self.key(ps)
         hit = self.lookup(ps, key)
         if hit is None and self.uses_cache(ps):
             hit = self.leases.acquire(key)

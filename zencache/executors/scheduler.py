@@ -87,6 +87,7 @@ class _Scheduler:
         self.stats = stats
         self.pool: Pool | None = None
         self.undecided = list(runner.planned.values())  # topological order
+        self.upstream = {ps.name: ps.invocation.upstream for ps in self.undecided}
         self.queue: deque[_Flight] = deque()
         self.running: dict[Any, _Flight] = {}
         # Keys this run is executing: a second invocation with the same key waits
@@ -127,9 +128,10 @@ class _Scheduler:
         results = runner.results
         waiting: list[PlannedStep] = []
         for ps in self.undecided:
-            if not all(u in results for u in ps.invocation.upstream):
+            if not all(u in results for u in self.upstream[ps.name]):
                 waiting.append(ps)
                 continue
+            key = ""
             caches = runner.uses_cache(ps) and runner.blocked_by(ps) is None
             if caches:
                 key = runner.key(ps)
@@ -137,7 +139,7 @@ class _Scheduler:
                     self.parked.setdefault(key, []).append(ps)
                     continue
             started = time.perf_counter()
-            missed = runner.decide(ps, started)
+            missed = runner.decide(ps, started, key)
             if missed is not None:
                 if caches:
                     self.busy.add(missed)
