@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import pathlib
 import struct
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -254,7 +256,17 @@ _EXACT: dict[type, Callable[[Any, bytearray, tuple[str, ...]], None]] = {
 
 
 def _qualified(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
+    return f"{module_label(cls.__module__)}:{cls.__qualname__}"
+
+
+def module_label(module: str) -> str:
+    """A module's name as keys see it: a script run as __main__ is named after its
+    file, so that `python flow.py` and `zencache run flow.py:p` share one cache."""
+    if module == "__main__":
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        if main_file:
+            return os.path.splitext(os.path.basename(main_file))[0]
+    return module
 
 
 def _encode_other(value: Any, out: bytearray, path: tuple[str, ...]) -> None:

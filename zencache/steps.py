@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import dag
 from .errors import PipelineDefinitionError
+from .hashing import module_label
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,7 +59,7 @@ class Step(dag.StepLike, Generic[P, R]):
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.name = fn.__name__
-        self.identity = f"{module_name(fn)}:{fn.__qualname__}"
+        self.identity = f"{module_label(fn.__module__)}:{fn.__qualname__}"
         self.options = options
         self.signature = inspect.signature(fn)
         for param in self.signature.parameters.values():
@@ -203,17 +202,6 @@ def parse_outputs(fn: Callable[..., Any]) -> tuple[OutputSpec, ...]:
             else:
                 return tuple(specs)
     return (OutputSpec(SINGLE_OUTPUT, declared),)
-
-
-def module_name(fn: Callable[..., Any]) -> str:
-    """The function's module; a script run as __main__ is named after its file, so that
-    `python flow.py` and `zencache run flow.py:p` share one cache."""
-    module = fn.__module__
-    if module == "__main__":
-        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-        if main_file:
-            return Path(main_file).stem
-    return module
 
 
 def _annotations(fn: Callable[..., Any]) -> dict[str, Any]:

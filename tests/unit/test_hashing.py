@@ -10,6 +10,8 @@ import itertools
 import math
 import pathlib
 import struct
+import subprocess
+import sys
 import threading
 import tracemalloc
 from typing import Any, NamedTuple
@@ -625,3 +627,30 @@ def test_importing_hashing_does_not_import_numpy(python) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_classes_of_a_script_run_as_main_hash_like_its_import(tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "flow.py"
+    script.write_text(
+        "import enum\n"
+        "from zencache.hashing import hash_value\n"
+        "class Mode(enum.Enum):\n"
+        "    A = 1\n"
+        "if __name__ == '__main__':\n"
+        "    print(hash_value(Mode.A))\n"
+    )
+    as_script = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import flow, zencache.hashing as h; print(h.hash_value(flow.Mode.A))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.strip()
+    assert as_script == imported and len(as_script) == 32

@@ -6,14 +6,12 @@ only hashing and errors from zencache, and no heavy package at import time.
 
 from __future__ import annotations
 
-import os
-import sys
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..hashing import Hasher
+from ..hashing import Hasher, module_label
 from .classes import class_node
 from .functions import function_node
 from .node import Node, Where
@@ -55,13 +53,6 @@ def fingerprint(fn: Callable[..., Any]) -> Fingerprint:
 _FINGERPRINTS: dict[int, tuple[object, Fingerprint]] = {}
 
 
-def _main_module_name() -> str:
-    """A script run as __main__ is named after its file in part names, so that
-    `python flow.py` and `zencache run flow.py:p` agree on every fingerprint."""
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    return os.path.splitext(os.path.basename(main_file))[0] if main_file else "__main__"
-
-
 _NODES: dict[int, tuple[object, Node]] = {}
 
 
@@ -99,7 +90,7 @@ def _collect(root: object) -> Fingerprint:
                 seen.add(id(ref))
                 stack.append(_node_for(ref))
 
-    main = _main_module_name()
+    main = module_label("__main__")  # a script's parts are named after its file
     renamed = {key.replace(":__main__:", f":{main}:", 1): v for key, v in merged.items()}
     parts = {key: _one_value(values) for key, values in sorted(renamed.items())}
     hasher = Hasher("zencache/fingerprint/v1")
