@@ -170,17 +170,29 @@ class Index:
         return None if value is None else value.decode()
 
     def try_lease(
-        self, key: str, holder: dict[str, Any], now: float, replace: dict[str, Any] | None = None
+        self,
+        key: str,
+        holder: dict[str, Any],
+        now: float,
+        replace: dict[str, Any] | None = None,
+        commit_first: Iterable[Op] = (),
     ) -> tuple[str, dict[str, Any] | None]:
         """Compare-and-swap on the lease of a cache key.
 
         Returns ("committed", None) when the step entry exists already, ("acquired",
         None) when the lease was free, expired, or held by exactly `replace` (a
-        holder the caller judged dead), else ("held", current holder).
+        holder the caller judged dead), else ("held", current holder). The ops in
+        `commit_first` are applied first, in the same transaction (group commit).
         """
         leases, name = self._dbs["leases"], key.encode()
+        first = list(commit_first)
 
         def swap(txn: lmdb.Transaction) -> tuple[str, dict[str, Any] | None]:
+            for db, op_key, value in first:
+                if value is None:
+                    txn.delete(op_key, db=self._dbs[db])
+                else:
+                    txn.put(op_key, value, db=self._dbs[db])
             if txn.get(name, db=self._steps) is not None:
                 return "committed", None
             raw = txn.get(name, db=leases)

@@ -28,13 +28,17 @@ class Leases:
         self.run_id = run_id
         self.held: set[str] = set()
 
-    def acquire(self, key: str) -> tuple[str, ...] | None:
+    def acquire(self, key: str, commit_first: list[Op] | None = None) -> tuple[str, ...] | None:
         """Take the lease (returns None), or wait for the holder's result (returns its ids).
 
         Returns None too when the holder failed or died: then the caller executes.
+        `commit_first`: ops committed in the same transaction as the first attempt
+        (the runner's deferred step records).
         """
         now = time.time()
-        status, _ = self.index.try_lease(key, self._holder(now), now)
+        status, _ = self.index.try_lease(
+            key, self._holder(now), now, commit_first=commit_first or ()
+        )
         polls = 0
         while status == "held":
             time.sleep(_POLL_SECONDS[min(polls, len(_POLL_SECONDS) - 1)])

@@ -13,8 +13,11 @@ class LocalExecutor(Executor):
         check_workers(max_workers)  # accepted for a uniform signature; one step at a time
 
     def execute(self, runner: Runner) -> None:
-        for ps in runner.planned.values():
-            runner.run_step(ps)
+        try:
+            for ps in runner.planned.values():
+                runner.run_step(ps)
+        finally:
+            runner.flush()  # the deferred records of what finished, however the run ends
 
 
 EXECUTOR = LocalExecutor

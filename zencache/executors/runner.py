@@ -88,6 +88,9 @@ class Runner:
         self._keep = {(h.invocation, h.output) for h in dag.output_handles()}
         self._failures: list[tuple[str, BaseException]] = []
         self.leases = Leases(self.index, self.run_id)
+        # Records of executed steps not yet committed: they ride on the run's next
+        # write transaction (see record), which saves an fsync per executed step.
+        self._pending: list[Op] = []
 
     # --- the decision ---------------------------------------------------------------------
 
@@ -173,7 +176,8 @@ class Runner:
         key = key or self.key(ps)
         hit = self.lookup(ps, key)
         if hit is None and self.uses_cache(ps):
-            hit = self.leases.acquire(key)
+            hit = self.leases.acquire(key, commit_first=self._pending)
+            self._pending = []
         if hit is not None:
             self.record_hit(ps, key, hit, started)
             return None
@@ -187,6 +191,7 @@ class Runner:
             if new_key != key:
                 self.leases.release(key)
                 key = new_key
+            self.flush()  # nothing pending while user code runs (see record)
             outputs = self.call(ps, inputs)
             self.commit(ps, key, outputs, time.perf_counter() - started)
         except BaseException as exc:
@@ -233,16 +238,32 @@ class Runner:
 
     def commit(self, ps: PlannedStep, key: str, outputs: dict[str, Any], duration: float) -> None:
         """Write the outputs' objects (durable on return), then their records in one txn."""
-        self.record(ps, key, materialize(self.store, ps.materializers, outputs), duration)
+        self.record(
+            ps, key, materialize(self.store, ps.materializers, outputs), duration, defer=True
+        )
         for name, value in outputs.items():
             if self._remaining_consumers.get(ps.name) or (ps.name, name) in self._keep:
                 self.values[(ps.name, name)] = value
 
     def record(
-        self, ps: PlannedStep, key: str, artifacts: dict[str, ArtifactRecord], duration: float
+        self,
+        ps: PlannedStep,
+        key: str,
+        artifacts: dict[str, ArtifactRecord],
+        duration: float,
+        *,
+        defer: bool = False,
     ) -> None:
         """Commit a step's artifact and step records (its objects already durable), and
-        release its lease, in one transaction. Local and worker-executed steps share it."""
+        release its lease, in one transaction. Local and worker-executed steps share it.
+
+        `defer` (group commit): the records join the run's next write transaction,
+        the next miss's lease or the run record, which comes before any other
+        step's function runs (execute_here flushes otherwise). So one fsync commits
+        two things, and a kill -9 can lose only the step that had just returned
+        (its objects are durable: rerunning it writes nothing new); what was
+        committed is never lost or damaged (LMDB commits are atomic).
+        """
         ids = {name: a.content_id for name, a in artifacts.items()}
         record = StepRecord(
             key=key,
@@ -268,8 +289,17 @@ class Runner:
         ]
         ops.append(("steps", key.encode(), record.encode()))
         ops.extend(self.leases.release_ops(key))
-        self.index.write(ops)
+        if defer:
+            self._pending.extend(ops)
+        else:
+            self.index.write(ops)
         self.ids[ps.name] = ids
+
+    def flush(self) -> None:
+        """Commit the deferred records of executed steps, if any."""
+        if self._pending:
+            self.index.write(self._pending)
+            self._pending = []
 
     def _release_inputs(self, ps: PlannedStep) -> None:
         for upstream in ps.invocation.upstream:
@@ -303,7 +333,8 @@ class Runner:
             sys_path=user_sys_path(),
         )
         ops: list[tuple[str, bytes, bytes | None]] = [
-            ("runs", self.run_id.encode(), record.encode())
+            *self._pending,
+            ("runs", self.run_id.encode(), record.encode()),
         ]
         if self.index.get("envs", env.env_id.encode()) is None:
             ops.append(("envs", env.env_id.encode(), env.encode()))
@@ -316,7 +347,10 @@ class Runner:
 
         def write(txn: Any) -> None:
             for db, key, value in ops:
-                txn.put(key, value, db=self.index.db(db))
+                if value is None:
+                    txn.delete(key, db=self.index.db(db))
+                else:
+                    txn.put(key, value, db=self.index.db(db))
             # A rerun mostly finds the keys it would write: rewriting them would
             # dirty (and fsync) every page of the table for nothing.
             for key, value in latest:
@@ -324,6 +358,7 @@ class Runner:
                     txn.put(key, value, db=latest_db)
 
         self.index.transact(write)
+        self._pending = []
         run = Run(record, self.cache, self.values)
         if self._failures and status != "interrupted":
             name, exc = self._failures[0]
