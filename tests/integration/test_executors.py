@@ -195,8 +195,12 @@ def test_cached_rerun_starts_no_worker(cache: Cache, executor: Any) -> None:
     assert rerun.output() == first.output()
 
 
+def _allow_failures(count: int, dask_scheduler: Any = None) -> None:
+    dask_scheduler.allowed_failures = count
+
+
 def test_killed_worker_is_a_failed_step_and_the_next_run_completes(
-    cache: Cache, tmp_path: Path
+    cache: Cache, tmp_path: Path, executor: Any
 ) -> None:
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -214,17 +218,21 @@ def test_killed_worker_is_a_failed_step_and_the_next_run_completes(
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.01)
 
+    dask = isinstance(executor, DaskExecutor)
+    if dask:  # Dask retries a task whose worker died; fail at the first death instead
+        executor.scheduler.run_on_scheduler(_allow_failures, 0)
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    executor = ProcessExecutor(max_workers=2)
     try:
         with pytest.raises(StepFailedError, match=r"'victim' did not finish.*died") as caught:
             crashy(workdir=str(workdir)).run(executor=executor, cache=cache)
     finally:
         stop.set()
         thread.join()
+        if dask:
+            executor.scheduler.run_on_scheduler(_allow_failures, 3)
     assert caught.value.step == "victim"
-    assert killed and executor.stats.crashes >= 1
+    assert killed and (dask or executor.stats.crashes >= 1)
     record = cache.index.get_run(cache.index.last("runs")[0].decode())
     assert record is not None
     assert {s.name: s.status for s in record.steps} == {
@@ -235,7 +243,8 @@ def test_killed_worker_is_a_failed_step_and_the_next_run_completes(
     assert cache.index.lease_holder(record.steps[0].key) is None  # its lease was released
 
     (workdir / "armed").unlink()
-    run = crashy(workdir=str(workdir)).run(executor="processes", max_workers=2, cache=cache)
+    again = type(executor)(executor.scheduler) if dask else ProcessExecutor(max_workers=2)
+    run = crashy(workdir=str(workdir)).run(executor=again, cache=cache)
     assert {n: s.status for n, s in run.steps.items()} == {
         "victim": "executed",
         "after": "executed",
@@ -310,3 +319,58 @@ def test_cli_runs_a_file_target_on_a_parallel_executor(tmp_path: Path, executor_
     again = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0, again.stderr
     assert "completed (6 cached)" in again.stdout
+
+
+INTERRUPTED_RUN = """
+import sys, time
+from pathlib import Path
+from zencache import Cache, pipeline, step
+
+@step
+def nap(i: int, workdir: str) -> int:  # defined in __main__: sent by value
+    Path(workdir, f"started-{i}").touch()
+    time.sleep(30)
+    return i
+
+@pipeline
+def naps(workdir: str):
+    return [nap(i=i, workdir=workdir) for i in range(3)]
+
+naps(workdir=sys.argv[2]).run(executor="processes", max_workers=2, cache=Cache(sys.argv[1]))
+"""
+
+
+def test_ctrl_c_kills_the_workers_and_records_the_running_steps(
+    tmp_path: Path, python: Any
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    process = python.popen(INTERRUPTED_RUN, str(tmp_path / "cache"), str(workdir))
+    deadline = time.monotonic() + 60
+    while len(list(workdir.glob("started-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = {
+        p.pid
+        for p in psutil.Process(process.pid).children(recursive=True)
+        if "resource_tracker" not in " ".join(p.cmdline())  # outlives its parent a moment
+    }
+    assert len(workers) == 2
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0 and "KeyboardInterrupt" in stderr
+    assert not [pid for pid in workers if psutil.pid_exists(pid) and _is_worker(pid)]
+    cache = Cache(tmp_path / "cache")
+    try:
+        record = cache.index.get_run(cache.index.last("runs")[0].decode())
+        assert record is not None and record.status == "interrupted"
+        assert sorted(s.status for s in record.steps) == ["interrupted", "interrupted"]
+        assert cache.index.count("leases") == 0
+    finally:
+        cache.close()
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -102,10 +102,13 @@ class _DaskPool:
         self.client = client
         self.capacity = max_workers or 1 << 30
         self.owned = owned  # None: the caller's client, left open
+        self.pending: set[Any] = set()
 
     def submit(self, task: StepTask) -> Any:
         key = f"zencache-{task.name}-{uuid.uuid4().hex}"
-        return self.client.submit(run_task, task, key=key, pure=False)
+        future = self.client.submit(run_task, task, key=key, pure=False)
+        self.pending.add(future)
+        return future
 
     def wait(
         self, handles: list[Any], every: bool = False
@@ -120,6 +123,7 @@ class _DaskPool:
             except TimeoutError:
                 continue
         outcomes: list[tuple[Any, TaskResult | BaseException]] = []
+        self.pending.difference_update(done)
         for future in done:
             if future.status == "finished":
                 outcomes.append((future, future.result()))
@@ -140,6 +144,9 @@ class _DaskPool:
         return f"the Dask cluster could not run it ({type(exc).__name__}: {exc})"
 
     def close(self, kill: bool) -> None:
+        if kill and self.pending:
+            self.client.cancel(list(self.pending))  # a cluster that outlives the run stops them
+        self.pending.clear()
         if self.owned is None:
             return
         self.client.close()

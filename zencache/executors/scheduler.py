@@ -175,6 +175,7 @@ class _Scheduler:
             return
         if task is None:  # an input lost its index record: repair it in this process
             runner.execute_here(ps, flight.key, flight.started)
+            runner.flush()  # a deferred commit: workers are running other steps meanwhile
             self._done(flight.key)
             return
         try:
@@ -222,13 +223,16 @@ class _Scheduler:
     def _settle(self, flight: _Flight, outcome: TaskResult | BaseException) -> None:
         runner, ps, key = self.runner, flight.ps, flight.key
         if isinstance(outcome, BaseException):
-            message = self._pool().describe(outcome)
-            self._fail(flight, StepFailedError(f"step {ps.name!r}: {message}", step=ps.name))
+            why = self._pool().describe(outcome)
+            self._fail(
+                flight, StepFailedError(f"step {ps.name!r} did not finish: {why}", step=ps.name)
+            )
             return
         if outcome.damaged_input:
             # The driver re-reads the input, finds the damage itself, re-executes its
             # producer and rewrites the objects (Runner.value), then runs this step here.
             runner.execute_here(ps, key, flight.started)
+            runner.flush()
         elif outcome.error is not None:
             self._fail(flight, outcome.error, outcome.traceback_text)
             return
@@ -298,23 +302,26 @@ class _Scheduler:
     def close(self) -> None:
         """Release what this run still holds; kill workers when leaving early."""
         leaving_early = bool(self.running or self.queue)
-        for flight in [*self.running.values(), *self.queue]:
-            self.runner.leases.release(flight.key)
-        for flight in self.running.values():
-            # Left early (Ctrl-C): the run record names the steps it stopped, as local does.
-            ps = flight.ps
-            self.runner.results[ps.name] = StepRun(
-                ps.name,
-                ps.step.identity,
-                flight.key,
-                "interrupted",
-                time.perf_counter() - flight.started,
-                {},
-                "interrupted while running in a worker",
-            )
-        self.running.clear()
-        self.queue.clear()
-        self._close_pool(kill=leaving_early)
+        try:
+            for flight in self.running.values():
+                # Left early (Ctrl-C): the run record names the steps it stopped, as local does.
+                ps = flight.ps
+                self.runner.results[ps.name] = StepRun(
+                    ps.name,
+                    ps.step.identity,
+                    flight.key,
+                    "interrupted",
+                    time.perf_counter() - flight.started,
+                    {},
+                    "interrupted while running in a worker",
+                )
+            self.runner.flush()
+            for flight in [*self.running.values(), *self.queue]:
+                self.runner.leases.release(flight.key)
+        finally:
+            self.running.clear()
+            self.queue.clear()
+            self._close_pool(kill=leaving_early)
 
 
 def _first_broken(outcomes: list[tuple[Any, TaskResult | BaseException]], pool: Pool) -> str:
