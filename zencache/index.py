@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import lmdb
 
-from .errors import CacheVersionError, CorruptIndexError, StorageFullError
+from .errors import CacheVersionError, CorruptIndexError, CorruptObjectError, StorageFullError
 from .records import ArtifactRecord, EnvRecord, RunRecord, StepRecord, decode_output_ids
 
 FORMAT = b"zencache-index/1"
@@ -36,6 +38,11 @@ DATABASES = ("meta", "steps", "artifacts", "runs", "envs", "latest", "leases")
 INITIAL_MAP_SIZE = 64 << 20
 # A single put larger than this is a bug, not a reason to grow forever.
 _MAX_MAP_SIZE = 1 << 40
+
+# What a damaged data.mdb raises while it is read (a flipped page, a truncated file).
+_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadTxnError)
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Op = tuple[str, bytes, bytes | None]  # database, key, value (None deletes)
@@ -46,7 +53,12 @@ class Index:
 
     def __init__(self, path: str | os.PathLike[str], *, map_size: int = INITIAL_MAP_SIZE) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise CorruptIndexError(
+                f"{self.path} is a file, not an index folder; move it away or delete it"
+            ) from exc
         try:
             self.env = self._open_env(map_size)
         except lmdb.InvalidError as exc:
@@ -57,6 +69,9 @@ class Index:
         except lmdb.Error as exc:
             raise CorruptIndexError(f"cannot open the index at {self.path}: {exc}") from exc
         try:
+            # Free the reader slots of processes that died (kill -9) holding a snapshot,
+            # so their pages can be reused instead of growing the file.
+            self.env.reader_check()
             self._refuse_foreign()
             self._dbs = self._open_dbs()
             self._check_format()
@@ -128,6 +143,8 @@ class Index:
                 self.env.set_mapsize(0)
             except lmdb.DiskError as exc:
                 raise self._full_error(exc) from exc
+            except _DAMAGE as exc:
+                raise self._damaged_error(exc) from exc
             except lmdb.Error as exc:
                 if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
                     raise self._full_error(exc) from exc
@@ -148,18 +165,45 @@ class Index:
                     return None if value is None else decode_output_ids(value)
             except lmdb.MapResizedError:
                 self.env.set_mapsize(0)
+            except _DAMAGE as exc:
+                raise self._damaged_error(exc) from exc
+            except (ValueError, struct.error):
+                # A damaged entry is a miss: the step re-executes and its commit replaces it.
+                log.warning("the index entry of step key %s is damaged; re-executing it", key)
+                return None
 
     def get_step(self, key: str) -> StepRecord | None:
         value = self.get("steps", key.encode())
-        return None if value is None else StepRecord.decode(value)
+        return None if value is None else self._decode("step entry", key, StepRecord.decode, value)
 
     def get_artifact(self, content_id: str) -> ArtifactRecord | None:
+        """The record stored under `content_id`; CorruptObjectError unless it is that
+        artifact's (a damaged or swapped record must never load another value)."""
         value = self.get("artifacts", content_id.encode())
-        return None if value is None else ArtifactRecord.decode(value)
+        if value is None:
+            return None
+        try:
+            record = ArtifactRecord.decode(value)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise CorruptObjectError(
+                f"the index record of artifact {content_id} in {self.path} cannot be decoded "
+                f"({exc}); run 'zencache cache verify --repair', then rerun the pipeline",
+                object_id=content_id,
+            ) from exc
+        if record.content_id != content_id:
+            raise CorruptObjectError(
+                f"the index record stored for artifact {content_id} in {self.path} describes "
+                f"artifact {record.content_id}; run 'zencache cache verify --repair', then "
+                "rerun the pipeline",
+                object_id=content_id,
+            )
+        return record
 
     def get_run(self, run_id: str) -> RunRecord | None:
         value = self.get("runs", run_id.encode())
-        return None if value is None else RunRecord.decode(value)
+        return (
+            None if value is None else self._decode("run record", run_id, RunRecord.decode, value)
+        )
 
     def get_env(self, env_id: str) -> EnvRecord | None:
         value = self.get("envs", env_id.encode())
@@ -229,6 +273,24 @@ class Index:
                     return fn(txn)
             except lmdb.MapResizedError:
                 self.env.set_mapsize(0)
+            except _DAMAGE as exc:
+                raise self._damaged_error(exc) from exc
+
+    def _damaged_error(self, exc: Exception) -> CorruptIndexError:
+        return CorruptIndexError(
+            f"the index at {self.path} is damaged ({exc}); move it away or delete it: the "
+            "next run starts a new index, re-executing steps once (their stored objects "
+            "are reused)"
+        )
+
+    def _decode(self, kind: str, key: str, decode: Callable[[bytes], T], value: bytes) -> T:
+        try:
+            return decode(value)
+        except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
+            raise CorruptIndexError(
+                f"the {kind} {key} in the index at {self.path} cannot be decoded ({exc}); "
+                "run 'zencache cache verify --repair'"
+            ) from exc
 
     def _grow(self) -> None:
         size = self.env.info()["map_size"]
@@ -262,7 +324,11 @@ class Index:
                 return {name: self.env.open_db(name.encode()) for name in DATABASES}
             except lmdb.MapResizedError:
                 self.env.set_mapsize(0)  # another process grew the map since we opened it
+            except lmdb.MapFullError:
+                self._grow()  # creating the databases of a new index in a tiny map
             except lmdb.Error as exc:
+                if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
+                    raise self._full_error(exc) from exc
                 raise CorruptIndexError(
                     f"{self.path} is not a zencache index ({exc}); move it away or delete it"
                 ) from exc

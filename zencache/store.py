@@ -124,7 +124,7 @@ class ObjectStore:
             self._mark_damaged(object_id)
             raise CorruptObjectError(
                 f"object {object_id} in {self.root} has the wrong size; run "
-                "'zencache cache verify --repair' or rerun the pipeline to rewrite it",
+                "'zencache cache verify --repair', then rerun the pipeline to rewrite it",
                 object_id=object_id,
             )
         self._check(object_id, buffer)
@@ -219,7 +219,7 @@ class ObjectStore:
             self._mark_damaged(object_id)
             raise CorruptObjectError(
                 f"object {object_id} in {self.root} does not match its hash (corrupted on "
-                "disk); run 'zencache cache verify --repair' or rerun the pipeline to rewrite it",
+                "disk); run 'zencache cache verify --repair', then rerun the pipeline to rewrite it",
                 object_id=object_id,
             )
 
@@ -231,7 +231,7 @@ class ObjectStore:
         self._mark_damaged(object_id)
         return MissingObjectError(
             f"object {object_id} is missing from {self.root}; run 'zencache cache verify "
-            "--repair' or rerun the pipeline to recreate it",
+            "--repair', then rerun the pipeline to recreate it",
             object_id=object_id,
         )
 
@@ -239,7 +239,9 @@ class ObjectStore:
         shard = target.parent
         tmp = shard / f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
         try:
-            shard.mkdir(parents=True, exist_ok=True)
+            if not shard.is_dir():
+                shard.mkdir(parents=True, exist_ok=True)
+                _fsync_dir(shard.parent)  # a new shard's own entry must survive a power cut
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
                 written = 0

@@ -5,7 +5,9 @@ second process missing on the same key waits for the step entry instead of
 computing it again. A holder on this machine is waited for while its process
 lives (however long the step runs); a holder elsewhere, or one that cannot be
 checked, for ZENCACHE_LEASE_SECONDS (default 600) after it took the lease. A
-dead holder's lease is taken over at once. Policy only: the index does the swap.
+dead holder's lease is taken over at once; dead includes killed but not yet
+reaped (a zombie) and a pid since reused by another process (its start time
+differs). Policy only: the index does the swap.
 """
 
 from __future__ import annotations
@@ -18,8 +20,34 @@ from typing import Any
 from ..index import Index, Op
 
 LEASE_SETTING = "ZENCACHE_LEASE_SECONDS"
-_HOST = socket.gethostname()
 _POLL_SECONDS = (0.01, 0.05, 0.1, 0.2)
+
+
+def _pid_namespace() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+# Two containers may share a hostname and a cache but not their pids: a holder is
+# "on this machine" (its pid checkable) only when the pid namespace matches too.
+_HOST = socket.gethostname()
+_PID_NS = _pid_namespace()
+
+
+def _process_start(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks) of a process, from /proc; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()  # the name in parentheses may hold spaces
+    return (fields[0], fields[19]) if len(fields) > 19 else None
+
+
+_STARTED = (_process_start(os.getpid()) or ("", ""))[1]
 
 
 class Leases:
@@ -48,7 +76,7 @@ class Leases:
                 return ids
             current = self.index.lease_holder(key)
             dead = current is not None and self._is_dead(current)
-            if current is not None and current.get("host") == _HOST and not dead:
+            if current is not None and self._is_local(current) and not dead:
                 continue  # a live holder on this machine: wait as long as it runs
             now = time.time()
             replace = current if dead else None
@@ -72,16 +100,34 @@ class Leases:
 
     def _holder(self, now: float) -> dict[str, Any]:
         seconds = float(os.environ.get(LEASE_SETTING, "600"))
-        return {"host": _HOST, "pid": os.getpid(), "run": self.run_id, "expires": now + seconds}
+        return {
+            "host": _HOST,
+            "pidns": _PID_NS,
+            "pid": os.getpid(),
+            "started": _STARTED,
+            "run": self.run_id,
+            "expires": now + seconds,
+        }
 
     @staticmethod
-    def _is_dead(holder: dict[str, Any]) -> bool:
-        if holder.get("host") != _HOST:
+    def _is_local(holder: dict[str, Any]) -> bool:
+        return holder.get("host") == _HOST and holder.get("pidns", _PID_NS) == _PID_NS
+
+    @classmethod
+    def _is_dead(cls, holder: dict[str, Any]) -> bool:
+        if not cls._is_local(holder):
             return False  # cannot tell: its expiry decides
+        pid = int(holder["pid"])
         try:
-            os.kill(int(holder["pid"]), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return True
         except PermissionError:
+            pass  # another user's process: alive unless /proc says otherwise
+        # kill(0) succeeds for a killed process its parent has not reaped yet (a
+        # zombie), and for a newer process that was given the dead holder's pid.
+        found = _process_start(pid)
+        if found is None:
             return False
-        return False
+        state, started = found
+        return state == "Z" or started != holder.get("started", started)

@@ -14,9 +14,11 @@ and `materialize` also run in the workers of the parallel executors (worker.py).
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +36,9 @@ from ..errors import (
     MissingObjectError,
     StepFailedError,
     StepOutputError,
+    ZencacheError,
 )
+from ..hashing import canonical_encoding
 from ..index import Op
 from ..materializers import registry
 from ..materializers.artifacts import load_artifact, save_artifact
@@ -91,6 +95,7 @@ class Runner:
         # Records of executed steps not yet committed: they ride on the run's next
         # write transaction (see record), which saves an fsync per executed step.
         self._pending: list[Op] = []
+        warn_unstable_params(planned)
 
     # --- the decision ---------------------------------------------------------------------
 
@@ -135,6 +140,7 @@ class Runner:
         self, ps: PlannedStep, key: str, exc: BaseException, started: float, text: str = ""
     ) -> None:
         """`text`: the traceback when `exc` was raised elsewhere (in a worker process)."""
+        name_step(exc, ps.name)
         text = text or "".join(traceback.format_exception(exc))
         self._failures.append((ps.name, exc))
         self._finish(
@@ -197,6 +203,17 @@ class Runner:
         except BaseException as exc:
             self.leases.release(key)
             if not isinstance(exc, Exception):
+                # Ctrl-C (or SystemExit) inside the step: the run record names the step
+                # it stopped, not only those that finished.
+                self.results[ps.name] = StepRun(
+                    ps.name,
+                    ps.step.identity,
+                    key,
+                    "interrupted",
+                    time.perf_counter() - started,
+                    {},
+                    f"interrupted by {type(exc).__name__}",
+                )
                 raise
             self.record_failure(ps, key, exc, started)
             return
@@ -218,8 +235,8 @@ class Runner:
         if slot in self.values:
             return self.values[slot]
         content_id = self.ids[handle.invocation][handle.output]
-        record = self.index.get_artifact(content_id)
         try:
+            record = self.index.get_artifact(content_id)  # a damaged record raises too
             if record is None:
                 raise MissingObjectError(
                     f"artifact {content_id} has no index record", object_id=content_id
@@ -448,3 +465,42 @@ def _check_type(step: str, output: str, declared: Any, value: Any) -> None:
             f"but the step returned {type(value).__module__}.{type(value).__qualname__}; "
             "return the declared type or fix the annotation"
         )
+
+
+class UnstableParameterWarning(UserWarning):
+    """A parameter's canonical form holds a memory address: its key changes every run."""
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{6,}")
+
+
+def warn_unstable_params(planned: list[PlannedStep]) -> None:
+    """Warn when a parameter hashes an object's address (a registered hasher that
+    returns repr(value), a string made with str(obj)): such a step would miss the
+    cache on every run, silently. Objects with no canonical form at all are refused
+    earlier (UnhashableParameterError); only values whose repr shows an address are
+    re-encoded here, so the usual run pays nothing."""
+    for ps in planned:
+        for name, text in ps.param_reprs.items():
+            found = _ADDRESS.search(text)
+            if found is None:
+                continue
+            value = ps.invocation.params[name]
+            if found.group().encode() in canonical_encoding(value):
+                warnings.warn(
+                    f"parameter {name!r} of step {ps.name!r} hashes a memory address "
+                    f"({text}), so its cache key changes every run and the step never hits; "
+                    "register a hasher that encodes the value's content "
+                    "(zencache.hashing.register_hasher), pass it as an artifact, or add it "
+                    "to ignore=",
+                    UnstableParameterWarning,
+                    stacklevel=2,
+                )
+
+
+def name_step(exc: BaseException, step: str) -> None:
+    """Put the step's name at the head of a zencache error that does not say it (a
+    materializer that cannot store an output, a full disk), so that the one line the
+    CLI shows names the step."""
+    if isinstance(exc, ZencacheError) and exc.args and f"{step!r}" not in str(exc):
+        exc.args = (f"step {step!r}: {exc.args[0]}", *exc.args[1:])

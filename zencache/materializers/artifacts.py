@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,17 @@ def load_artifact(store: ObjectStore, record: ArtifactRecord, data_type: Any = N
             files[name] = store.read_blob(Blob(entry.size, entry.chunks))
     if data_type is None or registry.is_too_general(data_type):
         data_type = resolve_type(record.type_name)
-    return materializer().restore(files, data_type)
+    try:
+        return materializer().restore(files, data_type)
+    except ZencacheError:
+        raise
+    except Exception as exc:
+        # Verified bytes that still do not load: a materializer bug or a forged record.
+        raise MaterializerError(
+            f"materializer {materializer.__qualname__} could not load artifact "
+            f"{record.content_id} (a {record.type_name}): {type(exc).__name__}: {exc}; "
+            "run 'zencache cache verify', or rerun the step that wrote it"
+        ) from exc
 
 
 def artifact_id(identity: str, files: dict[str, FileEntry]) -> ContentId:
@@ -92,8 +103,12 @@ def artifact_id(identity: str, files: dict[str, FileEntry]) -> ContentId:
     return h.hexdigest()
 
 
+def pickle_allowed() -> bool:
+    return os.environ.get(PICKLE_SETTING, "1") != "0"
+
+
 def check_pickle_allowed(materializer: type[BaseMaterializer], action: str) -> None:
-    if materializer.USES_PICKLE and os.environ.get(PICKLE_SETTING, "1") == "0":
+    if materializer.USES_PICKLE and not pickle_allowed():
         raise PickleRefusedError(
             f"materializer {materializer.__qualname__} uses pickle, refused to {action} because "
             f"{PICKLE_SETTING}=0; unset it if you trust whoever wrote this cache, or declare "
@@ -102,8 +117,14 @@ def check_pickle_allowed(materializer: type[BaseMaterializer], action: str) -> N
 
 
 def resolve_type(type_name: str) -> Any:
-    """The class recorded as `module:qualname`, or object when it cannot be imported."""
+    """The class recorded as `module:qualname`, or object when it cannot be imported.
+
+    The name comes from the cache, and importing a module runs its code: under
+    ZENCACHE_ALLOW_PICKLE=0 (an untrusted cache) only modules already imported are used.
+    """
     module_name, _, qualname = type_name.partition(":")
+    if not pickle_allowed() and module_name not in sys.modules:
+        return object
     try:
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):

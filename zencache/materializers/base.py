@@ -115,7 +115,7 @@ def read_tree(root: Path) -> dict[str, bytes]:
 def safe_join(root: Path, name: str) -> Path:
     """`root / name`, refusing absolute paths and `..` that would leave `root`."""
     parts = Path(name).parts
-    if not name or Path(name).is_absolute() or ".." in parts or "\\" in name:
+    if not name or Path(name).is_absolute() or ".." in parts or "\\" in name or "\0" in name:
         raise UnsafePathError(
             f"artifact file name {name!r} would escape its folder; materializers may only "
             "write relative paths inside self.uri"
