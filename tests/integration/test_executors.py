@@ -9,6 +9,7 @@ examples/digits the same way. One Dask LocalCluster (2 worker processes on
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -125,6 +126,10 @@ def executor(request: pytest.FixtureRequest) -> Any:
 def _prepend_path(path: str) -> None:
     if path not in sys.path:
         sys.path.insert(0, path)
+
+
+def _import(name: str) -> None:
+    importlib.import_module(name)
 
 
 def outcome(run: Run) -> dict[str, tuple[str, str, dict[str, str]]]:
@@ -374,3 +379,58 @@ def _is_worker(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@pipeline
+def twice():
+    data = source(n=1000)
+    return scale(data=data, factor=2.0), scale(data=data, factor=2.0)
+
+
+def test_two_invocations_with_one_key_execute_once(cache: Cache) -> None:
+    # Both are ready at once; the second waits for the first instead of for its own lease.
+    run = twice().run(executor=ProcessExecutor(max_workers=2), cache=cache)
+    assert {n: s.status for n, s in run.steps.items()} == {
+        "source": "executed",
+        "scale": "executed",
+        "scale_2": "cached",
+    }
+    assert run.steps["scale"].key == run.steps["scale_2"].key
+
+
+STALE_MODULE = """
+from zencache import pipeline, step
+
+@step
+def answer(x: int) -> int:
+    return x + {delta}
+
+@pipeline
+def ask(x: int = 1):
+    return answer(x=x)
+"""
+
+
+def test_a_dask_worker_with_old_code_refuses_to_run_the_step(
+    tmp_path: Path, dask_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "code"
+    folder.mkdir()
+    module_file = folder / "edited_steps.py"
+    module_file.write_text(STALE_MODULE.format(delta=1))
+    monkeypatch.syspath_prepend(str(folder))
+    dask_client.run(_prepend_path, str(folder))
+    import edited_steps  # type: ignore[import-not-found]
+
+    cache = Cache(tmp_path / "cache")
+    try:
+        assert edited_steps.ask().run(executor=DaskExecutor(dask_client), cache=cache).output() == 2
+        dask_client.run(_import, "edited_steps")  # every worker, not only the one that ran it
+        # Edited and reloaded in the driver; the workers keep the module they imported.
+        module_file.write_text(STALE_MODULE.format(delta=2))
+        importlib.reload(edited_steps)
+        with pytest.raises(StepFailedError, match="has other code for step 'answer'"):
+            edited_steps.ask().run(executor=DaskExecutor(dask_client), cache=cache)
+    finally:
+        cache.close()
+        sys.modules.pop("edited_steps", None)

@@ -60,6 +60,7 @@ class _LokyPool:
         self.executor = ProcessPoolExecutor(max_workers=workers, env=env)
         self.capacity = workers
         self.broken: tuple[type[BaseException], ...] = (BrokenProcessPool,)
+        self.check_code = False  # workers live for one run: they import the current code
 
     def submit(self, task: StepTask) -> concurrent.futures.Future[TaskResult]:
         return self.executor.submit(run_task, task)

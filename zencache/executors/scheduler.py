@@ -30,7 +30,7 @@ from ..materializers import registry
 from ..plan import PlannedStep
 from ..records import StepRun
 from .runner import Runner
-from .worker import StepTask, TaskResult, step_reference
+from .worker import StepRef, StepTask, TaskResult, step_reference
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class Pool(Protocol):
 
     capacity: int  # tasks in flight at most
     broken: tuple[type[BaseException], ...]  # outcomes that mean the pool lost every task
+    check_code: bool  # workers outlive runs: they verify the code of steps sent by name
 
     def submit(self, task: StepTask) -> Any: ...
 
@@ -207,6 +208,9 @@ class _Scheduler:
         reference = self.references.get(id(step))
         if reference is None:
             reference = self.references[id(step)] = step_reference(step)
+        code = ""
+        if self._pool().check_code and isinstance(reference, StepRef) and ps.fingerprint:
+            code = ps.fingerprint.digest
         return StepTask(
             name=ps.name,
             step=reference,
@@ -216,6 +220,7 @@ class _Scheduler:
             materializers=dict(ps.materializers),
             store=str(runner.store.root),
             chunk_size=runner.store.chunk_size,
+            code=code,
         )
 
     # --- outcomes -------------------------------------------------------------------------------

@@ -86,6 +86,10 @@ class StepTask:
     materializers: dict[str, type[BaseMaterializer] | None]
     store: str  # the object store's root; the same path must be valid on the worker
     chunk_size: int
+    # The driver's code fingerprint of a step sent by name, for workers that outlive a
+    # run (Dask): one that imported the module before it was edited, or that has
+    # other package versions, must not store its result under the driver's key.
+    code: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,8 @@ def _run(task: StepTask, started: float) -> TaskResult:
     pid = os.getpid()
     try:
         step = task.step.resolve() if isinstance(task.step, StepRef) else task.step
+        if task.code:
+            _check_code(task, step)
         store = _store(task.store, task.chunk_size)
         types = step.input_types
         inputs = {}
@@ -141,6 +147,22 @@ def _run(task: StepTask, started: float) -> TaskResult:
         text = "".join(traceback.format_exception(exc))  # what the local runner records
         return TaskResult(error=_portable(task.name, exc), traceback_text=text, pid=pid)
     return TaskResult(artifacts, time.perf_counter() - started, pid=pid)
+
+
+def _check_code(task: StepTask, step: Any) -> None:
+    from ..fingerprint import fingerprint  # memoized per process: paid once per step
+
+    found = fingerprint(step.fn)
+    if found.digest == task.code:
+        return
+    raise StepFailedError(
+        f"the worker on {socket.gethostname()} has other code for step {task.name!r} than "
+        f"the driver (code fingerprint {found.digest[:12]} there, {task.code[:12]} here): it "
+        "imported the step's module before the module was edited, or has other versions of "
+        "the packages the step uses; restart the workers (distributed.Client.restart()) or "
+        "install the driver's versions",
+        step=task.name,
+    )
 
 
 def _store(root: str, chunk_size: int) -> ObjectStore:
