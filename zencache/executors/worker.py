@@ -10,7 +10,6 @@ Imports the runner's pure halves (`call_step`, `materialize`); no joblib, no das
 from __future__ import annotations
 
 import importlib
-import os
 import pickle
 import socket
 import sys
@@ -100,7 +99,6 @@ class TaskResult:
     traceback_text: str = ""
     damaged_input: str = ""  # an input whose objects are missing or corrupt: the driver repairs
     warnings: tuple[tuple[type[Warning], str], ...] = ()
-    pid: int = 0
 
 
 _stores: dict[tuple[str, int], ObjectStore] = {}
@@ -123,12 +121,10 @@ def run_task(task: StepTask) -> TaskResult:
         result.traceback_text,
         result.damaged_input,
         seen,
-        result.pid,
     )
 
 
 def _run(task: StepTask, started: float) -> TaskResult:
-    pid = os.getpid()
     try:
         step = task.step.resolve() if isinstance(task.step, StepRef) else task.step
         if task.code:
@@ -140,13 +136,13 @@ def _run(task: StepTask, started: float) -> TaskResult:
             try:
                 inputs[name] = load_artifact(store, record, types.get(name))
             except (CorruptObjectError, MissingObjectError):
-                return TaskResult(damaged_input=name, pid=pid)
+                return TaskResult(damaged_input=name)
         outputs = call_step(task.name, step, inputs, task.params)
         artifacts = materialize(store, task.materializers, outputs)
     except Exception as exc:
         text = "".join(traceback.format_exception(exc))  # what the local runner records
-        return TaskResult(error=_portable(task.name, exc), traceback_text=text, pid=pid)
-    return TaskResult(artifacts, time.perf_counter() - started, pid=pid)
+        return TaskResult(error=_portable(task.name, exc), traceback_text=text)
+    return TaskResult(artifacts, time.perf_counter() - started)
 
 
 def _check_code(task: StepTask, step: Any) -> None:
