@@ -1,17 +1,22 @@
 """Where code comes from: user code, Python and its standard library, zencache,
 or a third-party package (tracked as `dist==version`, looked up in the installed
-distributions). Imports nothing of zencache; the lowest module of the package.
+distributions). Imports only environment (how installed distributions are read)
+of zencache; the lowest module of the package.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import importlib.metadata
 import os
+import pathlib
 import sys
 import sysconfig
 import types
 from collections.abc import Mapping
+
+from ..environment import name_and_version
 
 # The AST dump format and the bytecode both change between minor versions, so
 # every fingerprint carries the Python minor version, not only those that call
@@ -111,7 +116,49 @@ def class_origin(cls: type) -> str:
 
 @functools.cache
 def _packages_distributions() -> Mapping[str, list[str]]:
-    return importlib.metadata.packages_distributions()
+    """importlib.metadata.packages_distributions(), at a fraction of its cost.
+
+    The stdlib parses every distribution's METADATA with the email package and
+    every RECORD into pathlib objects: ~150 ms with 140 distributions installed,
+    paid by every fresh process that runs a pipeline using numpy. Reading the
+    Name header and the RECORD rows as text gives the same mapping (a test
+    compares the two on the installed distributions).
+    """
+    found: dict[str, list[str]] = {}
+    for dist in importlib.metadata.distributions():
+        tops = (dist.read_text("top_level.txt") or "").split() or _top_level_inferred(dist)
+        if not tops:
+            continue
+        name = name_and_version(dist)[0]
+        for top in tops:
+            found.setdefault(top, []).append(name)
+    return found
+
+
+def _top_level_inferred(dist: importlib.metadata.Distribution) -> set[str]:
+    """What importlib.metadata's _top_level_inferred gives, from RECORD's text."""
+    record = dist.read_text("RECORD")
+    if not record:
+        # egg-info and other layouts: the stdlib's own (slower) reading of the files
+        return {
+            f.parts[0] if len(f.parts) > 1 else f.with_suffix("").name
+            for f in dist.files or ()
+            if f.suffix == ".py"
+        }
+    tops = set()
+    for row in csv.reader(record.splitlines()):
+        path = row[0] if row else ""
+        last = path.rpartition("/")[2]
+        if not (last.endswith(".py") and last.rfind(".") > 0):
+            continue  # pathlib's suffix is ".py" exactly for these
+        if path.startswith(("/", "./")) or "//" in path or "/./" in path:
+            parts = pathlib.PurePosixPath(path).parts  # rare shapes: let pathlib decide
+            tops.add(parts[0] if len(parts) > 1 else parts[0][:-3])
+        elif "/" in path:
+            tops.add(path.partition("/")[0])
+        else:
+            tops.add(last[:-3])
+    return tops
 
 
 @functools.cache
