@@ -24,6 +24,9 @@ from . import registry
 from .base import BaseMaterializer, safe_join
 
 INLINE_LIMIT = 4096
+# Files at least this large are mapped, not read, for materializers with
+# MAPS_FILES (below it, reading costs less than the mmap calls: benchmarks/README.md).
+MAP_THRESHOLD = 1 << 20
 PICKLE_SETTING = "ZENCACHE_ALLOW_PICKLE"
 
 
@@ -76,7 +79,11 @@ def load_artifact(store: ObjectStore, record: ArtifactRecord, data_type: Any = N
         if entry.inline is not None:
             files[name] = entry.inline
         else:
-            files[name] = store.read_blob(Blob(entry.size, entry.chunks))
+            blob = Blob(entry.size, entry.chunks)
+            if materializer.MAPS_FILES and entry.size >= MAP_THRESHOLD:
+                files[name] = store.map_blob(blob)
+            else:
+                files[name] = store.read_blob(blob)
     if data_type is None or registry.is_too_general(data_type):
         data_type = resolve_type(record.type_name)
     try:

@@ -34,6 +34,10 @@ class BaseMaterializer:
     # Loading runs code from the cache (pickle, joblib): refused under
     # ZENCACHE_ALLOW_PICKLE=0.
     USES_PICKLE: ClassVar[bool] = False
+    # restore() accepts any buffer, and keeps it (say, as an array's memory): large
+    # files are then handed over as copy-on-write memory maps of the store's
+    # chunks, not read into fresh memory (artifacts.MAP_THRESHOLD).
+    MAPS_FILES: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -28,6 +28,7 @@ class NumpyMaterializer(BaseMaterializer):
     """
 
     ASSOCIATED_TYPE_NAMES = ("numpy.ndarray", "numpy.generic")
+    MAPS_FILES = True  # a large array is loaded as a private map of its chunks
 
     def dump(self, data: Any) -> dict[str, Any]:
         import numpy as np
