@@ -67,7 +67,9 @@ class ObjectStore:
     def put(self, data: Any) -> ContentId:
         """Store bytes-like `data`; return its id. Durable when this returns."""
         view = memoryview(data).cast("B")
-        object_id = digest_bytes(view)
+        return self._put(view, digest_bytes(view))
+
+    def _put(self, view: memoryview, object_id: ContentId) -> ContentId:
         target = self.path(object_id)
         if object_id not in self._damaged and self._is_intact(target, object_id, len(view)):
             self._freshen(target)
@@ -189,7 +191,11 @@ class ObjectStore:
     def put_blob(self, data: Any) -> Blob:
         view = memoryview(data).cast("B")
         size = self.chunk_size
-        chunks = tuple(self.put(view[i : i + size]) for i in range(0, len(view), size))
+        pieces = [view[i : i + size] for i in range(0, len(view), size)]
+        # Every chunk hashed in one pass first: interleaved with the writes, the
+        # hashing of a 1 GiB array ran at 6 GB/s instead of memory speed (~15).
+        ids = [digest_bytes(piece) for piece in pieces]
+        chunks = tuple(self._put(piece, i) for piece, i in zip(pieces, ids, strict=True))
         return Blob(len(view), chunks or (self.put(b""),))
 
     def read_blob(self, blob: Blob) -> bytearray:
