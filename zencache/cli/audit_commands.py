@@ -8,11 +8,15 @@ not be checked fails the audit too.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from .. import audit
 from .app import cache_from, main
 from .cache_commands import echo_json, format_table, human_duration, note, plural, short
+
+if TYPE_CHECKING:
+    from .. import audit
 
 # More drift lines than this (a virtualenv rebuilt from scratch) are summarised.
 _DRIFT_LINES = 12
@@ -69,6 +73,8 @@ def audit_command(
     audit computes is stored. Exit status 0 when every checked step reproduces
     (steps declared @step(deterministic=False) may differ), 1 otherwise.
     """
+    from .. import audit  # at run time: --help stays fast
+
     names = tuple(n.strip() for group in steps for n in group.split(",") if n.strip())
     cache = cache_from(ctx)
     if not as_json:
@@ -85,6 +91,8 @@ def audit_command(
 
 
 def _print(report: audit.AuditReport) -> None:
+    from .. import audit
+
     executions = "two executions" if report.twice else "one execution"
     click.echo(f"audit of run {report.run_id} ({report.pipeline}), {executions} per step")
     rows = [

@@ -10,13 +10,15 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import maintenance
 from ..errors import UsageError
 from .app import cache_from, cache_group
+
+if TYPE_CHECKING:
+    from .. import maintenance
 
 # --- shared formatting -----------------------------------------------------------------------
 
@@ -106,6 +108,8 @@ def _step_label(ref: maintenance.StepRef) -> str:
 @click.pass_context
 def ls_command(ctx: click.Context, step: str | None, as_json: bool) -> None:
     """List the cached step entries: step, pipeline, key, outputs, size, created."""
+    from .. import maintenance  # at run time: --help stays fast
+
     entries = maintenance.ls(cache_from(ctx), step)
     if as_json:
         echo_json([e.to_json() for e in entries])
@@ -147,6 +151,8 @@ def outputs_cell(outputs: Sequence[tuple[str, str]], shown: int = 2) -> str:
 @click.pass_context
 def stats_command(ctx: click.Context, as_json: bool) -> None:
     """Counts and sizes: entries, objects, bytes as materialized vs stored, dedupe."""
+    from .. import maintenance  # at run time: --help stays fast
+
     s = maintenance.stats(cache_from(ctx))
     if as_json:
         echo_json(s.to_json())
@@ -219,6 +225,8 @@ def gc_command(
     step entries no kept run names (the latest of every step always stays),
     the artifacts no kept step names, and finally their objects.
     """
+    from .. import maintenance  # at run time: --help stays fast
+
     max_age = maintenance.parse_duration(older_than) if older_than is not None else None
     report = maintenance.gc(
         cache_from(ctx),
@@ -270,6 +278,8 @@ def verify_command(ctx: click.Context, repair: bool, as_json: bool) -> None:
     records and step entries that depend on it and deletes the damaged files, so
     the next run re-executes exactly those steps; exits 0 when all is repaired.
     """
+    from .. import maintenance  # at run time: --help stays fast
+
     report = maintenance.verify(cache_from(ctx), repair=repair)
     if as_json:
         echo_json(report.to_json())
@@ -340,6 +350,8 @@ def clear_command(ctx: click.Context, step: str | None, yes: bool) -> None:
     keeps the run records as history; its next run re-executes it. Asks for
     confirmation on a terminal; elsewhere pass --yes.
     """
+    from .. import maintenance  # at run time: --help stays fast
+
     cache = cache_from(ctx)
     if step is not None:
         entries = maintenance.ls(cache, step)

@@ -6,9 +6,10 @@ diagnostics to stderr.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from .. import maintenance
 from ..records import RunRecord
 from .app import cache_from, main, runs_group
 from .cache_commands import (
@@ -21,6 +22,9 @@ from .cache_commands import (
     plural,
     short,
 )
+
+if TYPE_CHECKING:
+    from .. import maintenance
 
 _PARAMS_WIDTH = 40
 
@@ -52,6 +56,8 @@ def _params(params: dict[str, str], width: int | None = None) -> str:
 @click.pass_context
 def runs_ls(ctx: click.Context, limit: int, as_json: bool) -> None:
     """List recorded runs, newest first."""
+    from .. import maintenance  # at run time: --help stays fast
+
     cache = cache_from(ctx)
     runs = maintenance.list_runs(cache, limit or None)
     if as_json:
@@ -108,6 +114,8 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
     (the default). --json prints the whole record, with the environment and,
     for every step, how its key was made.
     """
+    from .. import maintenance  # at run time: --help stays fast
+
     details = maintenance.run_details(cache_from(ctx), run)
     if as_json:
         echo_json(details.to_json())
@@ -169,6 +177,8 @@ def lineage_command(ctx: click.Context, artifact: str, as_json: bool) -> None:
     'zencache cache ls' shows) or RUN:STEP[.OUTPUT], RUN being a run id, a
     unique prefix or 'latest' (e.g. latest:trainer, latest:importer.X_train).
     """
+    from .. import maintenance  # at run time: --help stays fast
+
     found = maintenance.lineage(cache_from(ctx), artifact)
     if as_json:
         echo_json(found.to_json())
