@@ -17,8 +17,20 @@ def test_names_and_versions_read_as_importlib_metadata_reads_them() -> None:
 
 
 def test_packages_distributions_match_importlib_metadata() -> None:
-    origin._packages_distributions.cache_clear()
-    try:
-        assert dict(origin._packages_distributions()) == importlib.metadata.packages_distributions()
-    finally:
-        origin._packages_distributions.cache_clear()
+    expected = importlib.metadata.packages_distributions()
+    assert expected
+    for top, names in expected.items():
+        assert list(origin._distributions_of(top)) == names, top
+    assert origin._distributions_of("no_such_module_zc") == ()
+
+
+def test_unusual_record_rows_are_read_as_pathlib_reads_them() -> None:
+    class Dist:
+        def __init__(self, record: str) -> None:
+            self.record = record
+
+        def read_text(self, name: str) -> str | None:
+            return self.record if name == "RECORD" else None
+
+    record = '"odd,name/x.py",,\n./flat.py,,\nreal//deep.py,,\n/abs/y.py,,\nmod/.py,,\n'
+    assert origin._top_level_inferred(Dist(record)) == {"odd,name", "flat", "real", "/"}
