@@ -208,11 +208,22 @@ class EnvRecord:
 def _fields(record: Any) -> dict[str, Any]:
     """A record's fields by name: the JSON of asdict(record), without its deep copy
     of every nested value (a 1,000-step run record spent 12 µs a step in it)."""
-    return {f.name: getattr(record, f.name) for f in fields(record)}
+    names = _FIELD_NAMES.get(type(record))
+    if names is None:
+        names = _FIELD_NAMES[type(record)] = tuple(f.name for f in fields(record))
+    return {name: getattr(record, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    return _ENCODER.encode(body).encode()
+
+
+# One encoder for every record: json.dumps builds a new JSONEncoder per call when
+# given options, which cost as much as encoding a step record.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
 def _loads_versioned(data: bytes, kind: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ no fsync); larger ones are chunked into the object store.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -47,7 +48,7 @@ def save_artifact(
         ) from exc
     entries: dict[str, FileEntry] = {}
     for name in sorted(files):
-        safe_join(Path("."), name)
+        _check_name(name)
         view = memoryview(files[name]).cast("B")
         if len(view) <= INLINE_LIMIT:
             entries[name] = FileEntry(size=len(view), inline=bytes(view))
@@ -75,7 +76,7 @@ def load_artifact(store: ObjectStore, record: ArtifactRecord, data_type: Any = N
         )
     files: dict[str, Any] = {}
     for name, entry in record.files.items():
-        safe_join(Path("."), name)
+        _check_name(name)
         if entry.inline is not None:
             files[name] = entry.inline
         else:
@@ -97,6 +98,13 @@ def load_artifact(store: ObjectStore, record: ArtifactRecord, data_type: Any = N
             f"{record.content_id} (a {record.type_name}): {type(exc).__name__}: {exc}; "
             "run 'zencache cache verify', or rerun the step that wrote it"
         ) from exc
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_name(name: str) -> None:
+    """safe_join's check (UnsafePathError), once per name: materializers reuse a few
+    names, and pathlib's parsing cost 15 µs per executed step. Refusals are not cached."""
+    safe_join(Path("."), name)
 
 
 def artifact_id(identity: str, files: dict[str, FileEntry]) -> ContentId:

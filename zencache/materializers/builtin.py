@@ -32,6 +32,10 @@ _INT_LIMIT = 1 << 63
 _NUMPY_SCALAR_KINDS = frozenset("biufcmMSU")
 
 
+# json.dumps with options builds a JSONEncoder per call: one shared encoder instead.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 class BuiltinMaterializer(BaseMaterializer):
     """None, bool, int, float, complex, str, and nested list/tuple/dict/set of them.
 
@@ -56,7 +60,7 @@ class BuiltinMaterializer(BaseMaterializer):
 
     def dump(self, data: Any) -> dict[str, Any]:
         encoded = _Encoder().encode(data, ())
-        text = json.dumps(encoded, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _ENCODER.encode(encoded)
         return {_VALUE_FILE: text.encode("utf-8", "surrogatepass")}
 
     def restore(self, files: Files, data_type: type) -> Any:
