@@ -74,9 +74,19 @@ class Run:
         by_step: dict[str, dict[str, Any]] = {}
         for (name, output), value in (memory or {}).items():
             by_step.setdefault(name, {})[output] = value
-        self.steps: dict[str, StepResult] = {
-            s.name: _result(s, cache, by_step.get(s.name, {})) for s in record.steps
-        }
+        self._memory = by_step
+        self._steps: dict[str, StepResult] | None = None
+
+    @property
+    def steps(self) -> dict[str, StepResult]:
+        """Each step's result, by invocation name; made on first use (a cached rerun
+        of 10,000 steps need not build 10,000 results that no one reads)."""
+        if self._steps is None:
+            memory = self._memory
+            self._steps = {
+                s.name: _result(s, self.cache, memory.get(s.name, {})) for s in self.record.steps
+            }
+        return self._steps
 
     @property
     def run_id(self) -> str:
