@@ -101,7 +101,10 @@ class Runner:
 
     def key(self, ps: PlannedStep) -> str:
         ids = self.ids
-        return ps.key_template.key([ids[invocation][out] for invocation, out in ps.input_slots])
+        slots = ps.input_slots
+        if len(slots) == 1:  # most steps: no comprehension to run
+            return ps.key_template.key([ids[slots[0][0]][slots[0][1]]])
+        return ps.key_template.key([ids[invocation][out] for invocation, out in slots])
 
     def uses_cache(self, ps: PlannedStep) -> bool:
         return not self.force and ps.step.options.cache
