@@ -110,22 +110,23 @@ class Tracer:
         name = self._unique(name or step.name)
         inputs: dict[str, ArtifactHandle] = {}
         params: dict[str, Any] = {}
-        for param in step.signature.parameters.values():
-            if param.name in arguments:
-                value = arguments[param.name]
+        # Keys, not Parameter.name (a property): this loop runs for every traced call.
+        for pname, param in step.signature.parameters.items():
+            if pname in arguments:
+                value = arguments[pname]
                 if isinstance(value, ArtifactHandle):
                     if value.invocation not in self.invocations:
-                        self._check_handle(value, name, param.name)
-                    inputs[param.name] = value
+                        self._check_handle(value, name, pname)
+                    inputs[pname] = value
                 else:
-                    self._check_parameter(value, name, param.name)
-                    params[param.name] = value
+                    self._check_parameter(value, name, pname)
+                    params[pname] = value
             elif param.default is not inspect.Parameter.empty:
-                params[param.name] = param.default
+                params[pname] = param.default
             else:
                 raise PipelineDefinitionError(
-                    f"pipeline {self.pipeline!r}: step {name!r} is missing input {param.name!r}; "
-                    f"pass it the output of an upstream step, e.g. {step.name}({param.name}=...)"
+                    f"pipeline {self.pipeline!r}: step {name!r} is missing input {pname!r}; "
+                    f"pass it the output of an upstream step, e.g. {step.name}({pname}=...)"
                 )
         self.invocations[name] = Invocation(name, step, inputs, params)
         outputs = step.outputs

@@ -86,8 +86,13 @@ def plan_invocation(
         if shared is not None:
             shared[memo] = found
     parts, fp, materializers = found
-    names = tuple(sorted(inv.inputs))
-    slots = tuple((inv.inputs[n].invocation, inv.inputs[n].output) for n in names)
+    inputs = inv.inputs
+    names = tuple(sorted(inputs))
+    if len(names) == 1:  # most invocations: no generator to run
+        handle = inputs[names[0]]
+        slots: tuple[tuple[str, str], ...] = ((handle.invocation, handle.output),)
+    else:
+        slots = tuple((inputs[n].invocation, inputs[n].output) for n in names)
     template = None if shared is None else shared.get((parts.static, names))
     if template is None:
         template = KeyTemplate(parts.static, names)
