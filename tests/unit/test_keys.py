@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zencache.keys import KeyParts, cache_key
+from zencache.keys import KeyParts, KeyTemplate, cache_key
 
 
 def _parts() -> KeyParts:
@@ -28,3 +28,12 @@ def test_input_names_and_ids_cannot_trade_bytes() -> None:
     static = _parts().static
     assert cache_key(static, (("ab", "c" * 32),)) != cache_key(static, (("a", "bc" * 16),))
     assert cache_key(static, (("x", "1" * 32),)) != cache_key(static, (("y", "1" * 32),))
+
+
+def test_a_prepared_template_gives_cache_key() -> None:
+    static = _parts().static
+    for names in [(), ("x",), ("X", "y"), ("a", "é", "z")]:
+        ids = [f"{i:032x}" for i in range(len(names))]
+        assert KeyTemplate(static, names).key(ids) == cache_key(
+            static, tuple(zip(names, ids, strict=True))
+        )
