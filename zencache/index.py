@@ -31,10 +31,19 @@ from typing import Any, TypeVar
 import lmdb
 
 from .errors import CacheVersionError, CorruptIndexError, CorruptObjectError, StorageFullError
-from .records import ArtifactRecord, EnvRecord, RunRecord, StepRecord, decode_output_ids
+from .records import (
+    ArtifactRecord,
+    EnvRecord,
+    RunRecord,
+    StepRecord,
+    decode_output_ids,
+    hit_entry,
+)
 
-FORMAT = b"zencache-index/1"
-DATABASES = ("meta", "steps", "artifacts", "runs", "envs", "latest", "leases")
+FORMAT = b"zencache-index/2"
+# Format 1 had no hit table; it is upgraded in place when opened (see _check_format).
+_UPGRADABLE = b"zencache-index/1"
+DATABASES = ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest", "leases")
 INITIAL_MAP_SIZE = 64 << 20
 # A single put larger than this is a bug, not a reason to grow forever.
 _MAX_MAP_SIZE = 1 << 40
@@ -74,12 +83,12 @@ class Index:
             self.env.reader_check()
             self._refuse_foreign()
             self._dbs = self._open_dbs()
+            self._steps, self._hits = self._dbs["steps"], self._dbs["hits"]
             self._check_format()
         except BaseException:
             # A refused environment left open could never be opened again in this process.
             self.env.close()
             raise
-        self._steps = self._dbs["steps"]
 
     def close(self) -> None:
         self.env.close()
@@ -122,14 +131,26 @@ class Index:
         """Apply puts and deletes in one transaction, growing the map if needed."""
         ops = list(ops)
 
-        def apply(txn: lmdb.Transaction) -> None:
-            for db, key, value in ops:
-                if value is None:
-                    txn.delete(key, db=self._dbs[db])
-                else:
-                    txn.put(key, value, db=self._dbs[db])
+        self.transact(lambda txn: self._apply(txn, ops))
 
-        self.transact(apply)
+    def _apply(self, txn: lmdb.Transaction, ops: Iterable[Op]) -> None:
+        """Puts and deletes; a step entry's hit-table row follows it in the same txn."""
+        for db, key, value in ops:
+            if value is None:
+                txn.delete(key, db=self._dbs[db])
+            else:
+                txn.put(key, value, db=self._dbs[db])
+            if db == "steps":
+                hit = None if value is None else hit_entry(value)
+                if hit is None:
+                    txn.delete(key, db=self._hits)
+                else:
+                    txn.put(key, hit, db=self._hits)
+
+    def delete_step(self, txn: lmdb.Transaction, key: bytes) -> bool:
+        """Delete a step entry and its hit-table row, in a caller's write transaction."""
+        txn.delete(key, db=self._hits)
+        return txn.delete(key, db=self._steps)
 
     def transact(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run `fn` in a write transaction; retried whole after the map grows."""
@@ -160,7 +181,7 @@ class Index:
         """The hit path: one read transaction, no JSON."""
         while True:
             try:
-                with self.env.begin(db=self._steps) as txn:
+                with self.env.begin(db=self._hits) as txn:
                     value = txn.get(key.encode())
                     return None if value is None else decode_output_ids(value)
             except lmdb.MapResizedError:
@@ -232,12 +253,8 @@ class Index:
         first = list(commit_first)
 
         def swap(txn: lmdb.Transaction) -> tuple[str, dict[str, Any] | None]:
-            for db, op_key, value in first:
-                if value is None:
-                    txn.delete(op_key, db=self._dbs[db])
-                else:
-                    txn.put(op_key, value, db=self._dbs[db])
-            if txn.get(name, db=self._steps) is not None:
+            self._apply(txn, first)
+            if txn.get(name, db=self._hits) is not None:
                 return "committed", None
             raw = txn.get(name, db=leases)
             current = None if raw is None else json.loads(raw)
@@ -347,10 +364,23 @@ class Index:
                 f"{sorted(foreign)[0]!r}); point --cache-dir or ZENCACHE_DIR at another folder"
             )
 
+    def _add_hit_table(self, txn: lmdb.Transaction) -> None:
+        """Upgrade format 1: build the hit table from the step entries, in one txn."""
+        if txn.get(b"format", db=self._dbs["meta"]) != _UPGRADABLE:
+            return  # another process upgraded it meanwhile
+        for key, value in txn.cursor(db=self._steps).iternext():
+            hit = hit_entry(value)
+            if hit is not None:
+                txn.put(key, hit, db=self._hits)
+        txn.put(b"format", FORMAT, db=self._dbs["meta"])
+
     def _check_format(self) -> None:
         meta = self._dbs["meta"]
         found = self._read(lambda txn: txn.get(b"format", db=meta))
         if found == FORMAT:
+            return
+        if found == _UPGRADABLE:
+            self.transact(self._add_hit_table)
             return
         if found is not None:
             raise CacheVersionError(

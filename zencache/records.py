@@ -72,6 +72,18 @@ def decode_output_ids(data: bytes) -> tuple[ContentId, ...]:
     return tuple(text[i : i + 2 * _ID_BYTES] for i in range(0, len(text), 2 * _ID_BYTES))
 
 
+def hit_entry(data: bytes) -> bytes | None:
+    """The head of an encoded StepRecord (version, count, raw output ids): what the
+    index's hit table keeps. None when the record is too damaged to have one."""
+    if len(data) < _COUNT.size:
+        return None
+    version, count = _COUNT.unpack_from(data)
+    end = _COUNT.size + _ID_BYTES * count
+    if version != RECORD_VERSION or len(data) < end:
+        return None
+    return bytes(data[:end])
+
+
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     """One file a materializer wrote: inline bytes for small ones, else chunk ids."""

@@ -387,3 +387,37 @@ def test_processes_creating_one_index_at_once(tmp_path: Path, python) -> None:
         assert index.get("meta", b"format") == FORMAT
     finally:
         index.close()
+
+
+def test_the_hit_table_follows_every_write_and_delete_of_a_step(index: Index) -> None:
+    record = step_record("k" * 32)
+    index.write([("steps", record.key.encode(), record.encode())])
+    assert index.get("hits", record.key.encode()) == record.encode()[: 3 + 16 * 2]
+    assert index.step_output_ids(record.key) == record.output_ids
+    index.write([("steps", record.key.encode(), None)])
+    assert index.get("hits", record.key.encode()) is None
+    assert index.step_output_ids(record.key) is None
+
+    index.write([("steps", record.key.encode(), record.encode())])
+    assert index.transact(lambda txn: index.delete_step(txn, record.key.encode()))
+    assert index.get("steps", record.key.encode()) is None
+    assert index.step_output_ids(record.key) is None
+
+
+def test_a_format_1_index_gains_its_hit_table_when_opened(tmp_path: Path) -> None:
+    record = step_record("k" * 32)
+    first = Index(tmp_path / "index.lmdb")
+    first.write(
+        [
+            ("steps", record.key.encode(), record.encode()),
+            ("hits", record.key.encode(), None),
+            ("meta", b"format", b"zencache-index/1"),
+        ]
+    )
+    first.close()
+    upgraded = Index(tmp_path / "index.lmdb")
+    try:
+        assert upgraded.get("meta", b"format") == FORMAT
+        assert upgraded.step_output_ids(record.key) == record.output_ids
+    finally:
+        upgraded.close()

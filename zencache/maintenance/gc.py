@@ -163,7 +163,7 @@ def gc(
             for run_id in result.runs:
                 txn.delete(run_id.encode(), db=index.db("runs"))
             for ref in result.steps:
-                txn.delete(ref.key.encode(), db=index.db("steps"))
+                index.delete_step(txn, ref.key.encode())
             for content_id in result.artifacts:
                 txn.delete(content_id.encode(), db=index.db("artifacts"))
             for env_id in result.envs:
@@ -336,7 +336,7 @@ def clear(cache: Cache, step: str | None = None) -> ClearReport:
             if v.decode() in removed_keys or k.decode().rpartition("/")[2] == step
         ]
         for key in removed_keys:
-            txn.delete(key.encode(), db=index.db("steps"))
+            index.delete_step(txn, key.encode())
         for name in latest:
             txn.delete(name.encode(), db=index.db("latest"))
         dropped = sum(1 for c in orphans if txn.delete(c.encode(), db=index.db("artifacts")))
@@ -352,7 +352,7 @@ def _clear_all(cache: Cache, index: Index) -> ClearReport:
         latest = [k.decode() for k in txn.cursor(db=index.db("latest")).iternext(values=False)]
         counts = {db: txn.stat(index.db(db))["entries"] for db in ("artifacts", "runs", "envs")}
         # Leases stay: they belong to processes executing right now.
-        for db in ("steps", "artifacts", "runs", "envs", "latest"):
+        for db in ("steps", "hits", "artifacts", "runs", "envs", "latest"):
             txn.drop(index.db(db), delete=False)
         refs = tuple(sorted((StepRef.of(r) for r in steps.values()), key=ref_order))
         return ClearReport(

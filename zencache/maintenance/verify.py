@@ -217,10 +217,10 @@ def _repair(cache: Cache, index: Index, report: VerifyReport) -> Repair:
     step_keys = [s.entry.key for s in report.steps]
 
     def drop(txn: lmdb.Transaction) -> tuple[list[ContentId], list[StepRef]]:
-        artifacts_db, steps_db = index.db("artifacts"), index.db("steps")
+        artifacts_db = index.db("artifacts")
         dropped_artifacts = [c for c in artifact_ids if txn.delete(c.encode(), db=artifacts_db)]
         refs = {s.entry.key: s.entry for s in report.steps}
-        dropped_steps = [refs[k] for k in step_keys if txn.delete(k.encode(), db=steps_db)]
+        dropped_steps = [refs[k] for k in step_keys if index.delete_step(txn, k.encode())]
         return dropped_artifacts, dropped_steps
 
     dropped_artifacts, dropped_steps = index.transact(drop)
