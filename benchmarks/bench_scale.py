@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import bench_chain
-import lmdb
 from harness import header, row, scratch, verdict
 
 from zencache import Cache
@@ -55,14 +54,8 @@ def fill_index(path: Path, entries: int) -> list[bytes]:
     value = step_value("d" * 32)
     rng = random.Random(entries)
     keys = [rng.randbytes(16).hex().encode() for _ in range(entries)]
-    steps = index.db("steps")
     for start in range(0, entries, 100_000):
-
-        def put(txn: lmdb.Transaction, batch: list[bytes] = keys[start : start + 100_000]) -> None:
-            for key in batch:
-                txn.put(key, value, db=steps)
-
-        index.transact(put)
+        index.write(("steps", key, value) for key in keys[start : start + 100_000])
     index.close()
     return keys
 

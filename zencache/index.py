@@ -4,6 +4,9 @@ Imports records, hashing and errors only. One environment, named databases:
 
     meta       format version
     steps      cache key -> StepRecord
+    hits       cache key -> the record's head (output ids): what a hit reads, small
+               enough that a million entries stay a shallow tree; every write or
+               delete of a step entry updates it in the same transaction
     artifacts  content id -> ArtifactRecord
     runs       run id (time-ordered) -> RunRecord
     envs       environment id -> EnvRecord
