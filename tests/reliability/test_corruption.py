@@ -238,7 +238,7 @@ def test_an_undecodable_step_entry_is_a_miss_that_rewrites_it(
     key = first.steps["describe"].key
     # Damage on disk reaches both the step entry and its row in the hit table.
     garbage = b"\x07garbage"
-    cache.index.write([("steps", key.encode(), garbage), ("hits", key.encode(), garbage)])
+    cache.index.write([("steps", key.encode(), garbage), ("hits", bytes.fromhex(key), garbage)])
     EXECUTED.clear()
     run = described().run(cache=cache)
     assert EXECUTED == ["describe"]
