@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +98,38 @@ def _flip_byte(path: Path, offset: int = 0) -> None:
 def flip_byte() -> Callable[..., None]:
     """`flip_byte(path, offset=0)` corrupts a stored file in place."""
     return _flip_byte
+
+
+class CountingEnv:
+    """Stands in for an index's LMDB environment and counts its transactions."""
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+        self.reads = 0
+        self.writes = 0
+
+    def begin(self, *args: Any, write: bool = False, **kwargs: Any) -> Any:
+        if write:
+            self.writes += 1
+        else:
+            self.reads += 1
+        return self._env.begin(*args, write=write, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+
+@contextlib.contextmanager
+def _counting_transactions(index: Index) -> Iterator[CountingEnv]:
+    counting = CountingEnv(index.env)
+    index.env = counting
+    try:
+        yield counting
+    finally:
+        index.env = counting._env
+
+
+@pytest.fixture
+def count_transactions() -> Callable[[Index], contextlib.AbstractContextManager[CountingEnv]]:
+    """`with count_transactions(cache.index) as counted:` counts read and write txns."""
+    return _counting_transactions

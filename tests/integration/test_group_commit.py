@@ -14,8 +14,6 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import lmdb
-
 from zencache import Cache, pipeline, step
 
 STEPS = 12
@@ -34,27 +32,11 @@ def chain(start: int = 0):
     return x
 
 
-class CountingEnv:
-    def __init__(self, env: lmdb.Environment) -> None:
-        self._env = env
-        self.writes = 0
-
-    def begin(self, *args: Any, write: bool = False, **kwargs: Any) -> lmdb.Transaction:
-        self.writes += write
-        return self._env.begin(*args, write=write, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._env, name)
-
-
-def test_a_cold_run_writes_the_index_once_per_executed_step(cache: Cache) -> None:
-    index = cache.index
-    counting = CountingEnv(index.env)
-    index.env = counting
-    try:
+def test_a_cold_run_writes_the_index_once_per_executed_step(
+    cache: Cache, count_transactions: Any
+) -> None:
+    with count_transactions(cache.index) as counting:
         run = chain().run(cache=cache)
-    finally:
-        index.env = counting._env
     assert {s.status for s in run.steps.values()} == {"executed"}
     assert counting.writes == STEPS + 2  # leases, the last step's records, the run record
     assert len(cache.index.keys("steps")) == STEPS

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import lmdb
-
 from zencache import Cache, pipeline, step
 from zencache.records import RECORD_VERSION, RunRecord, StepRun
 
@@ -30,34 +28,12 @@ def chain(start: int = 0):
     return x
 
 
-class CountingEnv:
-    """Stands in for the index's LMDB environment and counts transactions."""
-
-    def __init__(self, env: lmdb.Environment) -> None:
-        self._env = env
-        self.reads = 0
-        self.writes = 0
-
-    def begin(self, *args: Any, write: bool = False, **kwargs: Any) -> lmdb.Transaction:
-        if write:
-            self.writes += 1
-        else:
-            self.reads += 1
-        return self._env.begin(*args, write=write, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._env, name)
-
-
-def test_a_cached_rerun_reads_once_per_step_and_writes_once(cache: Cache) -> None:
+def test_a_cached_rerun_reads_once_per_step_and_writes_once(
+    cache: Cache, count_transactions: Any
+) -> None:
     assert chain().run(cache=cache).output() == STEPS
-    index = cache.index
-    counting = CountingEnv(index.env)
-    index.env = counting
-    try:
+    with count_transactions(cache.index) as counting:
         run = chain().run(cache=cache)
-    finally:
-        index.env = counting._env
     assert {s.status for s in run.steps.values()} == {"cached"}
     assert counting.writes == 1  # the run record, its environment and latest keys
     assert STEPS <= counting.reads <= STEPS + 2  # one lookup per step, plus the run's own
