@@ -21,7 +21,7 @@ import joblib
 from harness import header, row, scratch, timed, verdict
 
 from zencache import Cache, pipeline, step
-from zencache.executors import get_executor
+from zencache.executors import make_executor
 from zencache.executors.runner import Runner
 from zencache.plan import plan
 
@@ -63,7 +63,7 @@ def phases(cache: Cache) -> dict[str, float]:
     planned = plan(dag)
     t2 = time.perf_counter()
     runner = Runner(cache, dag, planned, {"start": "0"})
-    get_executor("local")(runner, None)
+    make_executor("local").execute(runner)
     t3 = time.perf_counter()
     runner.finish()
     t4 = time.perf_counter()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
-from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -45,11 +44,6 @@ def _module(name: str) -> ModuleType:
     if check is not None:
         check()  # e.g. dask not installed: say so before any user code runs
     return loaded
-
-
-def get_executor(name: str) -> Callable[[Runner, int | None], None]:
-    """The function `execute(runner, max_workers)` of a named executor."""
-    return _module(name).execute
 
 
 def make_executor(

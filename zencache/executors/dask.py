@@ -156,7 +156,3 @@ class _DaskPool:
 
 
 EXECUTOR = DaskExecutor
-
-
-def execute(runner: Runner, max_workers: int | None = None) -> None:
-    DaskExecutor(max_workers=max_workers).execute(runner)

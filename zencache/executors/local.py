@@ -21,7 +21,3 @@ class LocalExecutor(Executor):
 
 
 EXECUTOR = LocalExecutor
-
-
-def execute(runner: Runner, max_workers: int | None = None) -> None:
-    LocalExecutor(max_workers).execute(runner)

@@ -94,7 +94,3 @@ class _LokyPool:
 
 
 EXECUTOR = ProcessExecutor
-
-
-def execute(runner: Runner, max_workers: int | None = None) -> None:
-    ProcessExecutor(max_workers).execute(runner)
