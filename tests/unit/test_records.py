@@ -71,10 +71,12 @@ step_runs = st.builds(
     name=names,
     step=names,
     key=ids,
-    status=st.sampled_from(["executed", "cached", "failed", "skipped"]),
+    status=st.sampled_from(["executed", "cached", "failed", "skipped", "interrupted"]),
     duration=floats,
     outputs=st.dictionaries(names, ids, max_size=3),
     error=st.text(max_size=30),
+) | st.builds(  # the defaults: no outputs, no error
+    StepRun, name=names, step=names, key=ids, status=st.just("skipped"), duration=floats
 )
 run_records = st.builds(
     RunRecord,
@@ -173,6 +175,22 @@ def test_an_unknown_record_version_is_refused(version: int) -> None:
         data = bytes([version]) + record.encode()[1:]
         with pytest.raises(ValueError, match=f"{RECORD_VERSION}"):
             decode(data)
+
+
+def test_step_runs_are_immutable_and_share_no_mutable_default() -> None:
+    a = StepRun("a", "m:f", "", "skipped", 0.0)
+    b = StepRun("b", "m:f", "", "skipped", 0.0)
+    assert a.outputs == {} and a.error == ""
+    with pytest.raises(AttributeError):
+        a.status = "cached"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        a.outputs["x"] = "1"  # type: ignore[index]
+    assert b.outputs == {}
+    assert a._replace(status="cached").status == "cached"
+    assert a.to_json() == {
+        "duration": 0.0, "error": "", "key": "", "name": "a", "outputs": {},
+        "status": "skipped", "step": "m:f",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("decode", [RunRecord.decode, ArtifactRecord.decode, EnvRecord.decode])

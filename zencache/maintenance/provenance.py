@@ -82,6 +82,8 @@ class RunDetails:
         key was made (code fingerprint and parts, parameters, inputs, outputs,
         materializers); `entry` is null once gc, clear or repair removed it."""
         out = asdict(self.record)
+        # asdict keeps a NamedTuple (StepRun) a tuple: each step as an object.
+        out["steps"] = [{**s._asdict(), "outputs": dict(s.outputs)} for s in self.record.steps]
         out["environment"] = asdict(self.environment) if self.environment else None
         for step in out["steps"]:
             entry = self.entries.get(step["name"])
