@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from zencache import Cache, pipeline, step
-from zencache.records import RECORD_VERSION, RunRecord, StepRun
+from zencache.records import RUN_RECORD_VERSION, RunRecord, StepRun
 
 STEPS = 40
 
@@ -55,5 +55,5 @@ def test_run_records_encode_as_sorted_json() -> None:
     record = RunRecord("r", "p", {"y": "2", "x": "1"}, "failed", 1.0, 2.0, "e", steps)
     body = json.loads(record.encode()[1:])
     expected = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-    assert record.encode() == bytes([RECORD_VERSION]) + expected
+    assert record.encode() == bytes([RUN_RECORD_VERSION]) + expected
     assert RunRecord.decode(record.encode()) == record

@@ -3,12 +3,15 @@ refusal of record versions this zencache does not know."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zencache.records import (
     RECORD_VERSION,
+    RUN_RECORD_VERSION,
     ArtifactRecord,
     EnvRecord,
     FileEntry,
@@ -87,7 +90,7 @@ run_records = st.builds(
     started=floats,
     finished=floats,
     env_id=ids,
-    steps=st.lists(step_runs, max_size=3).map(tuple),
+    steps=st.lists(step_runs, max_size=6).map(tuple),
     output=st.lists(names, max_size=3).map(tuple),
     output_is_tuple=st.booleans(),
     target=st.text(max_size=20),
@@ -155,7 +158,7 @@ def test_output_ids_are_raw_bytes_up_front() -> None:
     assert data[3:35] == b"\x00" * 16 + b"\xff" * 16
 
 
-@pytest.mark.parametrize("version", [0, RECORD_VERSION + 1, 255])
+@pytest.mark.parametrize("version", [0, RUN_RECORD_VERSION + 1, 255])
 def test_an_unknown_record_version_is_refused(version: int) -> None:
     step = StepRecord(
         key="k", step="m:f", name="f", pipeline="m:p",
@@ -165,16 +168,97 @@ def test_an_unknown_record_version_is_refused(version: int) -> None:
     artifact = ArtifactRecord("c", "m@1", "builtins:int", {"f": FileEntry(1, inline=b"1")})
     env = EnvRecord("e", "3.11", "CPython", "Linux", "x86_64", {})
     cases = [
-        (step, StepRecord.decode),
-        (step, decode_output_ids),
-        (run, RunRecord.decode),
-        (artifact, ArtifactRecord.decode),
-        (env, EnvRecord.decode),
+        (step, StepRecord.decode, f"{RECORD_VERSION}"),
+        (step, decode_output_ids, f"{RECORD_VERSION}"),
+        (run, RunRecord.decode, f"1 and {RUN_RECORD_VERSION}"),
+        (artifact, ArtifactRecord.decode, f"{RECORD_VERSION}"),
+        (env, EnvRecord.decode, f"{RECORD_VERSION}"),
     ]
-    for record, decode in cases:
+    for record, decode, known in cases:
         data = bytes([version]) + record.encode()[1:]
-        with pytest.raises(ValueError, match=f"{RECORD_VERSION}"):
+        with pytest.raises(ValueError, match=known):
             decode(data)
+
+
+def test_the_run_record_version_is_not_read_by_other_records() -> None:
+    env = EnvRecord("e", "3.11", "CPython", "Linux", "x86_64", {})
+    with pytest.raises(ValueError, match=f"reads {RECORD_VERSION}$"):
+        EnvRecord.decode(bytes([RUN_RECORD_VERSION]) + env.encode()[1:])
+
+
+# --- run records: steps in columns (version 2), a JSON object per step (version 1) ----------------
+
+OLD_RUN = (
+    b"\x01"
+    b'{"env_id":"e","finished":2.5,"output":["b.output"],"output_is_tuple":false,'
+    b'"params":{"start":"0"},"pipeline":"chain","run_id":"r1","started":1.5,'
+    b'"status":"failed","steps":['
+    b'{"duration":0.25,"error":"","key":"k1","name":"a","outputs":{"output":"i1"},'
+    b'"status":"cached","step":"m:inc"},'
+    b'{"duration":1e-06,"error":"boom","key":"k2","name":"b","outputs":{},'
+    b'"status":"failed","step":"m:inc"}],'
+    b'"sys_path":["/src"],"target":"m:chain","workdir":"/w"}'
+)
+
+
+def test_a_run_record_of_version_1_still_reads() -> None:
+    record = RunRecord.decode(OLD_RUN)
+    assert record == RunRecord(
+        run_id="r1",
+        pipeline="chain",
+        params={"start": "0"},
+        status="failed",
+        started=1.5,
+        finished=2.5,
+        env_id="e",
+        steps=(
+            StepRun("a", "m:inc", "k1", "cached", 0.25, {"output": "i1"}),
+            StepRun("b", "m:inc", "k2", "failed", 1e-06, {}, "boom"),
+        ),
+        output=("b.output",),
+        target="m:chain",
+        workdir="/w",
+        sys_path=("/src",),
+    )
+    assert all(type(s) is StepRun and type(s.outputs) is dict for s in record.steps)
+    # Rewritten, it takes the current layout and keeps every value.
+    assert RunRecord.decode(record.encode()) == record
+
+
+def test_a_run_record_keeps_its_steps_in_columns() -> None:
+    steps = (
+        StepRun("a", "m:inc", "k1", "cached", 0.25, {"z": "i2", "a": "i1"}),
+        StepRun("b", "m:inc", "", "skipped", 0.0, error="not run"),
+    )
+    data = RunRecord("r", "p", {}, "failed", 1.0, 2.0, "e", steps).encode()
+    assert data[0] == RUN_RECORD_VERSION
+    assert json.loads(data[1:])["steps"] == {
+        "duration": [0.25, 0.0],
+        "error": ["", "not run"],
+        "key": ["k1", ""],
+        "name": ["a", "b"],
+        "outputs": [{"a": "i1", "z": "i2"}, {}],
+        "status": ["cached", "skipped"],
+        "step": ["m:inc", "m:inc"],
+    }
+
+
+@given(st.lists(step_runs, min_size=1, max_size=50).map(tuple))
+@no_deadline
+def test_run_record_columns_round_trip_to_equal_step_runs(steps: tuple[StepRun, ...]) -> None:
+    record = RunRecord("r", "p", {}, "completed", 0.0, 1.0, "e", steps)
+    decoded = RunRecord.decode(record.encode()).steps
+    assert decoded == steps
+    assert all(type(s) is StepRun and type(s.outputs) is dict for s in decoded)
+    assert [list(s.outputs) for s in decoded] == [sorted(s.outputs) for s in steps]
+
+
+def test_run_record_columns_of_different_lengths_are_refused() -> None:
+    data = RunRecord("r", "p", {}, "completed", 0.0, 1.0, "e", ()).encode()
+    body = json.loads(data[1:])
+    body["steps"] = {name: ["x"] for name in StepRun._fields} | {"name": ["a", "b"]}
+    with pytest.raises(ValueError):
+        RunRecord.decode(data[:1] + json.dumps(body).encode())
 
 
 def test_step_runs_are_immutable_and_share_no_mutable_default() -> None:
