@@ -6,6 +6,7 @@ Sits on store and index and owns no policy. Layout of a cache directory:
       CACHEDIR.TAG     tells backup tools to skip the folder
       .gitignore       keeps it out of version control
       index.lmdb/      the index (index.py)
+      leases/          who is executing which key now (lease_table.py)
       objects/         content-addressed objects (store.py)
 
 The location is resolved when a Cache is made: the explicit path, else
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from .errors import CacheError
 from .index import Index
+from .lease_table import LeaseTable
 from .store import ObjectStore
 
 DEFAULT_DIRNAME = ".zencache"
@@ -31,8 +33,10 @@ _CACHEDIR_TAG = (
 )
 
 # LMDB forbids opening one environment twice in a process (its locks would be
-# silently broken), so every Cache on the same folder shares one Index.
+# silently broken), so every Cache on the same folder shares one Index and one
+# LeaseTable.
 _indexes: dict[Path, Index] = {}
+_lease_tables: dict[Path, LeaseTable] = {}
 _indexes_lock = threading.Lock()
 
 
@@ -69,15 +73,27 @@ class Cache:
                 index = _indexes[key] = Index(self.path / "index.lmdb")
         return index
 
+    @property
+    def leases(self) -> LeaseTable:
+        key = self.path.resolve()
+        with _indexes_lock:
+            table = _lease_tables.get(key)
+            if table is None:
+                self._prepare()
+                table = _lease_tables[key] = LeaseTable(self.path / "leases")
+        return table
+
     def exists(self) -> bool:
         return (self.path / "index.lmdb").is_dir()
 
     def close(self) -> None:
-        """Release the index for this folder (tests that delete caches need this)."""
+        """Release the index and lease table of this folder (tests that delete caches need this)."""
         with _indexes_lock:
             index = _indexes.pop(self.path.resolve(), None)
-        if index is not None:
-            index.close()
+            table = _lease_tables.pop(self.path.resolve(), None)
+        for handle in (index, table):
+            if handle is not None:
+                handle.close()
 
     def _prepare(self) -> None:
         if self.path.exists() and not self.path.is_dir():

@@ -11,25 +11,31 @@ Imports records, hashing and errors only. One environment, named databases:
     runs       run id (time-ordered) -> RunRecord
     envs       environment id -> EnvRecord
     latest     "pipeline/step" -> last cache key, for status and explain
-    leases     cache key -> holder and expiry, so one process executes a key at a time
+
+(Leases live apart, in lease_table.py: they need no durability.)
 
 LMDB gives many readers and one writer across processes. The map grows by
 doubling when it fills, and adopts the size another process grew it to, so no
 MapFullError reaches a user. Commits flush data but not the meta page
 (metasync=False): an OS crash may undo the last commit, never corrupt the index;
 a killed process loses nothing it committed.
+
+Threads: a run's background committer writes while its driver thread reads. A
+transaction begun with `remap=False` never resizes the map (that would move it
+under the other thread's readers): it raises RemapNeeded, and the driver resizes
+at a moment it holds no transaction, under `remap_guard`.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import lmdb
 
@@ -43,10 +49,12 @@ from .records import (
     hit_entry,
 )
 
-FORMAT = b"zencache-index/2"
-# Format 1 had no hit table; it is upgraded in place when opened (see _check_format).
-_UPGRADABLE = b"zencache-index/1"
-DATABASES = ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest", "leases")
+FORMAT = b"zencache-index/3"
+# Upgraded in place when opened (see _upgrade): format 1 had no hit table, and
+# formats 1 and 2 kept the leases in the index.
+_UPGRADABLE = (b"zencache-index/1", b"zencache-index/2")
+DATABASES = ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest")
+_RETIRED = ("leases",)
 INITIAL_MAP_SIZE = 64 << 20
 # A single put larger than this is a bug, not a reason to grow forever.
 _MAX_MAP_SIZE = 1 << 40
@@ -58,6 +66,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Op = tuple[str, bytes, bytes | None]  # database, key, value (None deletes)
+
+
+class RemapNeeded(Exception):
+    """A `remap=False` transaction needs the map grown (or adopted from another process)."""
+
+    def __init__(self, grow: bool) -> None:
+        super().__init__("grow" if grow else "adopt")
+        self.grow = grow
 
 
 def _hit_key(key: bytes) -> bytes:
@@ -74,6 +90,9 @@ class Index:
 
     def __init__(self, path: str | os.PathLike[str], *, map_size: int = INITIAL_MAP_SIZE) -> None:
         self.path = Path(path)
+        # Held around transactions that run beside another thread's reads, and
+        # around resizing the map: never both at once (see the module docstring).
+        self.remap_guard = threading.RLock()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
@@ -139,11 +158,12 @@ class Index:
     def count(self, db: str) -> int:
         return self._read(lambda txn: txn.stat(self._dbs[db])["entries"])
 
-    def write(self, ops: Iterable[Op]) -> None:
-        """Apply puts and deletes in one transaction, growing the map if needed."""
+    def write(self, ops: Iterable[Op], *, remap: bool = True) -> None:
+        """Apply puts and deletes in one transaction, growing the map if needed
+        (`remap=False`: see transact)."""
         ops = list(ops)
 
-        self.transact(lambda txn: self._apply(txn, ops))
+        self.transact(lambda txn: self._apply(txn, ops), remap=remap)
 
     def _apply(self, txn: lmdb.Transaction, ops: Iterable[Op]) -> None:
         """Puts and deletes; a step entry's hit-table row follows it in the same txn."""
@@ -164,16 +184,21 @@ class Index:
         txn.delete(_hit_key(key), db=self._hits)
         return txn.delete(key, db=self._steps)
 
-    def transact(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        """Run `fn` in a write transaction; retried whole after the map grows."""
+    def transact(self, fn: Callable[[lmdb.Transaction], T], *, remap: bool = True) -> T:
+        """Run `fn` in a write transaction; retried whole after the map grows.
+        `remap=False`: raise RemapNeeded instead of resizing the map."""
         while True:
             try:
                 with self.env.begin(write=True) as txn:
                     return fn(txn)
             except lmdb.MapFullError:
+                if not remap:
+                    raise RemapNeeded(grow=True) from None
                 self._grow()
             except lmdb.MapResizedError:
-                self.env.set_mapsize(0)
+                if not remap:
+                    raise RemapNeeded(grow=False) from None
+                self._adopt()
             except lmdb.DiskError as exc:
                 raise self._full_error(exc) from exc
             except _DAMAGE as exc:
@@ -182,6 +207,13 @@ class Index:
                 if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
                     raise self._full_error(exc) from exc
                 raise
+
+    def remap(self, need: RemapNeeded) -> None:
+        """Resize as a `remap=False` transaction asked; call it holding no transaction."""
+        if need.grow:
+            self._grow()
+        else:
+            self._adopt()
 
     def db(self, name: str) -> lmdb._Database:
         """The handle of a named database, for code that composes its own transaction."""
@@ -201,7 +233,7 @@ class Index:
                     value = txn.get(raw)
                     return None if value is None else decode_output_ids(value)
             except lmdb.MapResizedError:
-                self.env.set_mapsize(0)
+                self._adopt()
             except _DAMAGE as exc:
                 raise self._damaged_error(exc) from exc
             except (ValueError, struct.error):
@@ -250,41 +282,6 @@ class Index:
         value = self.get("latest", f"{pipeline}/{step}".encode())
         return None if value is None else value.decode()
 
-    def try_lease(
-        self,
-        key: str,
-        holder: dict[str, Any],
-        now: float,
-        replace: dict[str, Any] | None = None,
-        commit_first: Iterable[Op] = (),
-    ) -> tuple[str, dict[str, Any] | None]:
-        """Compare-and-swap on the lease of a cache key.
-
-        Returns ("committed", None) when the step entry exists already, ("acquired",
-        None) when the lease was free, expired, or held by exactly `replace` (a
-        holder the caller judged dead), else ("held", current holder). The ops in
-        `commit_first` are applied first, in the same transaction (group commit).
-        """
-        leases, name = self._dbs["leases"], key.encode()
-        first = list(commit_first)
-
-        def swap(txn: lmdb.Transaction) -> tuple[str, dict[str, Any] | None]:
-            self._apply(txn, first)
-            if txn.get(_hit_key(name), db=self._hits) is not None:
-                return "committed", None
-            raw = txn.get(name, db=leases)
-            current = None if raw is None else json.loads(raw)
-            if current is None or current["expires"] <= now or current == replace:
-                txn.put(name, json.dumps(holder).encode(), db=leases)
-                return "acquired", None
-            return "held", current
-
-        return self.transact(swap)
-
-    def lease_holder(self, key: str) -> dict[str, object] | None:
-        value = self.get("leases", key.encode())
-        return None if value is None else json.loads(value)
-
     def iter_steps(self) -> Iterator[StepRecord]:
         for _, value in self.items("steps"):
             yield StepRecord.decode(value)
@@ -305,7 +302,7 @@ class Index:
                 with self.env.begin() as txn:
                     return fn(txn)
             except lmdb.MapResizedError:
-                self.env.set_mapsize(0)
+                self._adopt()
             except _DAMAGE as exc:
                 raise self._damaged_error(exc) from exc
 
@@ -325,11 +322,19 @@ class Index:
                 "run 'zencache cache verify --repair'"
             ) from exc
 
+    def _adopt(self) -> None:
+        """Take the map size another process grew the file to."""
+        with self.remap_guard:
+            self.env.set_mapsize(0)
+
     def _grow(self) -> None:
-        size = self.env.info()["map_size"]
-        if size >= _MAX_MAP_SIZE:
-            raise StorageFullError(f"the index at {self.path} reached {size} bytes and cannot grow")
-        self.env.set_mapsize(size * 2)
+        with self.remap_guard:
+            size = self.env.info()["map_size"]
+            if size >= _MAX_MAP_SIZE:
+                raise StorageFullError(
+                    f"the index at {self.path} reached {size} bytes and cannot grow"
+                )
+            self.env.set_mapsize(size * 2)
 
     def _full_error(self, exc: Exception) -> StorageFullError:
         return StorageFullError(
@@ -373,21 +378,26 @@ class Index:
                 key.decode(errors="replace") for key in txn.cursor().iternext(values=False)
             }
         )
-        foreign = names - set(DATABASES)
+        foreign = names - set(DATABASES) - set(_RETIRED)
         if foreign:
             raise CorruptIndexError(
                 f"{self.path} is an LMDB file of another program (it holds "
                 f"{sorted(foreign)[0]!r}); point --cache-dir or ZENCACHE_DIR at another folder"
             )
 
-    def _add_hit_table(self, txn: lmdb.Transaction) -> None:
-        """Upgrade format 1: build the hit table from the step entries, in one txn."""
-        if txn.get(b"format", db=self._dbs["meta"]) != _UPGRADABLE:
+    def _upgrade(self, txn: lmdb.Transaction) -> None:
+        """Bring format 1 or 2 to the current one, in one transaction."""
+        found = txn.get(b"format", db=self._dbs["meta"])
+        if found not in _UPGRADABLE:
             return  # another process upgraded it meanwhile
-        for key, value in txn.cursor(db=self._steps).iternext():
-            hit = hit_entry(value)
-            if hit is not None:
-                txn.put(_hit_key(key), hit, db=self._hits)
+        if found == b"zencache-index/1":  # build the hit table from the step entries
+            for key, value in txn.cursor(db=self._steps).iternext():
+                hit = hit_entry(value)
+                if hit is not None:
+                    txn.put(_hit_key(key), hit, db=self._hits)
+        for name in _RETIRED:
+            if txn.get(name.encode()) is not None:
+                txn.drop(self.env.open_db(name.encode(), txn=txn, create=False), delete=True)
         txn.put(b"format", FORMAT, db=self._dbs["meta"])
 
     def _check_format(self) -> None:
@@ -395,8 +405,8 @@ class Index:
         found = self._read(lambda txn: txn.get(b"format", db=meta))
         if found == FORMAT:
             return
-        if found == _UPGRADABLE:
-            self.transact(self._add_hit_table)
+        if found in _UPGRADABLE:
+            self.transact(self._upgrade)
             return
         if found is not None:
             raise CacheVersionError(

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from zencache import Cache, Output, pipeline, step
+from zencache.executors.leases import Leases
 from zencache.hashing import ContentId
 
 LOG_SETTING = "RELIABILITY_LOG"
@@ -241,7 +242,8 @@ def check_cache(cache: Cache) -> dict[str, Any]:
         "committed": committed,
         "objects": objects,
         "temporary": temporary,
-        "leases": len(index.keys("leases")),
+        # Leases of live holders: a dead holder's lease is harmless (taken over or swept).
+        "leases": sum(1 for _, h in cache.leases.items() if not Leases._is_dead(h)),
         "verify_damaged": verify_damaged,
     }
 
@@ -297,8 +299,11 @@ def install_kill_point(spec: str) -> None:
     write/fsync/replace   inside the object store's atomic write (half-written
                           temporary file; written but not synced; synced, not renamed)
     txn                   inside the n-th index write transaction, its puts applied,
-                          before it commits (the writer lock is held)
+                          before it commits (the writer lock is held); on the
+                          committer's thread for step records
     committed             right after the n-th index write transaction commits
+    lease                 inside the n-th lease-table write transaction (taking or
+                          releasing leases), before it commits
     call                  inside the n-th step function call, after it started
     finish:0              when every step is done, before the run record is written
     runrecord:inside      inside the transaction that writes the run record
@@ -324,7 +329,7 @@ def install_kill_point(spec: str) -> None:
 
         real_transact = Index.transact
 
-        def transact_run(self: Index, fn: Any) -> Any:
+        def transact_run(self: Index, fn: Any, **kwargs: Any) -> Any:
             wrote = [False]
 
             def watched(txn: Any) -> Any:
@@ -336,7 +341,7 @@ def install_kill_point(spec: str) -> None:
                     _die()
                 return result
 
-            result = real_transact(self, watched)
+            result = real_transact(self, watched, **kwargs)
             if wrote[0]:
                 _die()
             return result
@@ -354,10 +359,10 @@ def install_kill_point(spec: str) -> None:
         real = Index.transact
         seen = [0]
 
-        def transact(self: Index, fn: Any) -> Any:
+        def transact(self: Index, fn: Any, **kwargs: Any) -> Any:
             seen[0] += 1
             if seen[0] != n:
-                return real(self, fn)
+                return real(self, fn, **kwargs)
             if hook == "txn":
 
                 def inside(txn: Any) -> Any:
@@ -365,12 +370,30 @@ def install_kill_point(spec: str) -> None:
                     _die()
                     return result
 
-                return real(self, inside)
-            result = real(self, fn)
+                return real(self, inside, **kwargs)
+            result = real(self, fn, **kwargs)
             _die()
             return result
 
         Index.transact = transact  # type: ignore[method-assign]
+    elif hook == "lease":
+        from zencache.lease_table import LeaseTable
+
+        real_write = LeaseTable._write
+        writes = [0]
+
+        def write(self: LeaseTable, fn: Any) -> Any:
+            writes[0] += 1
+            if writes[0] != n:
+                return real_write(self, fn)
+
+            def inside(txn: Any) -> Any:
+                fn(txn)
+                _die()
+
+            return real_write(self, inside)
+
+        LeaseTable._write = write  # type: ignore[method-assign]
     elif hook == "call":
         from zencache.executors.runner import Runner
 

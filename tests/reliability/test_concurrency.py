@@ -126,13 +126,13 @@ def test_a_lease_held_on_another_machine_is_waited_for_until_it_expires(
         planned = plan(rf.waiting().trace())
         first_key = cache_key(planned[0].parts.static, ())
         holder = {"host": "elsewhere", "pid": 1, "run": "x", "expires": time.time() + 1.0}
-        cache.index.write([("leases", first_key.encode(), json.dumps(holder).encode())])
+        cache.leases.put(first_key, holder)
         started = time.perf_counter()
         run = rf.waiting().run(cache=cache)
         assert time.perf_counter() - started >= 0.9  # it waited for the expiry
         assert run.steps["first"].status == "executed"
         assert run.steps["first"].key == first_key
-        assert cache.index.keys("leases") == []
+        assert cache.leases.keys() == []
     finally:
         cache.close()
 

@@ -260,7 +260,7 @@ try:
         cache.index.get_step(key.decode())
     for key in cache.index.keys("artifacts"):
         cache.index.get_artifact(key.decode())
-    for db in ("latest", "runs", "envs", "leases", "meta"):
+    for db in ("latest", "runs", "envs", "meta"):
         cache.index.items(db)
     cache.index.write([("latest", b"probe", b"x")])
     print("OK", len(steps))

@@ -34,9 +34,10 @@ import reliability_flows as rf
 from zencache import Cache
 
 # Per run on a warm cache: 124 object writes/renames (and their fsyncs: file and
-# folder), then a handful of index write transactions (leases and step commits; how
-# the runner batches them may change, so counted points stay early in the run and
-# the late ones are named by what happens).
+# folder), a lease-table transaction per lease taken and per batch released, and
+# index write transactions: batches of step records from the committer thread
+# (how many steps a batch holds depends on timing, so counted points stay early
+# in the run), then the run record (named by what happens).
 INJECTED = [
     "write:1",  # half of the first chunk of the first array
     "write:40",
@@ -48,12 +49,14 @@ INJECTED = [
     "replace:62",  # the first array's last chunk
     "replace:124",
     "fsync:124",  # renamed, folder not yet synced
-    "txn:1",  # inside the first lease's transaction
-    "txn:2",  # inside the first step's commit: objects durable, entry not committed
-    "txn:4",
-    "txn:5",
-    "committed:2",  # right after the first step's commit
-    "committed:5",
+    "lease:1",  # inside the first lease's transaction
+    "lease:2",  # taking the second lease, or releasing the first (timing decides)
+    "lease:5",
+    "txn:1",  # inside the first batch's commit: objects durable, entries not committed
+    "txn:2",
+    "txn:3",
+    "committed:1",  # right after the first batch's commit
+    "committed:2",
     "call:1",  # inside a step function
     "call:5",  # inside the sleeping step
     "finish:0",  # every step done, no run record
@@ -197,7 +200,7 @@ def test_kill_9_while_holding_the_index_writer_lock_does_not_block_others(
 ) -> None:
     """LMDB's writer lock is a robust mutex: a holder killed mid-transaction frees it."""
     cache_dir = tmp_path / "cache"
-    killed = flows.run("crash", str(cache_dir), "-1", "0", "txn:2")
+    killed = flows.run("crash", str(cache_dir), "-1", "0", "txn:1")
     assert killed.returncode == -signal.SIGKILL
     started = time.perf_counter()
     rerun = flows.run("crash", str(cache_dir), "0", "-1", "none")
@@ -208,7 +211,7 @@ def test_kill_9_while_holding_the_index_writer_lock_does_not_block_others(
     assert time.perf_counter() - started < 20
 
 
-@pytest.mark.parametrize("where", ["replace:3", "committed:4"])
+@pytest.mark.parametrize("where", ["replace:3", "committed:2"])
 def test_a_run_killed_while_another_reads_the_same_cache(
     flows: Any, tmp_path: Path, where: str
 ) -> None:

@@ -421,3 +421,22 @@ def test_a_format_1_index_gains_its_hit_table_when_opened(tmp_path: Path) -> Non
         assert upgraded.step_output_ids(record.key) == record.output_ids
     finally:
         upgraded.close()
+
+
+def test_a_format_2_index_drops_its_lease_table_when_opened(tmp_path: Path) -> None:
+    record = step_record("a" * 32)
+    first = Index(tmp_path / "index.lmdb")
+    first.write([("steps", record.key.encode(), record.encode())])
+    with first.env.begin(write=True) as txn:  # what format 2 kept in the index
+        leases = first.env.open_db(b"leases", txn=txn)
+        txn.put(b"some-key", b'{"pid": 1}', db=leases)
+        txn.put(b"format", b"zencache-index/2", db=first.db("meta"))
+    first.close()
+    upgraded = Index(tmp_path / "index.lmdb")
+    try:
+        assert upgraded.get("meta", b"format") == FORMAT
+        with upgraded.env.begin() as txn:
+            assert txn.get(b"leases") is None
+        assert upgraded.step_output_ids(record.key) == record.output_ids
+    finally:
+        upgraded.close()

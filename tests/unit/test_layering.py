@@ -17,7 +17,7 @@ PACKAGE = Path(zencache.__file__).parent
 LAYERS: list[set[str]] = [
     {"errors", "hashing"},
     {"store"},
-    {"index", "records", "cache", "environment"},
+    {"index", "lease_table", "records", "cache", "environment"},
     {"materializers", "io"},
     {"fingerprint", "keys", "dag", "steps", "pipeline", "plan"},
     {"executors", "runs"},

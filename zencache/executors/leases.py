@@ -1,8 +1,9 @@
 """Cross-process leases: one process executes a given cache key at a time.
 
-A process that misses takes the key's lease in the index before executing; a
-second process missing on the same key waits for the step entry instead of
-computing it again. A holder on this machine is waited for while its process
+A process that misses takes the key's lease (lease_table.py) before executing;
+a second process missing on the same key waits for the step entry instead of
+computing it again. The holder commits the step entry first and releases the
+lease after, so whoever takes a free lease and then finds no entry must execute. A holder on this machine is waited for while its process
 lives (however long the step runs); a holder elsewhere, or one that cannot be
 checked, for ZENCACHE_LEASE_SECONDS (default 600) after it took the lease. A
 dead holder's lease is taken over at once; dead includes killed but not yet
@@ -17,7 +18,8 @@ import socket
 import time
 from typing import Any
 
-from ..index import Index, Op
+from ..cache import Cache
+from ..lease_table import LeaseTable
 
 LEASE_SETTING = "ZENCACHE_LEASE_SECONDS"
 _POLL_SECONDS = (0.01, 0.05, 0.1, 0.2)
@@ -51,52 +53,65 @@ _STARTED = (_process_start(os.getpid()) or ("", ""))[1]
 
 
 class Leases:
-    def __init__(self, index: Index, run_id: str) -> None:
-        self.index = index
+    def __init__(self, cache: Cache, run_id: str) -> None:
+        self.cache = cache
+        self.index = cache.index
         self.run_id = run_id
         self.held: set[str] = set()
+        self._swept = False
 
-    def acquire(self, key: str, commit_first: list[Op] | None = None) -> tuple[str, ...] | None:
+    @property
+    def table(self) -> LeaseTable:
+        """Opened on the first miss: a cached run never touches it."""
+        return self.cache.leases
+
+    def acquire(self, key: str) -> tuple[str, ...] | None:
         """Take the lease (returns None), or wait for the holder's result (returns its ids).
 
         Returns None too when the holder failed or died: then the caller executes.
-        `commit_first`: ops committed in the same transaction as the first attempt
-        (the runner's deferred step records).
         """
+        if not self._swept:
+            self.sweep()
         now = time.time()
-        status, _ = self.index.try_lease(
-            key, self._holder(now), now, commit_first=commit_first or ()
-        )
+        current = self.table.try_lease(key, self._holder(now), now)
         polls = 0
-        while status == "held":
+        while current is not None:
             time.sleep(_POLL_SECONDS[min(polls, len(_POLL_SECONDS) - 1)])
             polls += 1
             ids = self.index.step_output_ids(key)
             if ids is not None:
                 return ids
-            current = self.index.lease_holder(key)
-            dead = current is not None and self._is_dead(current)
-            if current is not None and self._is_local(current) and not dead:
+            current = self.table.holder(key)
+            if current is None:
+                pass  # released without an entry (its step failed): try to take it
+            elif self._is_local(current) and not self._is_dead(current):
                 continue  # a live holder on this machine: wait as long as it runs
             now = time.time()
-            replace = current if dead else None
-            status, _ = self.index.try_lease(key, self._holder(now), now, replace=replace)
-        if status == "committed":
-            return self.index.step_output_ids(key)
+            replace = current if current is not None and self._is_dead(current) else None
+            current = self.table.try_lease(key, self._holder(now), now, replace=replace)
+        # Taken. The entry may have been committed between our miss and the take
+        # (its holder commits, then releases): then it is a hit after all.
+        ids = self.index.step_output_ids(key)
+        if ids is not None:
+            self.table.release([key])
+            return ids
         self.held.add(key)
         return None
 
-    def release_ops(self, key: str) -> list[Op]:
-        """Deleting the lease, to commit in the same transaction as the step entry."""
-        if key in self.held:
-            self.held.discard(key)
-            return [("leases", key.encode(), None)]
-        return []
+    def sweep(self) -> None:
+        """Delete the leases of dead holders on this machine. A holder killed after
+        committing its entry but before releasing never gets to it, and no one
+        waits on a committed key to take such a lease over; done once a run, on
+        its first miss."""
+        self._swept = True
+        self.table.remove_if([(k, h) for k, h in self.table.items() if self._is_dead(h)])
 
-    def release(self, key: str) -> None:
-        ops = self.release_ops(key)
-        if ops:
-            self.index.write(ops)
+    def release(self, *keys: str) -> None:
+        """Release leases this run holds (after their step entries are committed)."""
+        mine = [key for key in keys if key in self.held]
+        if mine:
+            self.held.difference_update(mine)
+            self.table.release(mine)
 
     def _holder(self, now: float) -> dict[str, Any]:
         seconds = float(os.environ.get(LEASE_SETTING, "600"))

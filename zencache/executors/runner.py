@@ -4,8 +4,9 @@ An executor decides *where and when* a step runs; this module decides whether
 it must, and records what happened. A hit computes a key and does one index
 lookup: no data is loaded. A miss loads its inputs (from memory when produced
 in this run, else from the store; a damaged input re-executes its producer),
-runs the step, writes its objects durably, then commits its artifact and step
-records in one transaction. The run record is written once, at the end.
+runs the step, writes its objects durably, then queues its artifact and step
+records for the background committer (committer.py: group commit while the next
+steps run). The run record is written once, at the end, after every queued record.
 The miss path comes in halves that other processes can share: `decide` and
 `record` stay in the driver (the only writer of the index), while `call_step`
 and `materialize` also run in the workers of the parallel executors (worker.py).
@@ -48,6 +49,7 @@ from ..plan import PlannedStep
 from ..records import ArtifactRecord, RunRecord, StepRecord, StepRun
 from ..runs import Run, StepEvent
 from ..store import ObjectStore
+from .committer import Committer
 from .leases import Leases
 
 log = logging.getLogger(__name__)
@@ -91,10 +93,13 @@ class Runner:
         self._remaining_consumers = {name: len(c) for name, c in dag.consumers.items()}
         self._keep = {(h.invocation, h.output) for h in dag.output_handles()}
         self._failures: list[tuple[str, BaseException]] = []
-        self.leases = Leases(self.index, self.run_id)
-        # Records of executed steps not yet committed: they ride on the run's next
-        # write transaction (see record), which saves an fsync per executed step.
-        self._pending: list[Op] = []
+        self.leases = Leases(cache, self.run_id)
+        self.committer = Committer(self.index, self._committed)
+        # Keys this run recorded, committed or still queued: a later invocation with
+        # the same key is a hit without waiting for the commit.
+        self._recorded: dict[str, tuple[str, ...]] = {}
+        # Artifact records queued and not yet committed, for the steps that read them.
+        self._queued_artifacts: dict[str, ArtifactRecord] = {}
         warn_unstable_params(planned)
 
     # --- the decision ---------------------------------------------------------------------
@@ -110,7 +115,9 @@ class Runner:
         return not self.force and ps.step.options.cache
 
     def lookup(self, ps: PlannedStep, key: str) -> tuple[str, ...] | None:
-        return self.index.step_output_ids(key) if self.uses_cache(ps) else None
+        if not self.uses_cache(ps):
+            return None
+        return self._recorded.get(key) or self.index.step_output_ids(key)
 
     def blocked_by(self, ps: PlannedStep) -> str | None:
         """The upstream step that failed or was skipped, if any."""
@@ -185,8 +192,8 @@ class Runner:
         key = key or self.key(ps)
         hit = self.lookup(ps, key)
         if hit is None and self.uses_cache(ps):
-            hit = self.leases.acquire(key, commit_first=self._pending)
-            self._pending = []
+            self.committer.check()  # a failed commit (a full disk) stops the run here
+            hit = self.leases.acquire(key)
         if hit is not None:
             self.record_hit(ps, key, hit, started)
             return None
@@ -200,7 +207,6 @@ class Runner:
             if new_key != key:
                 self.leases.release(key)
                 key = new_key
-            self.flush()  # nothing pending while user code runs (see record)
             outputs = self.call(ps, inputs)
             self.commit(ps, key, outputs, time.perf_counter() - started)
         except BaseException as exc:
@@ -239,7 +245,7 @@ class Runner:
             return self.values[slot]
         content_id = self.ids[handle.invocation][handle.output]
         try:
-            record = self.index.get_artifact(content_id)  # a damaged record raises too
+            record = self.artifact_record(content_id)  # a damaged record raises too
             if record is None:
                 raise MissingObjectError(
                     f"artifact {content_id} has no index record", object_id=content_id
@@ -252,15 +258,17 @@ class Runner:
             self.commit(producer, self.key(producer), outputs, 0.0)
             return self.values.get(slot, outputs[handle.output])
 
+    def artifact_record(self, content_id: str) -> ArtifactRecord | None:
+        """An artifact's record, also while it waits in the committer's queue."""
+        return self._queued_artifacts.get(content_id) or self.index.get_artifact(content_id)
+
     def call(self, ps: PlannedStep, inputs: dict[str, Any]) -> dict[str, Any]:
         """Run the step's function and check what it returned against its outputs."""
         return call_step(ps.name, ps.step, inputs, ps.invocation.params)
 
     def commit(self, ps: PlannedStep, key: str, outputs: dict[str, Any], duration: float) -> None:
-        """Write the outputs' objects (durable on return), then their records in one txn."""
-        self.record(
-            ps, key, materialize(self.store, ps.materializers, outputs), duration, defer=True
-        )
+        """Write the outputs' objects (durable on return), then queue their records."""
+        self.record(ps, key, materialize(self.store, ps.materializers, outputs), duration)
         for name, value in outputs.items():
             if self._remaining_consumers.get(ps.name) or (ps.name, name) in self._keep:
                 self.values[(ps.name, name)] = value
@@ -271,18 +279,11 @@ class Runner:
         key: str,
         artifacts: dict[str, ArtifactRecord],
         duration: float,
-        *,
-        defer: bool = False,
     ) -> None:
-        """Commit a step's artifact and step records (its objects already durable), and
-        release its lease, in one transaction. Local and worker-executed steps share it.
-
-        `defer` (group commit): the records join the run's next write transaction,
-        the next miss's lease or the run record, which comes before any other
-        step's function runs (execute_here flushes otherwise). So one fsync commits
-        two things, and a kill -9 can lose only the step that had just returned
-        (its objects are durable: rerunning it writes nothing new); what was
-        committed is never lost or damaged (LMDB commits are atomic).
+        """Queue a step's artifact and step records (its objects already durable) for
+        the committer, which commits them and then releases the step's lease. Local
+        and worker-executed steps share it. For what a kill -9 may lose, see
+        committer.py: never a committed entry; at most steps that had just finished.
         """
         ids = {name: a.content_id for name, a in artifacts.items()}
         record = StepRecord(
@@ -308,18 +309,24 @@ class Runner:
             ("artifacts", a.content_id.encode(), a.encode()) for a in artifacts.values()
         ]
         ops.append(("steps", key.encode(), record.encode()))
-        ops.extend(self.leases.release_ops(key))
-        if defer:
-            self._pending.extend(ops)
-        else:
-            self.index.write(ops)
+        for a in artifacts.values():
+            self._queued_artifacts[a.content_id] = a
+        self.committer.submit(ops, (key, tuple(ids.values())))
+        self._recorded[key] = record.output_ids
         self.ids[ps.name] = ids
 
+    def _committed(self, tokens: list[tuple[str, tuple[str, ...]]]) -> None:
+        """On the committer's thread, after a batch: release its leases (also when
+        the commit failed: the run stops, and processes waiting on these keys must
+        not wait for entries that will never come)."""
+        for _, content_ids in tokens:
+            for content_id in content_ids:
+                self._queued_artifacts.pop(content_id, None)
+        self.leases.release(*(key for key, _ in tokens))
+
     def flush(self) -> None:
-        """Commit the deferred records of executed steps, if any."""
-        if self._pending:
-            self.index.write(self._pending)
-            self._pending = []
+        """Wait until every queued record is committed (and raise if one could not be)."""
+        self.committer.drain()
 
     def _release_inputs(self, ps: PlannedStep) -> None:
         for upstream in ps.invocation.upstream:
@@ -331,7 +338,9 @@ class Runner:
     # --- the end ----------------------------------------------------------------------------------
 
     def finish(self, status: str | None = None) -> Run:
-        """Write the run record, environment and latest keys in one transaction."""
+        """Write the run record, environment and latest keys in one transaction, after
+        every queued step record."""
+        self.flush()
         if status is None:
             status = "failed" if self._failures else "completed"
         env = current_environment()
@@ -352,17 +361,15 @@ class Runner:
             workdir=working_directory(),
             sys_path=user_sys_path(),
         )
-        ops: list[tuple[str, bytes, bytes | None]] = [
-            *self._pending,
-            ("runs", self.run_id.encode(), record.encode()),
-        ]
+        ops: list[Op] = [("runs", self.run_id.encode(), record.encode())]
         if self.index.get("envs", env.env_id.encode()) is None:
             ops.append(("envs", env.env_id.encode(), env.encode()))
-        latest = [
-            (f"{self.dag.pipeline}/{s.name}".encode(), s.key.encode())
+        prefix = f"{self.dag.pipeline}/".encode()
+        latest = {
+            prefix + s.name.encode(): s.key.encode()
             for s in steps
             if s.key and s.status in ("executed", "cached")
-        ]
+        }
         latest_db = self.index.db("latest")
 
         def write(txn: Any) -> None:
@@ -372,13 +379,20 @@ class Runner:
                 else:
                     txn.put(key, value, db=self.index.db(db))
             # A rerun mostly finds the keys it would write: rewriting them would
-            # dirty (and fsync) every page of the table for nothing.
-            for key, value in latest:
-                if txn.get(key, db=latest_db) != value:
+            # dirty (and fsync) every page of the table for nothing. One scan of the
+            # pipeline's pointers, in key order, is cheaper than a get per step.
+            cursor = txn.cursor(db=latest_db)
+            found = {}
+            if cursor.set_range(prefix):
+                for key, value in cursor.iternext():
+                    if not key.startswith(prefix):
+                        break
+                    found[key] = value
+            for key, value in latest.items():
+                if found.get(key) != value:
                     txn.put(key, value, db=latest_db)
 
         self.index.transact(write)
-        self._pending = []
         run = Run(record, self.cache, self.values)
         if self._failures and status != "interrupted":
             name, exc = self._failures[0]

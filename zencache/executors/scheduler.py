@@ -176,7 +176,6 @@ class _Scheduler:
             return
         if task is None:  # an input lost its index record: repair it in this process
             runner.execute_here(ps, flight.key, flight.started)
-            runner.flush()  # a deferred commit: workers are running other steps meanwhile
             self._done(flight.key)
             return
         try:
@@ -199,7 +198,7 @@ class _Scheduler:
         runner, ps = self.runner, flight.ps
         records = {}
         for name, handle in ps.invocation.inputs.items():
-            record = runner.index.get_artifact(runner.ids[handle.invocation][handle.output])
+            record = runner.artifact_record(runner.ids[handle.invocation][handle.output])
             if record is None:
                 return None
             records[name] = record
@@ -237,7 +236,6 @@ class _Scheduler:
             # The driver re-reads the input, finds the damage itself, re-executes its
             # producer and rewrites the objects (Runner.value), then runs this step here.
             runner.execute_here(ps, key, flight.started)
-            runner.flush()
         elif outcome.error is not None:
             self._fail(flight, outcome.error, outcome.traceback_text)
             return
