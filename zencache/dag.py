@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +19,11 @@ from .errors import PipelineDefinitionError
 
 _tracer: ContextVar[Tracer | None] = ContextVar("zencache_tracer", default=None)
 
+# The tracer of the pipeline being traced, if any: the ContextVar's own method,
+# without a function of ours around it (every step call asks).
+current_tracer: Callable[[], Tracer | None] = _tracer.get
 
-def current_tracer() -> Tracer | None:
-    return _tracer.get()
+_EMPTY = inspect.Parameter.empty
 
 
 class StepLike:
@@ -30,12 +32,18 @@ class StepLike:
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ArtifactHandle:
     """Stands for one output of one invocation while a pipeline is traced."""
 
     invocation: str
     output: str
+
+    def __init__(self, invocation: str, output: str) -> None:
+        # Through the slots' descriptors: the generated __init__ of a frozen class
+        # goes through object.__setattr__ per field, and tracing makes one per call.
+        _set_invocation(self, invocation)
+        _set_output(self, output)
 
     def __iter__(self) -> Iterator[Any]:
         raise PipelineDefinitionError(
@@ -48,6 +56,10 @@ class ArtifactHandle:
             f"the output of step {self.invocation!r} was used as a truth value while the "
             "pipeline was traced; artifacts are not data there, so branch inside a step instead"
         )
+
+
+_set_invocation = ArtifactHandle.invocation.__set__  # type: ignore[attr-defined]
+_set_output = ArtifactHandle.output.__set__  # type: ignore[attr-defined]
 
 
 class OutputHandles(tuple):
@@ -71,6 +83,8 @@ class Invocation:
 
     @property
     def upstream(self) -> list[str]:
+        if len(self.inputs) == 1:  # most invocations: no set to build and sort
+            return [h.invocation for h in self.inputs.values()]
         return sorted({h.invocation for h in self.inputs.values()})
 
 
@@ -107,28 +121,32 @@ class Tracer:
             _tracer.reset(token)
 
     def invoke(self, step: Any, arguments: dict[str, Any], name: str | None) -> Any:
-        name = self._unique(name or step.name)
+        """Record a call of `step`; `arguments` by parameter name, in any order."""
+        invocations = self.invocations
+        name = name or step.name
+        if name in invocations:
+            name = self._unique(name)
         inputs: dict[str, ArtifactHandle] = {}
         params: dict[str, Any] = {}
-        # Keys, not Parameter.name (a property): this loop runs for every traced call.
-        for pname, param in step.signature.parameters.items():
+        # Plain (name, default) pairs, not inspect.Parameters: this runs for every call.
+        for pname, default in step.parameter_defaults:
             if pname in arguments:
                 value = arguments[pname]
                 if isinstance(value, ArtifactHandle):
-                    if value.invocation not in self.invocations:
+                    if value.invocation not in invocations:
                         self._check_handle(value, name, pname)
                     inputs[pname] = value
                 else:
                     self._check_parameter(value, name, pname)
                     params[pname] = value
-            elif param.default is not inspect.Parameter.empty:
-                params[pname] = param.default
+            elif default is not _EMPTY:
+                params[pname] = default
             else:
                 raise PipelineDefinitionError(
                     f"pipeline {self.pipeline!r}: step {name!r} is missing input {pname!r}; "
                     f"pass it the output of an upstream step, e.g. {step.name}({pname}=...)"
                 )
-        self.invocations[name] = Invocation(name, step, inputs, params)
+        invocations[name] = Invocation(name, step, inputs, params)
         outputs = step.outputs
         if not outputs:
             return None
@@ -166,13 +184,14 @@ class Tracer:
         )
 
     def _unique(self, base: str) -> str:
-        if base not in self.invocations:
-            return base
+        """A name for another invocation of `base`, which is taken: base_2, base_3, ..."""
         n = self._next_suffix.get(base, 2)
-        while f"{base}_{n}" in self.invocations:
+        name = f"{base}_{n}"
+        while name in self.invocations:
             n += 1
+            name = f"{base}_{n}"
         self._next_suffix[base] = n + 1
-        return f"{base}_{n}"
+        return name
 
     def _check_handle(self, handle: ArtifactHandle, step: str, arg: str) -> None:
         if handle.invocation not in self.invocations:

@@ -74,8 +74,11 @@ class Step(dag.StepLike, Generic[P, R]):
                 f"step {self.name!r}: ignore= names {sorted(unknown)}, which are not parameters of "
                 f"{self.name}{self.signature}; fix the names"
             )
-        self._outputs: tuple[OutputSpec, ...] | None = None
-        self._input_types: dict[str, Any] | None = None
+        # Each parameter's name and default (inspect.Parameter.empty if none), in
+        # signature order: what tracing reads for every call, without inspect's properties.
+        self.parameter_defaults = tuple(
+            (name, p.default) for name, p in self.signature.parameters.items()
+        )
         # Names that may be passed by keyword, in signature order: the fast path of _bind.
         self._keywords = tuple(
             p.name
@@ -87,23 +90,23 @@ class Step(dag.StepLike, Generic[P, R]):
     def __repr__(self) -> str:
         return f"<step {self.identity}>"
 
-    @property
+    @functools.cached_property
     def outputs(self) -> tuple[OutputSpec, ...]:
-        if self._outputs is None:
-            self._outputs = parse_outputs(self.fn)
-        return self._outputs
+        # Parsed on first use, not at decoration: annotations may name types defined
+        # later. Cached in the instance: then a plain attribute, read by every traced call.
+        return parse_outputs(self.fn)
 
-    @property
+    @functools.cached_property
     def input_types(self) -> dict[str, Any]:
-        if self._input_types is None:
-            self._input_types = _annotations(self.fn)
-        return self._input_types
+        return _annotations(self.fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tracer = dag.current_tracer()
-        if tracer is not None:
-            return tracer.invoke(self, self._bind(args, kwargs), None)
-        return StepInstance(self, self._bind(args, kwargs))
+        if tracer is None:
+            return StepInstance(self, self._bind(args, kwargs))
+        if not args and self._keyword_set.issuperset(kwargs):
+            return tracer.invoke(self, kwargs, None)  # it takes arguments in any order
+        return tracer.invoke(self, self._bind(args, kwargs), None)
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if not args and self._keyword_set.issuperset(kwargs):
