@@ -24,6 +24,10 @@ _REPR_LIMIT = 200
 @dataclass(slots=True)
 class PlannedStep:
     invocation: Invocation
+    # The invocation's name and step, as fields: the runner reads them several
+    # times per step, and a property costs a call each time.
+    name: str
+    step: Any  # steps.Step
     parts: KeyParts
     fingerprint: Fingerprint | None  # None when version= pins the code
     materializers: dict[str, type[BaseMaterializer] | None]  # None: choose from the value
@@ -33,14 +37,6 @@ class PlannedStep:
     # input comes from, in input_names order, and the key's fixed fields.
     input_slots: tuple[tuple[str, str], ...]
     key_template: KeyTemplate
-
-    @property
-    def name(self) -> str:
-        return self.invocation.name
-
-    @property
-    def step(self) -> Any:
-        return self.invocation.step
 
 
 def plan(dag: Dag) -> list[PlannedStep]:
@@ -56,11 +52,10 @@ def plan_invocation(
 ) -> PlannedStep:
     """`shared` memoizes per-step work across the invocations of one plan."""
     step = inv.step
-    options = step.options
     params: dict[str, str] = {}
     reprs: dict[str, str] = {}
     for name, value in inv.params.items():
-        if name in options.ignore:
+        if name in step.options.ignore:
             continue
         try:
             params[name] = hash_value(value)
@@ -69,36 +64,40 @@ def plan_invocation(
                 f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step {inv.name!r}: {exc}"
             ) from exc
         reprs[name] = _short_repr(value)
-    memo = (step, tuple(params.items()))
+    inputs = inv.inputs
+    names = tuple(sorted(inputs)) if len(inputs) > 1 else tuple(inputs)
+    memo = (step, tuple(params.items()), names)
     found = None if shared is None else shared.get(memo)
     if found is None:
-        materializers = output_materializers(step)
-        outputs = tuple(
-            (name, RUNTIME_MATERIALIZER if m is None else m.identity())
-            for name, m in materializers.items()
-        )
-        if options.version is not None:
-            fp, code = None, f"version:{options.version}"
-        else:
-            fp = fingerprint(step.fn)
-            code = fp.digest
-        found = (KeyParts.make(step.identity, code, params, outputs), fp, materializers)
+        found = _static_parts(step, params, names)
         if shared is not None:
             shared[memo] = found
-    parts, fp, materializers = found
-    inputs = inv.inputs
-    names = tuple(sorted(inputs))
+    parts, fp, materializers, template = found
     if len(names) == 1:  # most invocations: no generator to run
         handle = inputs[names[0]]
         slots: tuple[tuple[str, str], ...] = ((handle.invocation, handle.output),)
     else:
         slots = tuple((inputs[n].invocation, inputs[n].output) for n in names)
-    template = None if shared is None else shared.get((parts.static, names))
-    if template is None:
-        template = KeyTemplate(parts.static, names)
-        if shared is not None:
-            shared[(parts.static, names)] = template
-    return PlannedStep(inv, parts, fp, materializers, reprs, names, slots, template)
+    return PlannedStep(inv, inv.name, step, parts, fp, materializers, reprs, names, slots, template)
+
+
+def _static_parts(
+    step: Any, params: dict[str, str], input_names: tuple[str, ...]
+) -> tuple[KeyParts, Fingerprint | None, dict[str, type[BaseMaterializer] | None], KeyTemplate]:
+    """What every invocation of `step` with these parameters and inputs shares."""
+    materializers = output_materializers(step)
+    outputs = tuple(
+        (name, RUNTIME_MATERIALIZER if m is None else m.identity())
+        for name, m in materializers.items()
+    )
+    version = step.options.version
+    if version is not None:
+        fp, code = None, f"version:{version}"
+    else:
+        fp = fingerprint(step.fn)
+        code = fp.digest
+    parts = KeyParts.make(step.identity, code, params, outputs)
+    return parts, fp, materializers, KeyTemplate(parts.static, input_names)
 
 
 def output_materializers(step: Any) -> dict[str, type[BaseMaterializer] | None]:
