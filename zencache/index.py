@@ -93,6 +93,7 @@ class Index:
         # Held around transactions that run beside another thread's reads, and
         # around resizing the map: never both at once (see the module docstring).
         self.remap_guard = threading.RLock()
+        self._local = threading.local()  # this thread's lookup snapshot: step_output_ids
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
@@ -122,6 +123,7 @@ class Index:
             raise
 
     def close(self) -> None:
+        self.end_snapshot()
         self.env.close()
 
     # --- generic access -----------------------------------------------------------------
@@ -221,25 +223,45 @@ class Index:
 
     # --- typed records --------------------------------------------------------------------
 
-    def step_output_ids(self, key: str) -> tuple[str, ...] | None:
-        """The hit path: one read transaction, no JSON."""
+    def step_output_ids(self, key: str, *, snapshot: bool = False) -> tuple[str, ...] | None:
+        """The hit path: one read transaction, no JSON.
+
+        `snapshot=True` reads from this thread's lookup snapshot, one read
+        transaction kept open across lookups (its begin and end cost more than the
+        get) until `end_snapshot`. A run uses it for a streak of hits and ends it
+        before anything else: it sees nothing committed after it began.
+        """
         while True:
             try:
-                with self.env.begin(db=self._hits) as txn:
-                    try:
-                        raw = bytes.fromhex(key)
-                    except ValueError:
-                        raw = key.encode()  # as _hit_key keeps a key that is not a digest
+                try:
+                    raw = bytes.fromhex(key)
+                except ValueError:
+                    raw = key.encode()  # as _hit_key keeps a key that is not a digest
+                if snapshot:
+                    txn = getattr(self._local, "snapshot", None)
+                    if txn is None:
+                        txn = self._local.snapshot = self.env.begin(db=self._hits)
                     value = txn.get(raw)
-                    return None if value is None else decode_output_ids(value)
+                else:
+                    with self.env.begin(db=self._hits) as txn:
+                        value = txn.get(raw)
+                return None if value is None else decode_output_ids(value)
             except lmdb.MapResizedError:
                 self._adopt()
             except _DAMAGE as exc:
+                self.end_snapshot()
                 raise self._damaged_error(exc) from exc
             except (ValueError, struct.error):
                 # A damaged entry is a miss: the step re-executes and its commit replaces it.
                 log.warning("the index entry of step key %s is damaged; re-executing it", key)
                 return None
+
+    def end_snapshot(self) -> None:
+        """End the lookup snapshot, so that old pages can be reused and the map resized."""
+        txn = getattr(self._local, "snapshot", None)
+        if txn is not None:
+            self._local.snapshot = None
+            txn.abort()
 
     def get_step(self, key: str) -> StepRecord | None:
         value = self.get("steps", key.encode())
@@ -324,10 +346,12 @@ class Index:
 
     def _adopt(self) -> None:
         """Take the map size another process grew the file to."""
+        self.end_snapshot()
         with self.remap_guard:
             self.env.set_mapsize(0)
 
     def _grow(self) -> None:
+        self.end_snapshot()
         with self.remap_guard:
             size = self.env.info()["map_size"]
             if size >= _MAX_MAP_SIZE:

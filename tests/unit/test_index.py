@@ -440,3 +440,15 @@ def test_a_format_2_index_drops_its_lease_table_when_opened(tmp_path: Path) -> N
         assert upgraded.step_output_ids(record.key) == record.output_ids
     finally:
         upgraded.close()
+
+
+def test_a_lookup_snapshot_sees_nothing_newer_until_it_ends(index: Index) -> None:
+    record = step_record("b" * 32)
+    assert index.step_output_ids(record.key, snapshot=True) is None
+    index.write([("steps", record.key.encode(), record.encode())])
+    assert index.step_output_ids(record.key, snapshot=True) is None  # the old snapshot
+    assert index.step_output_ids(record.key) == record.output_ids  # a fresh read
+    index.end_snapshot()
+    assert index.step_output_ids(record.key, snapshot=True) == record.output_ids
+    index.end_snapshot()
+    index.end_snapshot()  # ending none is fine

@@ -115,9 +115,16 @@ class Runner:
         return not self.force and ps.step.options.cache
 
     def lookup(self, ps: PlannedStep, key: str) -> tuple[str, ...] | None:
-        if not self.uses_cache(ps):
-            return None
-        return self._recorded.get(key) or self.index.step_output_ids(key)
+        """Hits in a row share one read snapshot (Index.step_output_ids); a miss ends
+        it, so whatever comes next (leases, loads, commits) sees the present."""
+        found = (
+            self._recorded.get(key) or self.index.step_output_ids(key, snapshot=True)
+            if self.uses_cache(ps)
+            else None
+        )
+        if found is None:
+            self.index.end_snapshot()
+        return found
 
     def blocked_by(self, ps: PlannedStep) -> str | None:
         """The upstream step that failed or was skipped, if any."""
@@ -326,6 +333,7 @@ class Runner:
 
     def flush(self) -> None:
         """Wait until every queued record is committed (and raise if one could not be)."""
+        self.index.end_snapshot()
         self.committer.drain()
 
     def _release_inputs(self, ps: PlannedStep) -> None:
