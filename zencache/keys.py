@@ -67,15 +67,18 @@ class KeyTemplate:
     """cache_key for one invocation with its fixed fields encoded once: the hit path
     then encodes only the input ids. key(ids) == cache_key(static, zip(names, ids))."""
 
-    __slots__ = ("_head", "_names")
+    __slots__ = ("_head", "_names", "_single")
 
     def __init__(self, static: str, input_names: tuple[str, ...]) -> None:
         self._head = _KEY_PREFIX + _text_field(static)
         self._names = tuple(_text_field(name) for name in input_names)
+        # One input (most steps): every byte before its id's length, joined once.
+        self._single = self._head + self._names[0] + b"s" if len(self._names) == 1 else None
 
     def key(self, content_ids: list[ContentId]) -> str:
-        if len(content_ids) == 1 and len(self._names) == 1:  # most steps: one input
-            return digest_bytes(self._head + self._names[0] + _text_field(content_ids[0]))
+        if len(content_ids) == 1 and self._single is not None:
+            data = content_ids[0].encode("utf-8", "surrogatepass")  # _text_field, inlined
+            return digest_bytes(self._single + _pack_len(len(data)) + data)
         parts = [self._head]
         for name, content_id in zip(self._names, content_ids, strict=True):
             parts.append(name)
@@ -89,4 +92,5 @@ def _text_field(value: str) -> bytes:
 
 
 _LEN = struct.Struct("<Q")
+_pack_len = _LEN.pack
 _KEY_PREFIX = _text_field(KEY_DOMAIN)

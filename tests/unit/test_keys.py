@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from zencache.keys import KeyParts, KeyTemplate, cache_key
 
 
@@ -37,3 +39,7 @@ def test_a_prepared_template_gives_cache_key() -> None:
         assert KeyTemplate(static, names).key(ids) == cache_key(
             static, tuple(zip(names, ids, strict=True))
         )
+    # The one-input fast path counts an id's bytes, not its characters.
+    assert KeyTemplate(static, ("x",)).key(["é" * 16]) == cache_key(static, (("x", "é" * 16),))
+    with pytest.raises(ValueError):
+        KeyTemplate(static, ("x",)).key(["1" * 32, "2" * 32])
