@@ -24,6 +24,8 @@ RUN_RECORD_VERSION = 2
 _RUN_VERSIONS_READ = (1, 2)
 _COUNT = struct.Struct("<BH")  # version, number of outputs
 _ID_BYTES = 16
+_HEAD = _COUNT.size
+_ONE_OUTPUT = _COUNT.pack(RECORD_VERSION, 1)  # the head of most step records
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class StepRecord:
 
 def decode_output_ids(data: bytes) -> tuple[ContentId, ...]:
     """The output ids of an encoded StepRecord: all a cache hit needs."""
+    if data[:_HEAD] == _ONE_OUTPUT:  # most steps: a comparison instead of unpacking
+        return (data[_HEAD : _HEAD + _ID_BYTES].hex(),)
     version, count = _COUNT.unpack_from(data)
     if version != RECORD_VERSION:
         raise ValueError(f"step record of version {version}; this zencache reads {RECORD_VERSION}")
