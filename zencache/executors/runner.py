@@ -114,22 +114,10 @@ class Runner:
     def uses_cache(self, ps: PlannedStep) -> bool:
         return not self.force and ps.step.options.cache
 
-    def lookup(self, ps: PlannedStep, key: str) -> tuple[str, ...] | None:
-        """Hits in a row share one read snapshot (Index.step_output_ids); a miss ends
-        it, so whatever comes next (leases, loads, commits) sees the present."""
-        found = (
-            self._recorded.get(key) or self.index.step_output_ids(key, snapshot=True)
-            if self.uses_cache(ps)
-            else None
-        )
-        if found is None:
-            self.index.end_snapshot()
-        return found
-
     def blocked_by(self, ps: PlannedStep) -> str | None:
         """The upstream step that failed or was skipped, if any."""
         if not self._failures:
-            return None  # every skip goes back to a failure: the hit path stops here
+            return None  # every skip goes back to a failure
         for upstream in ps.invocation.upstream:
             result = self.results.get(upstream)
             if result is not None and result.status in ("failed", "skipped"):
@@ -141,13 +129,16 @@ class Runner:
     def record_hit(
         self, ps: PlannedStep, key: str, output_ids: tuple[str, ...], started: float
     ) -> None:
+        name = ps.name
         outputs = dict(zip(ps.materializers, output_ids, strict=True))
-        self.ids[ps.name] = outputs
-        self._finish(
-            StepRun(
-                ps.name, ps.step.identity, key, "cached", time.perf_counter() - started, outputs
-            )
+        self.ids[name] = outputs
+        step_run = StepRun(
+            name, ps.step.identity, key, "cached", time.perf_counter() - started, outputs
         )
+        if self.progress is None:  # the hit path of a run without a progress display
+            self.results[name] = step_run
+        else:
+            self._finish(step_run)
 
     def record_skip(self, ps: PlannedStep, upstream: str) -> None:
         error = f"not run: upstream step {upstream!r} did not complete"
@@ -192,15 +183,25 @@ class Runner:
         """Skip, hit or miss. A miss returns its key (with its lease held when it caches);
         skips and hits are recorded here and return None. No data is loaded.
         `key`: the step's key when the caller computed it already."""
-        upstream = self.blocked_by(ps)
-        if upstream is not None:
-            self.record_skip(ps, upstream)
-            return None
+        if self._failures:  # every skip goes back to a failure: the hit path skips this
+            upstream = self.blocked_by(ps)
+            if upstream is not None:
+                self.record_skip(ps, upstream)
+                return None
         key = key or self.key(ps)
-        hit = self.lookup(ps, key)
-        if hit is None and self.uses_cache(ps):
-            self.committer.check()  # a failed commit (a full disk) stops the run here
-            hit = self.leases.acquire(key)
+        caches = not self.force and ps.step.options.cache
+        # Hits in a row share one read snapshot (Index.step_output_ids); a miss ends
+        # it, so whatever comes next (leases, loads, commits) sees the present.
+        hit = (
+            self._recorded.get(key) or self.index.step_output_ids(key, snapshot=True)
+            if caches
+            else None
+        )
+        if hit is None:
+            self.index.end_snapshot()
+            if caches:
+                self.committer.check()  # a failed commit (a full disk) stops the run here
+                hit = self.leases.acquire(key)
         if hit is not None:
             self.record_hit(ps, key, hit, started)
             return None
