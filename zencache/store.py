@@ -126,12 +126,7 @@ class ObjectStore:
         except FileNotFoundError as exc:
             raise self._missing(object_id) from exc
         if got != len(buffer) or extra:
-            self._mark_damaged(object_id)
-            raise CorruptObjectError(
-                f"object {object_id} in {self.root} has the wrong size; run "
-                "'zencache cache verify --repair', then rerun the pipeline to rewrite it",
-                object_id=object_id,
-            )
+            raise self._wrong_size(object_id)
         self._check(object_id, buffer)
 
     def map(self, object_id: ContentId) -> memoryview:
@@ -237,20 +232,7 @@ class ObjectStore:
         pages = -(-blob.size // mmap.PAGESIZE) * mmap.PAGESIZE
         region = mmap.mmap(-1, pages, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         view = memoryview(region)
-        base = _address_of(region)
-        root = os.fspath(self.root)
-        for i, chunk in enumerate(blob.chunks):
-            length = min(size, blob.size - i * size)
-            try:
-                fd = os.open(f"{root}/{chunk[:2]}/{chunk[2:]}", os.O_RDONLY)
-            except FileNotFoundError as exc:
-                raise self._missing(chunk) from exc
-            try:
-                if os.fstat(fd).st_size != length:  # beyond its end, a map would SIGBUS
-                    self._check(chunk, b"")  # raises CorruptObjectError
-                _map_fixed(base + i * size, length, fd)
-            finally:
-                os.close(fd)
+        self._map_chunks(blob, _address_of(region))
         # Page tables filled in one call, without breaking copy-on-write (the
         # page-by-page faults of the verifying read cost as much as the read).
         with contextlib.suppress(OSError):
@@ -260,6 +242,29 @@ class ObjectStore:
         return view[: blob.size]
 
     # --- internals ------------------------------------------------------------------
+
+    def _map_chunks(self, blob: Blob, base: int) -> None:
+        """Map each chunk file of `blob` at its offset from `base`, copy-on-write."""
+        map_fixed = _libc().mmap
+        prot, flags = mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | _MAP_FIXED
+        root, size, last = os.fspath(self.root), self.chunk_size, len(blob.chunks) - 1
+        address = base
+        for i, chunk in enumerate(blob.chunks):
+            length = size if i < last else blob.size - last * size
+            try:
+                fd = os.open(f"{root}/{chunk[:2]}/{chunk[2:]}", os.O_RDONLY)
+            except FileNotFoundError as exc:
+                raise self._missing(chunk) from exc
+            try:
+                # Beyond a file's end a map would SIGBUS. lseek, not fstat: the size
+                # without building a stat_result, 0.4 ms instead of 1.5 for 2,048 chunks.
+                if os.lseek(fd, 0, os.SEEK_END) != length:
+                    raise self._wrong_size(chunk)
+                if map_fixed(address, length, prot, flags, fd, 0) != address:
+                    raise StoreError(f"cannot map object {chunk} into memory: {_errno_text()}")
+            finally:
+                os.close(fd)
+            address += size
 
     def _read_file(self, object_id: ContentId) -> bytes:
         try:
@@ -280,6 +285,14 @@ class ObjectStore:
     def _mark_damaged(self, object_id: ContentId) -> None:
         self._damaged.add(object_id)
         self._seen_damage = True
+
+    def _wrong_size(self, object_id: ContentId) -> CorruptObjectError:
+        self._mark_damaged(object_id)
+        return CorruptObjectError(
+            f"object {object_id} in {self.root} has the wrong size; run "
+            "'zencache cache verify --repair', then rerun the pipeline to rewrite it",
+            object_id=object_id,
+        )
 
     def _missing(self, object_id: ContentId) -> MissingObjectError:
         self._mark_damaged(object_id)
@@ -323,25 +336,16 @@ class ObjectStore:
 _MAP_FIXED_WORKS = sys.platform.startswith("linux")
 _MAP_FIXED = 0x10  # Linux, every architecture
 _MADV_POPULATE_READ = 22  # Linux 5.14; older kernels refuse it (EINVAL), harmlessly
-_libc_mmap: Any = None
+_libc_handle: Any = None
 
 
-def _address_of(region: mmap.mmap) -> int:
-    import ctypes
+def _libc() -> Any:
+    """libc through ctypes, with the prototypes map_blob needs; imported on first use
+    (ctypes is 1.4 ms of import that `import zencache` should not pay)."""
+    global _libc_handle
+    if _libc_handle is None:
+        import ctypes
 
-    anchor = ctypes.c_char.from_buffer(region)
-    try:
-        return ctypes.addressof(anchor)
-    finally:
-        del anchor  # releases the export, so the region can be closed later
-
-
-def _map_fixed(address: int, length: int, fd: int) -> None:
-    """Map `length` bytes of `fd` over [address, address + length), copy-on-write."""
-    global _libc_mmap
-    import ctypes
-
-    if _libc_mmap is None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.mmap.restype = ctypes.c_void_p
         libc.mmap.argtypes = (
@@ -352,12 +356,24 @@ def _map_fixed(address: int, length: int, fd: int) -> None:
             ctypes.c_int,
             ctypes.c_long,
         )
-        _libc_mmap = libc.mmap
-    flags = mmap.MAP_PRIVATE | _MAP_FIXED
-    got = _libc_mmap(address, length, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, 0)
-    if got != address:
-        err = ctypes.get_errno()
-        raise StoreError(f"cannot map an object into memory: {os.strerror(err)}")
+        _libc_handle = libc
+    return _libc_handle
+
+
+def _errno_text() -> str:
+    import ctypes
+
+    return os.strerror(ctypes.get_errno())
+
+
+def _address_of(region: mmap.mmap) -> int:
+    import ctypes
+
+    anchor = ctypes.c_char.from_buffer(region)
+    try:
+        return ctypes.addressof(anchor)
+    finally:
+        del anchor  # releases the export, so the region can be closed later
 
 
 def _fsync_dir(path: Path) -> None:

@@ -48,14 +48,16 @@ def test_a_damaged_or_missing_chunk_is_refused(
         other.map_blob(blob)
 
 
-def test_a_truncated_chunk_is_refused_not_mapped(store: ObjectStore) -> None:
+@pytest.mark.parametrize("new_size", [1000, (128 << 10) + 1])
+def test_a_chunk_of_the_wrong_size_is_refused_not_mapped(store: ObjectStore, new_size: int) -> None:
     _, blob = _blob(store, (128 << 10) * 2)
     path = store.path(blob.chunks[0])
     path.chmod(0o644)
     with open(path, "r+b") as fh:
-        fh.truncate(1000)  # mapping past a file's end would crash on access
-    with pytest.raises(CorruptObjectError):
+        fh.truncate(new_size)  # mapping past a file's end would crash on access
+    with pytest.raises(CorruptObjectError, match=f"{blob.chunks[0]} .* wrong size"):
         store.map_blob(blob)
+    assert not store.contains(blob.chunks[0])  # marked damaged: the next put rewrites it
 
 
 @step
