@@ -213,6 +213,7 @@ class RunRecord:
             body["steps"] = tuple(StepRun(**s) for s in body["steps"])
         else:
             columns = body["steps"]
+            columns["duration"] = _unpack_durations(columns["duration"])
             rows = zip(*[columns[name] for name in StepRun._fields], strict=True)
             body["steps"] = tuple(map(StepRun._make, rows))
         body["output"] = tuple(body.get("output", ()))
@@ -221,14 +222,26 @@ class RunRecord:
 
 
 def _step_columns(steps: tuple[StepRun, ...]) -> dict[str, Any]:
-    """The steps of a run record as one list per StepRun field, in step order: a
-    JSON object per step (version 1) cost 2.3 µs a step to build and encode."""
-    if not steps:
-        return {name: [] for name in StepRun._fields}
-    columns: dict[str, Any] = dict(zip(StepRun._fields, zip(*steps, strict=True), strict=True))
+    """The steps of a run record as one column per StepRun field, in step order: a
+    JSON object per step (version 1) cost 2.3 µs a step to build and encode.
+    The durations are one string, the hex of their little-endian float64s: exact,
+    where json's float repr cost 0.45 µs a step."""
+    columns: dict[str, Any] = (
+        dict(zip(StepRun._fields, zip(*steps, strict=True), strict=True))
+        if steps
+        else {name: () for name in StepRun._fields}
+    )
+    columns["duration"] = struct.pack(f"<{len(steps)}d", *columns["duration"]).hex()
     # The shared empty default is a read-only mapping, which json cannot encode.
     columns["outputs"] = [o if type(o) is dict else dict(o) for o in columns["outputs"]]
     return columns
+
+
+def _unpack_durations(text: str) -> tuple[float, ...]:
+    data = bytes.fromhex(text)
+    if len(data) % 8:
+        raise ValueError(f"a run record's durations take {len(data)} bytes, not 8 per step")
+    return struct.unpack(f"<{len(data) // 8}d", data)
 
 
 @dataclass(frozen=True, slots=True)

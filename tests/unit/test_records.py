@@ -233,7 +233,7 @@ def test_a_run_record_keeps_its_steps_in_columns() -> None:
     data = RunRecord("r", "p", {}, "failed", 1.0, 2.0, "e", steps).encode()
     assert data[0] == RUN_RECORD_VERSION
     assert json.loads(data[1:])["steps"] == {
-        "duration": [0.25, 0.0],
+        "duration": "000000000000d03f0000000000000000",  # little-endian float64s
         "error": ["", "not run"],
         "key": ["k1", ""],
         "name": ["a", "b"],
@@ -253,10 +253,18 @@ def test_run_record_columns_round_trip_to_equal_step_runs(steps: tuple[StepRun, 
     assert [list(s.outputs) for s in decoded] == [sorted(s.outputs) for s in steps]
 
 
-def test_run_record_columns_of_different_lengths_are_refused() -> None:
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"name": ["a", "b"]},  # two names, one of everything else
+        {"duration": "00" * 16},  # two durations
+        {"duration": "00" * 7},  # not a float64
+    ],
+)
+def test_damaged_run_record_columns_are_refused(columns: dict[str, object]) -> None:
     data = RunRecord("r", "p", {}, "completed", 0.0, 1.0, "e", ()).encode()
     body = json.loads(data[1:])
-    body["steps"] = {name: ["x"] for name in StepRun._fields} | {"name": ["a", "b"]}
+    body["steps"] = {name: ["x"] for name in StepRun._fields} | {"duration": "00" * 8} | columns
     with pytest.raises(ValueError):
         RunRecord.decode(data[:1] + json.dumps(body).encode())
 
