@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import mmap
+import threading
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from zencache import Cache, pipeline, step
+from zencache import store as store_module
 from zencache.errors import CorruptObjectError, MissingObjectError
 from zencache.store import ObjectStore
 
@@ -58,6 +60,51 @@ def test_a_chunk_of_the_wrong_size_is_refused_not_mapped(store: ObjectStore, new
     with pytest.raises(CorruptObjectError, match=f"{blob.chunks[0]} .* wrong size"):
         store.map_blob(blob)
     assert not store.contains(blob.chunks[0])  # marked damaged: the next put rewrites it
+
+
+def _small_chunked_blob(store: ObjectStore) -> tuple[ObjectStore, np.ndarray, object]:
+    """A blob with enough 4 KiB chunks to be verified on two threads."""
+    small = ObjectStore(store.root, chunk_size=mmap.PAGESIZE)
+    data, blob = _blob(small, mmap.PAGESIZE * (store_module._PARALLEL_VERIFY + 3) + 17)
+    return small, data, blob
+
+
+def test_a_blob_verified_on_two_threads_has_the_stored_bytes(store: ObjectStore) -> None:
+    small, data, blob = _small_chunked_blob(store)
+    assert bytes(small.map_blob(blob)) == data.tobytes()
+
+
+def test_damaged_chunks_found_on_either_thread_are_all_refused(
+    store: ObjectStore, flip_byte: Callable[..., None]
+) -> None:
+    small, _, blob = _small_chunked_blob(store)
+    first, last = blob.chunks[5], blob.chunks[-2]
+    flip_byte(small.path(first), 7)
+    flip_byte(small.path(last), 7)
+    with pytest.raises(CorruptObjectError, match=f"object {first} .* does not match its hash"):
+        small.map_blob(blob)
+    assert not small.contains(first) and not small.contains(last)
+
+
+def test_an_error_on_the_helper_thread_reaches_the_caller(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small, _, blob = _small_chunked_blob(store)
+    helper_failed = threading.Event()
+    real_digest = store_module.digest_bytes
+
+    def digest(data: object) -> str:
+        if threading.current_thread() is not threading.main_thread():
+            helper_failed.set()
+            raise RuntimeError("boom")
+        helper_failed.wait(timeout=10)  # the helper takes a chunk before this thread goes on
+        return real_digest(data)
+
+    monkeypatch.setattr(store_module, "digest_bytes", digest)
+    threads = threading.active_count()
+    with pytest.raises(RuntimeError, match="boom"):
+        small.map_blob(blob)
+    assert threading.active_count() == threads
 
 
 @step
