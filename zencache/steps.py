@@ -74,6 +74,8 @@ class Step(dag.StepLike, Generic[P, R]):
                 f"step {self.name!r}: ignore= names {sorted(unknown)}, which are not parameters of "
                 f"{self.name}{self.signature}; fix the names"
             )
+        self._outputs: tuple[OutputSpec, ...] | None = None
+        self._input_types: dict[str, Any] | None = None
         # Each parameter's name and default (inspect.Parameter.empty if none), in
         # signature order: what tracing reads for every call, without inspect's properties.
         self.parameter_defaults = tuple(
@@ -90,15 +92,17 @@ class Step(dag.StepLike, Generic[P, R]):
     def __repr__(self) -> str:
         return f"<step {self.identity}>"
 
-    @functools.cached_property
+    @property
     def outputs(self) -> tuple[OutputSpec, ...]:
-        # Parsed on first use, not at decoration: annotations may name types defined
-        # later. Cached in the instance: then a plain attribute, read by every traced call.
-        return parse_outputs(self.fn)
+        if self._outputs is None:
+            self._outputs = parse_outputs(self.fn)
+        return self._outputs
 
-    @functools.cached_property
+    @property
     def input_types(self) -> dict[str, Any]:
-        return _annotations(self.fn)
+        if self._input_types is None:
+            self._input_types = _annotations(self.fn)
+        return self._input_types
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tracer = dag.current_tracer()
