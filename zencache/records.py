@@ -204,7 +204,7 @@ class RunRecord:
     def encode(self) -> bytes:
         body = _fields(self)
         body["steps"] = _step_columns(self.steps)
-        return bytes([RUN_RECORD_VERSION]) + _dumps(body)
+        return bytes([RUN_RECORD_VERSION]) + _RUN_ENCODER.encode(body).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> RunRecord:
@@ -281,6 +281,10 @@ def _dumps(body: Any) -> bytes:
 # One encoder for every record: json.dumps builds a new JSONEncoder per call when
 # given options, which cost as much as encoding a step record.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+# A run record holds only strings, numbers and the containers built here, so it
+# cannot be circular: without the check (a dict entry per container, a thousand
+# output dicts a run) its encoding costs a quarter less.
+_RUN_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, check_circular=False)
 
 
 def _loads_versioned(
