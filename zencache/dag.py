@@ -111,6 +111,9 @@ class Tracer:
         # The next suffix to try per base name: a pipeline calling one step 10,000
         # times would otherwise probe inc_2, inc_3, ... for every call (quadratic).
         self._next_suffix: dict[str, int] = {}
+        # Dag.consumers, kept as calls come: cheaper than a pass over the finished
+        # DAG, which asked every invocation for its sorted upstream.
+        self._consumers: dict[str, list[str]] = {}
 
     @contextlib.contextmanager
     def active(self) -> Iterator[Tracer]:
@@ -147,6 +150,12 @@ class Tracer:
                     f"pass it the output of an upstream step, e.g. {step.name}({pname}=...)"
                 )
         invocations[name] = Invocation(name, step, inputs, params)
+        consumers = self._consumers
+        consumers[name] = []
+        for handle in inputs.values():
+            users = consumers[handle.invocation]
+            if not users or users[-1] != name:  # once, however many inputs it takes
+                users.append(name)
         outputs = step.outputs
         if not outputs:
             return None
@@ -166,11 +175,7 @@ class Tracer:
                     "returns nothing, one step output, or a tuple of step outputs"
                 )
             self._check_handle(handle, "<return>", "return")
-        consumers: dict[str, list[str]] = {name: [] for name in self.invocations}
-        for inv in self.invocations.values():
-            for upstream in inv.upstream:
-                consumers[upstream].append(inv.name)
-        return Dag(self.pipeline, self.invocations, result, consumers)
+        return Dag(self.pipeline, self.invocations, result, self._consumers)
 
     def unpack_error(self, exc: ValueError) -> PipelineDefinitionError | None:
         """Say which step's outputs were unpacked into the wrong number of names."""
