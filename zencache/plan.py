@@ -52,10 +52,11 @@ def plan_invocation(
 ) -> PlannedStep:
     """`shared` memoizes per-step work across the invocations of one plan."""
     step = inv.step
+    options = step.options
     params: dict[str, str] = {}
     reprs: dict[str, str] = {}
     for name, value in inv.params.items():
-        if name in step.options.ignore:
+        if name in options.ignore:
             continue
         try:
             params[name] = hash_value(value)
