@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import mmap
 import os
 import re
@@ -25,6 +26,8 @@ from typing import Any
 
 from .errors import CorruptObjectError, MissingObjectError, StorageFullError, StoreError
 from .hashing import ContentId, digest_bytes
+
+log = logging.getLogger(__name__)
 
 # Fixed chunks keep reads simple (a chunk's offset is index * size) and dedupe
 # in-place edits of arrays well: 128 KiB stores ~1.1x for 10 versions of a 64 MiB
@@ -228,7 +231,8 @@ class ObjectStore:
         chunk is verified once it is mapped. Writes to the view stay private to
         this process (MAP_PRIVATE), the files are never touched. Where chunks
         cannot be mapped (not Linux, a chunk size that is not a multiple of the
-        page size), the bytes are read into memory as read_blob does.
+        page size, the process out of mappings), the bytes are read into memory
+        as read_blob does.
         """
         size = self.chunk_size
         if blob.size == 0 or not _MAP_FIXED_WORKS or size % mmap.ALLOCATIONGRANULARITY:
@@ -236,15 +240,29 @@ class ObjectStore:
         pages = -(-blob.size // mmap.PAGESIZE) * mmap.PAGESIZE
         region = mmap.mmap(-1, pages, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         base = _address_of(region)
-        self._map_chunks(blob, base)
+        if not self._map_chunks(blob, base):
+            region.close()
+            log.warning(
+                "read a blob of %d bytes into memory instead of mapping it: the process "
+                "has as many memory mappings as it may (sysctl vm.max_map_count); each "
+                "%d-byte chunk of a mapped blob takes one",
+                blob.size,
+                size,
+            )
+            return memoryview(self.read_blob(blob))
         view = memoryview(region)[: blob.size]
         self._verify_mapped(blob, view, base, pages)
         return view
 
     # --- internals ------------------------------------------------------------------
 
-    def _map_chunks(self, blob: Blob, base: int) -> None:
-        """Map each chunk file of `blob` at its offset from `base`, copy-on-write."""
+    def _map_chunks(self, blob: Blob, base: int) -> bool:
+        """Map each chunk file of `blob` at its offset from `base`, copy-on-write.
+
+        False when the process is out of mappings: each chunk is a mapping of its
+        own and Linux allows ~65,000 by default, so an 8 GiB blob (or a few smaller
+        ones held at once) does not fit.
+        """
         map_fixed = _libc().mmap
         prot, flags = mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | _MAP_FIXED
         root, size, last = os.fspath(self.root), self.chunk_size, len(blob.chunks) - 1
@@ -261,10 +279,14 @@ class ObjectStore:
                 if os.lseek(fd, 0, os.SEEK_END) != length:
                     raise self._wrong_size(chunk)
                 if map_fixed(address, length, prot, flags, fd, 0) != address:
-                    raise StoreError(f"cannot map object {chunk} into memory: {_errno_text()}")
+                    code = _last_errno()
+                    if code == errno.ENOMEM:
+                        return False
+                    raise StoreError(f"cannot map object {chunk} into memory: {os.strerror(code)}")
             finally:
                 os.close(fd)
             address += size
+        return True
 
     def _verify_mapped(self, blob: Blob, view: memoryview, base: int, length: int) -> None:
         """Check every chunk of a blob just mapped at `base`; raise for the first damaged one.
@@ -415,10 +437,10 @@ def _libc() -> Any:
     return _libc_handle
 
 
-def _errno_text() -> str:
+def _last_errno() -> int:
     import ctypes
 
-    return os.strerror(ctypes.get_errno())
+    return ctypes.get_errno()
 
 
 def _address_of(region: mmap.mmap) -> int:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import logging
 import mmap
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,6 +64,35 @@ def test_a_chunk_of_the_wrong_size_is_refused_not_mapped(store: ObjectStore, new
     with pytest.raises(CorruptObjectError, match=f"{blob.chunks[0]} .* wrong size"):
         store.map_blob(blob)
     assert not store.contains(blob.chunks[0])  # marked damaged: the next put rewrites it
+
+
+class _OutOfMappings:
+    """libc whose mmap fails as it does past vm.max_map_count (ENOMEM) after `allowed` calls."""
+
+    def __init__(self, libc: Any, allowed: int) -> None:
+        self.madvise = libc.madvise
+        self._mmap = libc.mmap
+        self._allowed = allowed
+
+    def mmap(self, *args: object) -> object:
+        if self._allowed == 0:
+            ctypes.set_errno(errno.ENOMEM)
+            return None
+        self._allowed -= 1
+        return self._mmap(*args)
+
+
+def test_a_process_out_of_mappings_reads_the_blob_instead(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    data, blob = _blob(store, (128 << 10) * 4)
+    libc = store_module._libc()
+    monkeypatch.setattr(store_module, "_libc", lambda: _OutOfMappings(libc, allowed=2))
+    with caplog.at_level(logging.WARNING, logger="zencache.store"):
+        view = store.map_blob(blob)
+    assert bytes(view) == data.tobytes()
+    assert not isinstance(view.obj, mmap.mmap)  # read, not mapped
+    assert "vm.max_map_count" in caplog.text
 
 
 def _small_chunked_blob(store: ObjectStore) -> tuple[ObjectStore, np.ndarray, object]:
