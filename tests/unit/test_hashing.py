@@ -654,3 +654,13 @@ def test_classes_of_a_script_run_as_main_hash_like_its_import(tmp_path: pathlib.
         cwd=tmp_path,
     ).stdout.strip()
     assert as_script == imported and len(as_script) == 32
+
+
+@given(st.lists(st.text(max_size=40), max_size=30), st.booleans())
+def test_texts_is_the_stream_of_text_on_each_value(values: list[str], fixed: bool) -> None:
+    if fixed:  # the equal-length path (chunk ids)
+        values = [v.ljust(40, "0")[:40] for v in values]
+    one_by_one = Hasher("d")
+    for value in values:
+        one_by_one.text(value)
+    assert Hasher("d").texts(values).hexdigest() == one_by_one.hexdigest()

@@ -112,9 +112,7 @@ def artifact_id(identity: str, files: dict[str, FileEntry]) -> ContentId:
     for name in sorted(files):
         entry = files[name]
         h.text(name).text(str(entry.size))
-        chunks = (digest_bytes(entry.inline),) if entry.inline is not None else entry.chunks
-        for chunk in chunks:
-            h.text(chunk)
+        h.texts((digest_bytes(entry.inline),) if entry.inline is not None else entry.chunks)
     return h.hexdigest()
 
 
