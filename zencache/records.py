@@ -12,7 +12,6 @@ import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from .hashing import ContentId
@@ -148,9 +147,24 @@ class ArtifactRecord:
         return cls(**body)
 
 
-# The default of StepRun.outputs: a tuple's defaults are shared by every instance,
-# so the empty mapping must be one that no caller can fill.
-_NO_OUTPUTS: Mapping[str, ContentId] = MappingProxyType({})
+class _EmptyOutputs(dict):  # type: ignore[type-arg]
+    """The default of StepRun.outputs: a tuple's defaults are shared by every
+    instance, so the empty mapping must be one that no caller can fill. (A
+    MappingProxyType would do, but it cannot be pickled or deep-copied.)"""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a StepRun's default outputs are read-only")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_EmptyOutputs, ())
+
+
+_NO_OUTPUTS: Mapping[str, ContentId] = _EmptyOutputs()
 
 
 class StepRun(NamedTuple):

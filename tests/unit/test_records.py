@@ -289,3 +289,15 @@ def test_step_runs_are_immutable_and_share_no_mutable_default() -> None:
 def test_an_empty_record_is_refused(decode) -> None:
     with pytest.raises(ValueError):
         decode(b"")
+
+
+def test_a_step_run_with_default_outputs_is_read_only_and_pickles() -> None:
+    import copy
+    import pickle
+
+    skipped = StepRun("a", "m:f", "", "skipped", 0.0)
+    with pytest.raises(TypeError, match="read-only"):
+        skipped.outputs["x"] = "1" * 32  # type: ignore[index]
+    assert StepRun("b", "m:f", "", "skipped", 0.0).outputs == {}
+    assert pickle.loads(pickle.dumps(skipped)) == skipped
+    assert copy.deepcopy(skipped) == skipped
