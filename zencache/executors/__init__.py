@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..cache import Cache
 from ..errors import UsageError
 from ..plan import plan
+from . import collector
 from .base import Executor
 from .runner import Progress, Runner
 
@@ -87,13 +88,15 @@ def run_pipeline(
             'put the code that runs the pipeline under `if __name__ == "__main__":`'
         )
     chosen = make_executor(executor, max_workers, scheduler)
-    dag = instance.trace()
-    planned = plan(dag)
-    params = {name: repr(value) for name, value in instance.params.items()}
-    runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
+    with collector.paused():  # see collector.py: the run's bookkeeping makes no cycles
+        dag = instance.trace()
+        planned = plan(dag)
+        params = {name: repr(value) for name, value in instance.params.items()}
+        runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
     try:
         chosen.execute(runner)
     except KeyboardInterrupt:
         runner.finish("interrupted")
         raise
-    return runner.finish()
+    with collector.paused():
+        return runner.finish()

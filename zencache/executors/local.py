@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from . import collector
 from .base import Executor, check_workers
 from .runner import Runner
 
@@ -14,10 +17,15 @@ class LocalExecutor(Executor):
 
     def execute(self, runner: Runner) -> None:
         try:
-            for ps in runner.planned.values():
-                runner.run_step(ps)
+            with collector.paused() as collect:  # the hits' bookkeeping (collector.py)
+                for ps in runner.planned.values():
+                    started = time.perf_counter()
+                    key = runner.decide(ps, started)
+                    if key is not None:
+                        with collector.running_user_code(collect):
+                            runner.execute_here(ps, key, started)
         finally:
-            runner.flush()  # the deferred records of what finished, however the run ends
+            runner.flush()  # the queued records of what finished, however the run ends
 
 
 EXECUTOR = LocalExecutor

@@ -172,13 +172,6 @@ class Runner:
 
     # --- executing in this process ---------------------------------------------------------------
 
-    def run_step(self, ps: PlannedStep) -> None:
-        """Everything for one step, in this process: the local executor's unit of work."""
-        started = time.perf_counter()
-        key = self.decide(ps, started)
-        if key is not None:
-            self.execute_here(ps, key, started)
-
     def decide(self, ps: PlannedStep, started: float, key: str = "") -> str | None:
         """Skip, hit or miss. A miss returns its key (with its lease held when it caches);
         skips and hits are recorded here and return None. No data is loaded.
