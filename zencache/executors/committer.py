@@ -39,6 +39,7 @@ class Committer:
         self._remap: RemapNeeded | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._idle = False  # the thread waits for work: only then is a wake-up needed
 
     def submit(self, ops: list[Op], token: Any) -> None:
         with self._cond:
@@ -48,7 +49,7 @@ class Committer:
                     target=self._run, name="zencache-committer", daemon=True
                 )
                 self._thread.start()
-            else:
+            elif self._idle:
                 self._cond.notify_all()
 
     def check(self) -> None:
@@ -91,7 +92,10 @@ class Committer:
         while True:
             with self._cond:
                 while not self._queue or self._remap is not None:
-                    if not self._cond.wait(_IDLE_SECONDS) and not self._queue:
+                    self._idle = True
+                    woken = self._cond.wait(_IDLE_SECONDS)
+                    self._idle = False
+                    if not woken and not self._queue:
                         self._thread = None
                         return
                 batch = list(self._queue)

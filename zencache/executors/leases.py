@@ -13,6 +13,7 @@ differs). Policy only: the index does the swap.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -60,9 +61,10 @@ class Leases:
         self.held: set[str] = set()
         self._swept = False
 
-    @property
+    @functools.cached_property
     def table(self) -> LeaseTable:
-        """Opened on the first miss: a cached run never touches it."""
+        """Opened on the first miss (a cached run never touches it), once: Cache.leases
+        resolves the folder's path, three lstat calls."""
         return self.cache.leases
 
     def acquire(self, key: str) -> tuple[str, ...] | None:
