@@ -11,12 +11,12 @@ numpy.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
 import platform
 import sys
 import sysconfig
 
+from .distributions import installed, name_and_version
 from .hashing import Hasher
 from .records import EnvRecord
 
@@ -30,7 +30,7 @@ def current_environment() -> EnvRecord:
 @functools.cache
 def _environment(numpy_loaded: bool) -> EnvRecord:
     distributions: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
+    for dist in installed():
         name, version = name_and_version(dist)
         if name:
             distributions[name.lower()] = version
@@ -50,27 +50,6 @@ def _environment(numpy_loaded: bool) -> EnvRecord:
     for name, version in sorted(distributions.items()):
         h.text(name).text(version)
     return EnvRecord(env_id=h.hexdigest(), distributions=distributions, extra=extra, **fields)
-
-
-def name_and_version(dist: importlib.metadata.Distribution) -> tuple[str, str]:
-    """dist.metadata["Name"] and dist.version, read from the headers as text.
-
-    The stdlib parses each METADATA file whole with the email package: 50 ms for
-    140 installed distributions, in every fresh process that records a run
-    (test_startup compares the two readings on the installed distributions).
-    """
-    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
-    found: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            break  # the end of the headers
-        header, colon, value = line.partition(":")
-        key = header.lower()
-        if colon and key in ("name", "version") and key not in found:
-            found[key] = value.strip()
-    if len(found) < 2 or not all(found.values()):
-        return dist.metadata["Name"], dist.version  # an unusual file: the stdlib decides
-    return found["name"], found["version"]
 
 
 def _numpy_summary(numpy: object) -> dict[str, str]:

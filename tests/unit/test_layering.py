@@ -15,7 +15,7 @@ PACKAGE = Path(zencache.__file__).parent
 
 # Lowest first. A module may import its own layer and those before it.
 LAYERS: list[set[str]] = [
-    {"errors", "hashing"},
+    {"errors", "hashing", "distributions"},
     {"store"},
     {"index", "lease_table", "records", "cache", "environment"},
     {"materializers", "io"},

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.metadata
 import os
 import pathlib
 import re
@@ -16,7 +15,7 @@ import sys
 import sysconfig
 import types
 
-from ..environment import name_and_version
+from ..distributions import Distribution, installed, name_and_version
 
 # The AST dump format and the bytecode both change between minor versions, so
 # every fingerprint carries the Python minor version, not only those that call
@@ -115,13 +114,29 @@ def class_origin(cls: type) -> str:
 
 
 @functools.cache
-def _installed() -> tuple[tuple[importlib.metadata.Distribution, tuple[str, ...], str], ...]:
+def _installed() -> tuple[tuple[Distribution, tuple[str, ...], str], ...]:
     """Each installed distribution, its declared top-level names, and else its RECORD."""
     found = []
-    for dist in importlib.metadata.distributions():
+    for dist in installed():
         declared = tuple((dist.read_text("top_level.txt") or "").split())
         found.append((dist, declared, "" if declared else dist.read_text("RECORD") or ""))
     return tuple(found)
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    """Normalized distribution name -> version, the first found winning (as
+    importlib.metadata.version finds it)."""
+    versions: dict[str, str] = {}
+    for dist, _, _ in _installed():
+        name, version = name_and_version(dist)
+        if name:
+            versions.setdefault(_normalized(name), version)
+    return versions
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _unusual(record: str) -> bool:
@@ -156,20 +171,17 @@ def _distributions_of(top: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _top_level_inferred(dist: importlib.metadata.Distribution) -> set[str]:
-    """What importlib.metadata's _top_level_inferred gives, from RECORD's text
-    (for the RECORDs with unusual rows)."""
+def _top_level_inferred(dist: Distribution) -> set[str]:
+    """What importlib.metadata's _top_level_inferred gives, from RECORD's text (for
+    the RECORDs with unusual rows), or an egg-info's list of installed files."""
     record = dist.read_text("RECORD")
-    if not record:
-        # egg-info and other layouts: the stdlib's own (slower) reading of the files
-        return {
-            f.parts[0] if len(f.parts) > 1 else f.with_suffix("").name
-            for f in dist.files or ()
-            if f.suffix == ".py"
-        }
+    if record:
+        rows = [row[0] if row else "" for row in csv.reader(record.splitlines())]
+    else:
+        listed = dist.read_text("installed-files.txt") or dist.read_text("SOURCES.txt") or ""
+        rows = listed.splitlines()
     tops = set()
-    for row in csv.reader(record.splitlines()):
-        path = row[0] if row else ""
+    for path in rows:
         last = path.rpartition("/")[2]
         if not (last.endswith(".py") and last.rfind(".") > 0):
             continue  # pathlib's suffix is ".py" exactly for these
@@ -187,10 +199,10 @@ def _top_level_inferred(dist: importlib.metadata.Distribution) -> set[str]:
 def distribution_parts(top: str) -> tuple[tuple[str, str], ...] | str:
     """("dist:<name>", "<name>==<version>") parts for a top-level module, or a note."""
     parts = []
+    versions = _versions()
     for dist in sorted(set(_distributions_of(top))):
-        try:
-            version = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
+        version = versions.get(_normalized(dist))
+        if version is None:
             continue
         parts.append((f"dist:{dist}", f"{dist}=={version}"))
     if parts:
