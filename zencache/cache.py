@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import CacheError
 from .index import Index
@@ -37,7 +39,8 @@ _CACHEDIR_TAG = (
 # LeaseTable.
 _indexes: dict[Path, Index] = {}
 _lease_tables: dict[Path, LeaseTable] = {}
-_indexes_lock = threading.Lock()
+_handles_lock = threading.Lock()
+H = TypeVar("H", Index, LeaseTable)
 
 
 def resolve_cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -65,30 +68,28 @@ class Cache:
 
     @property
     def index(self) -> Index:
-        key = self.path.resolve()
-        with _indexes_lock:
-            index = _indexes.get(key)
-            if index is None:
-                self._prepare()
-                index = _indexes[key] = Index(self.path / "index.lmdb")
-        return index
+        return self._shared(_indexes, lambda: Index(self.path / "index.lmdb"))
 
     @property
     def leases(self) -> LeaseTable:
+        return self._shared(_lease_tables, lambda: LeaseTable(self.path / "leases"))
+
+    def _shared(self, handles: dict[Path, H], open_handle: Callable[[], H]) -> H:
+        """This process's one handle on an LMDB environment of this folder."""
         key = self.path.resolve()
-        with _indexes_lock:
-            table = _lease_tables.get(key)
-            if table is None:
+        with _handles_lock:
+            handle = handles.get(key)
+            if handle is None:
                 self._prepare()
-                table = _lease_tables[key] = LeaseTable(self.path / "leases")
-        return table
+                handle = handles[key] = open_handle()
+        return handle
 
     def exists(self) -> bool:
         return (self.path / "index.lmdb").is_dir()
 
     def close(self) -> None:
         """Release the index and lease table of this folder (tests that delete caches need this)."""
-        with _indexes_lock:
+        with _handles_lock:
             index = _indexes.pop(self.path.resolve(), None)
             table = _lease_tables.pop(self.path.resolve(), None)
         for handle in (index, table):
