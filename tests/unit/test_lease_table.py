@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from zencache import lease_table
+from zencache import Cache, lease_table
+from zencache.executors import leases
 from zencache.lease_table import LeaseTable, boot_id
+from zencache.records import StepRecord
 
 
 def holder(pid: int, expires: float) -> dict[str, object]:
@@ -108,3 +110,46 @@ def test_a_lease_is_visible_to_another_process(tmp_path: Path, python: object) -
         assert f"'pid': {os.getpid()}" in out.stdout
     finally:
         table.close()
+
+
+def test_a_waiter_calls_back_while_it_polls_and_takes_the_holders_entry(tmp_path: Path) -> None:
+    """The runner passes its committer's check as the callback: a driver waiting on
+    another process's lease must still serve its own committer (which may need it
+    to resize the map before committing entries that process waits for)."""
+    cache = Cache(tmp_path / "cache")
+    try:
+        key = "e" * 32
+        live = {
+            "host": leases._HOST,
+            "pidns": leases._PID_NS,
+            "pid": os.getpid(),
+            "started": leases._STARTED,
+            "expires": time.time() + 60,
+        }
+        cache.leases.put(key, live)  # a live process on this machine: waited for
+        record = StepRecord(
+            key=key,
+            step="m:f",
+            name="f",
+            pipeline="p",
+            output_ids=("1" * 32,),
+            output_names=("output",),
+            fingerprint="f" * 32,
+            code_parts={},
+            params={},
+            inputs={},
+            materializers={"output": "zencache.builtin@1"},
+        )
+        calls: list[int] = []
+
+        def while_waiting() -> None:
+            calls.append(1)
+            if len(calls) == 3:  # the holder commits its entry meanwhile
+                cache.index.write([("steps", key.encode(), record.encode())])
+
+        ids = leases.Leases(cache, "run").acquire(key, while_waiting=while_waiting)
+        assert ids == ("1" * 32,)
+        assert len(calls) == 3
+        assert cache.leases.holder(key) == live  # the holder releases its own lease
+    finally:
+        cache.close()

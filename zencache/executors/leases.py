@@ -17,6 +17,7 @@ import functools
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..cache import Cache
@@ -67,10 +68,14 @@ class Leases:
         resolves the folder's path, three lstat calls."""
         return self.cache.leases
 
-    def acquire(self, key: str) -> tuple[str, ...] | None:
+    def acquire(
+        self, key: str, while_waiting: Callable[[], None] | None = None
+    ) -> tuple[str, ...] | None:
         """Take the lease (returns None), or wait for the holder's result (returns its ids).
 
         Returns None too when the holder failed or died: then the caller executes.
+        `while_waiting` is called at every poll: the runner's committer may need the
+        driver meanwhile (the holder may be waiting for one of our own entries).
         """
         if not self._swept:
             self.sweep()
@@ -78,6 +83,8 @@ class Leases:
         current = self.table.try_lease(key, self._holder(now), now)
         polls = 0
         while current is not None:
+            if while_waiting is not None:
+                while_waiting()
             time.sleep(_POLL_SECONDS[min(polls, len(_POLL_SECONDS) - 1)])
             polls += 1
             ids = self.index.step_output_ids(key)

@@ -194,7 +194,7 @@ class Runner:
             self.index.end_snapshot()
             if caches:
                 self.committer.check()  # a failed commit (a full disk) stops the run here
-                hit = self.leases.acquire(key)
+                hit = self.leases.acquire(key, while_waiting=self.committer.check)
         if hit is not None:
             self.record_hit(ps, key, hit, started)
             return None
