@@ -75,9 +75,11 @@ class Committer:
             self._cond.notify_all()
 
     def drain(self) -> None:
-        """Wait until everything submitted is committed; raise a commit's failure."""
+        """Wait until everything submitted is committed or has failed (a failed batch's
+        leases are released too, so nothing waits on this run after it); then raise
+        a commit's failure."""
         with self._cond:
-            while self._queue and self._error is None:
+            while self._queue:
                 if self._remap is not None:
                     self._cond.release()
                     try:
