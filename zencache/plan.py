@@ -31,6 +31,7 @@ class PlannedStep:
     parts: KeyParts
     fingerprint: Fingerprint | None  # None when version= pins the code
     materializers: dict[str, type[BaseMaterializer] | None]  # None: choose from the value
+    output_names: tuple[str, ...]  # materializers' keys, in order: what a hit zips with ids
     param_reprs: dict[str, str]
     input_names: tuple[str, ...]  # sorted
     # What the runner's key() needs, prepared once: the (invocation, output) each
@@ -73,13 +74,15 @@ def plan_invocation(
         found = _static_parts(step, params, names)
         if shared is not None:
             shared[memo] = found
-    parts, fp, materializers, template = found
+    parts, fp, materializers, outputs, template = found
     if len(names) == 1:  # most invocations: no generator to run
         handle = inputs[names[0]]
         slots: tuple[tuple[str, str], ...] = ((handle.invocation, handle.output),)
     else:
         slots = tuple((inputs[n].invocation, inputs[n].output) for n in names)
-    return PlannedStep(inv, inv.name, step, parts, fp, materializers, reprs, names, slots, template)
+    return PlannedStep(
+        inv, inv.name, step, parts, fp, materializers, outputs, reprs, names, slots, template
+    )
 
 
 def _static_parts(
@@ -98,7 +101,7 @@ def _static_parts(
         fp = fingerprint(step.fn)
         code = fp.digest
     parts = KeyParts.make(step.identity, code, params, outputs)
-    return parts, fp, materializers, KeyTemplate(parts.static, input_names)
+    return parts, fp, materializers, tuple(materializers), KeyTemplate(parts.static, input_names)
 
 
 def output_materializers(step: Any) -> dict[str, type[BaseMaterializer] | None]:
