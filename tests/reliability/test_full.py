@@ -142,9 +142,21 @@ def test_a_pipeline_on_an_index_with_a_tiny_map_grows_it(tmp_path: Path) -> None
         def many():
             return tuple(piece(i=i) for i in range(60))
 
-        run = many().run(cache=cache)
+        remaps: list[bool] = []
+        real_remap = Index.remap
+
+        def remap(self: Index, need: Any) -> None:
+            remaps.append(need.grow)  # a commit on the committer's thread asked the driver
+            real_remap(self, need)
+
+        Index.remap = remap  # type: ignore[method-assign]
+        try:
+            run = many().run(cache=cache)
+        finally:
+            Index.remap = real_remap  # type: ignore[method-assign]
         assert run.output()[59] == "59" * 200
         assert cache.index.env.info()["map_size"] > start
+        assert True in remaps  # the map grew for the committer, by the driver
         assert rf.check_cache(cache)["problems"] == []
         assert {s.status for s in many().run(cache=cache).steps.values()} == {"cached"}
     finally:
