@@ -44,6 +44,9 @@ _PARALLEL_VERIFY = 256
 _WRITER_THREADS = 8
 _OBJECT_NAME = re.compile(r"^[0-9a-f]{30}$")
 _TMP_PREFIX = ".tmp-"
+# An object that is not there: its file is missing, or a file stands where its
+# shard folder should be (then writing it says so: _write_atomically).
+_ABSENT = (FileNotFoundError, NotADirectoryError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +113,7 @@ class ObjectStore:
         try:
             if target.stat().st_size != size:
                 return False
-        except FileNotFoundError:
+        except _ABSENT:
             return False
         if not self._seen_damage:
             return True
@@ -130,7 +133,7 @@ class ObjectStore:
             with open(path, "rb", buffering=0) as fh:
                 got = fh.readinto(buffer)
                 extra = fh.read(1)
-        except FileNotFoundError as exc:
+        except _ABSENT as exc:
             raise self._missing(object_id) from exc
         if got != len(buffer) or extra:
             raise self._corrupt(object_id, "has the wrong size")
@@ -147,7 +150,7 @@ class ObjectStore:
                     self._check(object_id, b"")
                     return memoryview(b"")
                 mapped = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
-        except FileNotFoundError as exc:
+        except _ABSENT as exc:
             raise self._missing(object_id) from exc
         view = memoryview(mapped)
         self._check(object_id, view)
@@ -160,7 +163,7 @@ class ObjectStore:
     def delete(self, object_id: ContentId) -> bool:
         try:
             self.path(object_id).unlink()
-        except FileNotFoundError:
+        except _ABSENT:
             return False
         return True
 
@@ -271,7 +274,7 @@ class ObjectStore:
             length = size if i < last else blob.size - last * size
             try:
                 fd = os.open(f"{root}/{chunk[:2]}/{chunk[2:]}", os.O_RDONLY)
-            except FileNotFoundError as exc:
+            except _ABSENT as exc:
                 raise self._missing(chunk) from exc
             try:
                 # Beyond a file's end a map would SIGBUS. lseek, not fstat: the size
@@ -343,7 +346,7 @@ class ObjectStore:
         try:
             with open(self.path(object_id), "rb") as fh:
                 return fh.read()
-        except FileNotFoundError as exc:
+        except _ABSENT as exc:
             raise self._missing(object_id) from exc
 
     def _check(self, object_id: ContentId, data: Any) -> None:
@@ -378,7 +381,13 @@ class ObjectStore:
         tmp = shard / f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
         try:
             if not shard.is_dir():
-                shard.mkdir(parents=True, exist_ok=True)
+                try:
+                    shard.mkdir(parents=True, exist_ok=True)
+                except FileExistsError:  # not a folder (a folder another thread made is fine)
+                    raise StoreError(
+                        f"{shard} is a file where the object store keeps a folder of objects; "
+                        "move it away (nothing cached is lost) and rerun"
+                    ) from None
                 _fsync_dir(shard.parent)  # a new shard's own entry must survive a power cut
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
@@ -393,6 +402,8 @@ class ObjectStore:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            if isinstance(exc, StoreError):
+                raise
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StorageFullError(
                     f"no space left to write to the cache at {self.root}: free disk space "

@@ -377,3 +377,22 @@ def test_four_processes_writing_same_and_different_blobs(tmp_path: Path, python)
     for object_id in listed:
         store.verify(object_id)
     assert list(store.iter_temporary()) == []
+
+
+def test_a_file_where_a_shard_folder_should_be_is_a_clear_error(store: ObjectStore) -> None:
+    from zencache.errors import MissingObjectError, StoreError
+
+    data = b"shard" * 3000
+    object_id = digest_bytes(data)
+    shard = store.path(object_id).parent
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    shard.write_text("not a folder")
+    with pytest.raises(MissingObjectError):
+        store.get(object_id)
+    with pytest.raises(
+        StoreError, match="is a file where the object store keeps a folder"
+    ) as caught:
+        store.put(data)
+    assert str(shard) in str(caught.value) and "\n" not in str(caught.value)
+    shard.unlink()
+    assert store.put(data) == object_id  # moved away: it works again
