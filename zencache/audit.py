@@ -363,9 +363,12 @@ def classify(
 
 
 def _producing_env(cache: Cache, run: RunRecord, step_run: StepRun, entry: StepRecord) -> str:
-    """The environment that executed the entry: the run's own when it executed it."""
+    """The environment that executed the entry: the run's own when it executed it,
+    else the one the entry names (older entries name none: then their run's)."""
     if step_run.status == "executed" or entry.run_id == run.run_id:
         return run.env_id
+    if entry.env_id:
+        return entry.env_id
     producer = cache.index.get_run(entry.run_id) if entry.run_id else None
     return producer.env_id if producer is not None else ""
 

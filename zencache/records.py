@@ -50,6 +50,9 @@ class StepRecord:
     # tagged encoding (materializers/params.py), and the file of the step's module.
     param_values: dict[str, dict[str, Any]] = field(default_factory=dict)
     module_file: str = ""
+    # The environment it was recorded in: audits compare against it even after gc
+    # removed the run record that executed it ("" in entries of older versions).
+    env_id: str = ""
 
     def encode(self) -> bytes:
         head = _COUNT.pack(RECORD_VERSION, len(self.output_ids))

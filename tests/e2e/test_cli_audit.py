@@ -257,12 +257,16 @@ def test_environment_drift_is_reported(project: Path) -> None:
         noisy = cache.index.get_run(run_id_of(project, "noisy"))
         assert noisy is not None
         older = replace(env, env_id="e" * 32, python="3.8.1")
+        # Its step entry names the environment that executed it.
+        (load_run,) = [s for s in noisy.steps if s.name == "load"]
+        entry = cache.index.get_step(load_run.key)
+        assert entry is not None and entry.env_id == noisy.env_id
         cache.index.write(
             [
                 ("envs", old.env_id.encode(), old.encode()),
                 ("envs", older.env_id.encode(), older.encode()),
                 ("runs", run_id.encode(), replace(run, env_id=old.env_id).encode()),
-                ("runs", noisy.run_id.encode(), replace(noisy, env_id=older.env_id).encode()),
+                ("steps", entry.key.encode(), replace(entry, env_id=older.env_id).encode()),
             ]
         )
     finally:

@@ -5,6 +5,7 @@ that lost their outputs, clear, ls, lineage and run lookup."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -389,3 +390,32 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations_say_how_to_write_one(text: str) -> None:
     with pytest.raises(UsageError, match=r"invalid duration .*e\.g\. 7d, 12h, 30m"):
         m.parse_duration(text)
+
+
+def test_a_kept_step_keeps_the_environment_it_was_made_in_after_its_run_is_gone(
+    cache: Cache,
+) -> None:
+    from zencache.audit import _producing_env
+    from zencache.environment import current_environment
+
+    first = chain(seed=5).run(cache=cache)
+    env_id = current_environment().env_id
+    entry = cache.index.get_step(first.steps["source"].key)
+    assert entry is not None and entry.env_id == env_id
+    assert cache.index.get_env(env_id) is not None  # stored with the first entry naming it
+
+    # A fabricated later run in another environment hits every step; gc then drops
+    # the run that executed them, and with it the only run naming env_id.
+    second = chain(seed=5).run(cache=cache)
+    record = cache.index.get_run(second.run_id)
+    assert record is not None
+    other = dataclasses.replace(record, env_id="f" * 32)
+    cache.index.write([("runs", second.run_id.encode(), other.encode())])
+    report = m.gc(cache, keep_last=1, grace=0)
+    assert report.runs == (first.run_id,)
+    assert cache.index.get_env(env_id) is not None  # a kept step entry names it
+    step_run = other.steps[0]
+    assert step_run.status == "cached"
+    assert _producing_env(cache, other, step_run, entry) == env_id
+    # An entry of an older version names none: its run's, which gc removed here.
+    assert _producing_env(cache, other, step_run, dataclasses.replace(entry, env_id="")) == ""

@@ -100,6 +100,7 @@ class Runner:
         self._recorded: dict[str, tuple[str, ...]] = {}
         # Artifact records queued and not yet committed, for the steps that read them.
         self._queued_artifacts: dict[str, ArtifactRecord] = {}
+        self._stored_envs: set[str] = set()  # environments known to be in the index
         warn_unstable_params(planned)
 
     # --- the decision ---------------------------------------------------------------------
@@ -291,6 +292,7 @@ class Runner:
         committer.py: never a committed entry; at most steps that had just finished.
         """
         ids = {name: a.content_id for name, a in artifacts.items()}
+        env = current_environment()  # the driver's, for steps a worker executed too
         record = StepRecord(
             key=key,
             step=ps.step.identity,
@@ -309,10 +311,15 @@ class Runner:
             duration=duration,
             param_values=encode_params(ps.invocation.params),
             module_file=module_file(ps.step.fn),
+            env_id=env.env_id,
         )
         ops: list[Op] = [
             ("artifacts", a.content_id.encode(), a.encode()) for a in artifacts.values()
         ]
+        if env.env_id not in self._stored_envs:  # committed with the first entry naming it
+            self._stored_envs.add(env.env_id)
+            if self.index.get("envs", env.env_id.encode()) is None:
+                ops.append(("envs", env.env_id.encode(), env.encode()))
         ops.append(("steps", key.encode(), record.encode()))
         for a in artifacts.values():
             self._queued_artifacts[a.content_id] = a

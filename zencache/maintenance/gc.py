@@ -144,7 +144,7 @@ def gc(
       the latest of any pipeline step, and it is older than the grace period
       (and than `older_than`, when given). An artifact record goes when no kept
       step entry names it as output or input, under the same age rules. An
-      environment record goes when no kept run names it.
+      environment record goes when no kept run and no kept step entry names it.
     - Then objects that no kept artifact record references, and that are older
       than the grace period, are deleted. Nothing referenced is ever deleted.
     """
@@ -256,10 +256,12 @@ def _plan_prune(
     named = {s.key for run in kept_runs for s in run.steps if s.key}
     named.update(v.decode() for _, v in db_items(txn, index, "latest"))
     referenced: set[ContentId] = set()
+    used_envs = {run.env_id for run in kept_runs}
     for key, value in db_items(txn, index, "steps"):
         record = decode_step(key, value)
         if record.key in named or record.created > young:
             result.kept_steps += 1
+            used_envs.add(record.env_id)
             referenced.update(record.output_ids)
             referenced.update(record.inputs.values())
         else:
@@ -274,7 +276,6 @@ def _plan_prune(
         else:
             result.artifacts.append(content_id)
 
-    used_envs = {run.env_id for run in kept_runs}
     result.envs = [
         k.decode()
         for k in txn.cursor(db=index.db("envs")).iternext(values=False)
