@@ -37,7 +37,8 @@ class Distribution:
             return None
 
 
-def _normalized(name: str) -> str:
+def normalized_name(name: str) -> str:
+    """A distribution name as importlib.metadata compares them."""
     return re.sub(r"[-_.]+", "-", name).lower().replace("-", "_")
 
 
@@ -55,7 +56,7 @@ def installed() -> list[Distribution]:
         for child in children:
             low = child.lower()
             if low.endswith((".dist-info", ".egg-info")):
-                name = _normalized(low.rpartition(".")[0].partition("-")[0])
+                name = normalized_name(low.rpartition(".")[0].partition("-")[0])
                 groups.setdefault(name, []).append(Distribution(os.path.join(root, child)))
         for group in groups.values():
             found.extend(group)

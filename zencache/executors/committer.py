@@ -4,9 +4,9 @@ while the next steps run.
 Every commit of the index is fdatasynced (0.3 ms on a quiet disk, far more on a
 busy one), which costs more than a quick step. So the driver hands a finished
 step's records here and goes on; this thread commits whatever has queued up in
-one transaction, then tells the runner (which releases those steps' leases: entry
-first, lease after, so a waiting process finds the entry). While one commit syncs, the next batch
-gathers: one fsync per batch, not per step.
+one transaction, then tells the runner (which releases those steps' leases:
+entry first, lease after, so a waiting process finds the entry). While one
+commit syncs, the next batch gathers: one fsync per batch, not per step.
 
 The crash guarantee: records are committed in the order their steps finished,
 each batch atomically, within one commit's time of being queued (longer only

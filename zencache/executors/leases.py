@@ -3,12 +3,13 @@
 A process that misses takes the key's lease (lease_table.py) before executing;
 a second process missing on the same key waits for the step entry instead of
 computing it again. The holder commits the step entry first and releases the
-lease after, so whoever takes a free lease and then finds no entry must execute. A holder on this machine is waited for while its process
-lives (however long the step runs); a holder elsewhere, or one that cannot be
+lease after, so whoever takes a free lease and then finds no entry must
+execute. A holder on this machine is waited for while its process lives
+(however long the step runs); a holder elsewhere, or one that cannot be
 checked, for ZENCACHE_LEASE_SECONDS (default 600) after it took the lease. A
 dead holder's lease is taken over at once; dead includes killed but not yet
 reaped (a zombie) and a pid since reused by another process (its start time
-differs). Policy only: the index does the swap.
+differs). Policy only: the lease table does the swap.
 """
 
 from __future__ import annotations

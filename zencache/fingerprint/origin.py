@@ -15,7 +15,7 @@ import sys
 import sysconfig
 import types
 
-from ..distributions import Distribution, installed, name_and_version
+from ..distributions import Distribution, installed, name_and_version, normalized_name
 
 # The AST dump format and the bytecode both change between minor versions, so
 # every fingerprint carries the Python minor version, not only those that call
@@ -131,12 +131,8 @@ def _versions() -> dict[str, str]:
     for dist, _, _ in _installed():
         name, version = name_and_version(dist)
         if name:
-            versions.setdefault(_normalized(name), version)
+            versions.setdefault(normalized_name(name), version)
     return versions
-
-
-def _normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _unusual(record: str) -> bool:
@@ -201,7 +197,7 @@ def distribution_parts(top: str) -> tuple[tuple[str, str], ...] | str:
     parts = []
     versions = _versions()
     for dist in sorted(set(_distributions_of(top))):
-        version = versions.get(_normalized(dist))
+        version = versions.get(normalized_name(dist))
         if version is None:
             continue
         parts.append((f"dist:{dist}", f"{dist}=={version}"))
