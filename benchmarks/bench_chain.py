@@ -21,9 +21,9 @@ import joblib
 from harness import header, row, scratch, timed, verdict
 
 from zencache import Cache, pipeline, step
+from zencache.core.plan import plan
 from zencache.executors import make_executor
 from zencache.executors.runner import Runner
-from zencache.plan import plan
 
 STEPS = 1000
 
@@ -81,7 +81,7 @@ def cold_without_fsync(root: Path, reps: int) -> list[float]:
     index opened without fsync, to show how much of a cold step is the commit's fsync."""
     import lmdb
 
-    import zencache.index
+    import zencache.storage.index
 
     real_open = lmdb.open
 
@@ -90,12 +90,12 @@ def cold_without_fsync(root: Path, reps: int) -> list[float]:
 
     times = []
     for rep in range(reps):
-        zencache.index.lmdb.open = open_nosync
+        zencache.storage.index.lmdb.open = open_nosync
         try:
             cache = Cache(root / f"nosync{rep}")
             cache.index  # noqa: B018  (opened while patched)
         finally:
-            zencache.index.lmdb.open = real_open
+            zencache.storage.index.lmdb.open = real_open
         times.append(timed(lambda: chain().run(cache=cache)))  # noqa: B023
         cache.close()
     return times

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from zencache.hashing import array_digest, digest_bytes
-from zencache.index import Index
-from zencache.records import StepRecord
-from zencache.store import CHUNK_SIZE, ObjectStore
+from zencache.storage.index import Index
+from zencache.storage.records import StepRecord
+from zencache.storage.store import CHUNK_SIZE, ObjectStore
 
 GB = 1e9
 

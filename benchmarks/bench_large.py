@@ -63,7 +63,7 @@ sys.path.insert(0, {str(HERE)!r})
 ZENCACHE = (
     _PRELUDE
     + """
-import zencache.store as store
+import zencache.storage.store as store
 hashed = [0, 0.0]
 digest = store.digest_bytes
 def timed_digest(data):

@@ -25,9 +25,9 @@ from harness import header, row, scratch, verdict
 
 from zencache import Cache
 from zencache.hashing import digest_bytes
-from zencache.index import Index
 from zencache.materializers.artifacts import artifact_id
-from zencache.records import ArtifactRecord, FileEntry, StepRecord
+from zencache.storage.index import Index
+from zencache.storage.records import ArtifactRecord, FileEntry, StepRecord
 
 IDENTITY = "zencache.materializers.builtin:BytesMaterializer@1"
 
@@ -113,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     header("scale: index lookups, maintenance of 100k objects, a 10,000-step pipeline (goal 7)")
     from zencache import maintenance
-    from zencache.status import pipeline_status
+    from zencache.inspection.status import pipeline_status
 
     lat: dict[int, float] = {}
     maint: dict[str, dict[int, float]] = {"stats": {}, "verify": {}, "gc": {}}

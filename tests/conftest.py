@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from zencache.cache import Cache
-from zencache.index import Index
-from zencache.store import ObjectStore
+from zencache.storage.cache import Cache
+from zencache.storage.index import Index
+from zencache.storage.store import ObjectStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,10 +4,10 @@ The public facade: re-exports only. Importing it loads no numpy, scikit-learn or
 joblib; they load when a materializer or executor needs them.
 """
 
-from .cache import Cache
+from .core.pipeline import pipeline
+from .core.steps import Output, step
 from .materializers.base import BaseMaterializer
-from .pipeline import pipeline
-from .steps import Output, step
+from .storage.cache import Cache
 
 __all__ = ["BaseMaterializer", "Cache", "Output", "pipeline", "step"]
 __version__ = "0.1.0"

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from zencache.cache import Cache
-from zencache.records import EnvRecord
+from zencache.storage.cache import Cache
+from zencache.storage.records import EnvRecord
 
 SCRIPT = Path(sys.executable).parent / "zencache"
 

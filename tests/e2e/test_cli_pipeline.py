@@ -481,7 +481,7 @@ def test_digits_example_run_and_status(tmp_path: Path) -> None:
 def test_help_is_light_and_python_m_works(tmp_path: Path) -> None:
     probe = (
         "import sys, zencache.cli; "
-        "heavy = {'numpy', 'sklearn', 'joblib', 'zencache.status', 'zencache.executors'}; "
+        "heavy = {'numpy', 'sklearn', 'joblib', 'zencache.inspection.status', 'zencache.executors'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     loaded = subprocess.run(

@@ -25,10 +25,10 @@ import psutil
 import pytest
 
 from zencache import Cache, pipeline, step
+from zencache.core.runs import Run
 from zencache.errors import StepFailedError, UsageError
 from zencache.executors.dask import DaskExecutor
 from zencache.executors.processes import ProcessExecutor
-from zencache.runs import Run
 
 DIGITS = str(Path(__file__).resolve().parents[2] / "examples" / "digits")
 

@@ -19,7 +19,7 @@ import pytest
 
 from zencache import Cache, pipeline, step
 from zencache.errors import StorageFullError
-from zencache.index import Index
+from zencache.storage.index import Index
 
 STEPS = 12
 RELEASE_AT = 9  # the input of the step that lets the committer go (see below)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from zencache import Cache, Output, pipeline, step
+from zencache.core.runs import Run
 from zencache.errors import (
     PipelineDefinitionError,
     StepFailedError,
     StepOutputError,
     UnhashableParameterError,
 )
-from zencache.runs import Run
 
 CALLS: list[str] = []
 
@@ -172,7 +172,7 @@ def test_a_failing_step_is_recorded_and_other_branches_stay_cached(cache: Cache)
     assert caught.value.step == "boom"
     record = cache.index.last("runs")
     assert record is not None
-    from zencache.records import RunRecord
+    from zencache.storage.records import RunRecord
 
     run_record = RunRecord.decode(record[1])
     statuses = {s.name: s.status for s in run_record.steps}

@@ -261,7 +261,7 @@ def _die() -> None:
 
 
 class _StoreOs:
-    """Stands in for `os` inside zencache.store only, counting the calls to kill at."""
+    """Stands in for `os` inside zencache.storage.store only, counting the calls to kill at."""
 
     def __init__(self, real: Any, hook: str, n: int) -> None:
         self._real, self._hook, self._n, self._count = real, hook, n, 0
@@ -325,7 +325,7 @@ def install_kill_point(spec: str) -> None:
         Runner.finish = finish  # type: ignore[method-assign]
         return
     if hook == "runrecord":
-        from zencache.index import Index
+        from zencache.storage.index import Index
 
         real_transact = Index.transact
 
@@ -350,11 +350,11 @@ def install_kill_point(spec: str) -> None:
         return
     n = int(count)
     if hook in ("write", "fsync", "replace"):
-        import zencache.store
+        import zencache.storage.store
 
-        zencache.store.os = _StoreOs(os, hook, n)  # type: ignore[assignment]
+        zencache.storage.store.os = _StoreOs(os, hook, n)  # type: ignore[assignment]
     elif hook in ("txn", "committed"):
-        from zencache.index import Index
+        from zencache.storage.index import Index
 
         real = Index.transact
         seen = [0]
@@ -377,7 +377,7 @@ def install_kill_point(spec: str) -> None:
 
         Index.transact = transact  # type: ignore[method-assign]
     elif hook == "lease":
-        from zencache.lease_table import LeaseTable
+        from zencache.storage.lease_table import LeaseTable
 
         real_write = LeaseTable._write
         writes = [0]

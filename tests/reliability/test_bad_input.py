@@ -25,7 +25,7 @@ from zencache.errors import (
 from zencache.executors.runner import UnstableParameterWarning
 from zencache.hashing import register_hasher
 from zencache.materializers.builtin import PickleFallbackWarning
-from zencache.records import RunRecord
+from zencache.storage.records import RunRecord
 
 
 @step

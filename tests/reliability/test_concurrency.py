@@ -20,8 +20,8 @@ import pytest
 import reliability_flows as rf
 
 from zencache import Cache
-from zencache.keys import cache_key
-from zencache.plan import plan
+from zencache.core.keys import cache_key
+from zencache.core.plan import plan
 
 # Forward and reversed orders make the processes meet in the middle of the list
 # instead of trailing each other; the two lists overlap on k = 5..8.

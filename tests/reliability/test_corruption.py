@@ -23,9 +23,9 @@ import pytest
 import reliability_flows as rf
 
 from zencache import Cache, maintenance, pipeline, step
+from zencache.core.runs import Run
 from zencache.errors import CorruptObjectError, MissingObjectError
-from zencache.records import ArtifactRecord, FileEntry
-from zencache.runs import Run
+from zencache.storage.records import ArtifactRecord, FileEntry
 
 EXECUTED: list[str] = []
 
@@ -322,7 +322,7 @@ def test_random_bytes_over_the_whole_index_are_a_clear_error(
 
 DAMAGE_EVERY_PAGE = """
 import contextlib, json, os, random, resource, sys
-import zencache.cache, zencache.errors  # imported once here, not in every child
+import zencache.storage.cache, zencache.errors  # imported once here, not in every child
 
 source, work = sys.argv[1], sys.argv[2]
 with open(os.path.join(source, "index.lmdb", "data.mdb"), "rb") as fh:

@@ -24,9 +24,9 @@ import pytest
 import reliability_flows as rf
 
 from zencache import Cache, maintenance, pipeline, step
-from zencache.cache import _indexes
 from zencache.errors import StorageFullError
-from zencache.index import Index
+from zencache.storage.cache import _indexes
+from zencache.storage.index import Index
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def test_a_pipeline_on_an_index_with_a_tiny_map_grows_it(tmp_path: Path) -> None
 
 GROW_TOGETHER = """
 import json, os, sys
-from zencache.index import Index
+from zencache.storage.index import Index
 index = Index(sys.argv[1], map_size=32 << 10)
 name = sys.argv[2]
 for i in range(150):

@@ -13,7 +13,7 @@ from typing import Any
 import reliability_flows as rf
 
 from zencache import Cache
-from zencache.records import RunRecord
+from zencache.storage.records import RunRecord
 
 
 def _wait_for_execution(log: Path, name: str, timeout: float = 30) -> None:

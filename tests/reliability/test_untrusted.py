@@ -22,6 +22,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from zencache import BaseMaterializer, Cache, pipeline, step
+from zencache.core.runs import Run
 from zencache.errors import (
     CorruptObjectError,
     MaterializerError,
@@ -32,8 +33,7 @@ from zencache.errors import (
 from zencache.materializers.artifacts import artifact_id, load_artifact
 from zencache.materializers.builtin import PickleMaterializer
 from zencache.materializers.numpy import NumpyMaterializer
-from zencache.records import ArtifactRecord, FileEntry
-from zencache.runs import Run
+from zencache.storage.records import ArtifactRecord, FileEntry
 
 PICKLE = "ZENCACHE_ALLOW_PICKLE"
 

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from zencache.audit import (
+from zencache.hashing import hash_value
+from zencache.inspection.audit import (
     NONDETERMINISTIC,
     NOT_CHECKABLE,
     NOT_REPRODUCIBLE,
@@ -24,15 +25,14 @@ from zencache.audit import (
     classify,
     environment_drift,
 )
-from zencache.audit_worker import code_changes, compare_values
-from zencache.hashing import hash_value
+from zencache.inspection.audit_worker import code_changes, compare_values
 from zencache.materializers.params import (
     MAX_ENCODED,
     ParameterRestoreError,
     decode_param,
     encode_param,
 )
-from zencache.records import EnvRecord, StepRecord, StepRun
+from zencache.storage.records import EnvRecord, StepRecord, StepRun
 
 
 class Color(enum.Enum):
@@ -246,7 +246,7 @@ def test_classification() -> None:
 def test_the_environment_gains_numpy_details_once_numpy_is_loaded(python: Any) -> None:
     code = (
         "import json, sys\n"
-        "from zencache.environment import current_environment, user_sys_path\n"
+        "from zencache.fingerprint.environment import current_environment, user_sys_path\n"
         "before = current_environment()\n"
         "import numpy\n"
         "after = current_environment()\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from zencache.cache import DEFAULT_DIRNAME, ENV_VAR, Cache, resolve_cache_dir
 from zencache.errors import CacheError, CacheVersionError
+from zencache.storage.cache import DEFAULT_DIRNAME, ENV_VAR, Cache, resolve_cache_dir
 
 
 @pytest.fixture

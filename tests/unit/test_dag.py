@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from zencache import Output, pipeline, step
-from zencache.dag import ArtifactHandle
+from zencache.core.dag import ArtifactHandle
 
 
 @step

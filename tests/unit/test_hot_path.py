@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from zencache import Cache, pipeline, step
-from zencache.records import RUN_RECORD_VERSION, RunRecord, StepRun
+from zencache.storage.records import RUN_RECORD_VERSION, RunRecord, StepRun
 
 STEPS = 40
 

@@ -12,8 +12,8 @@ import pytest
 
 from zencache.errors import CacheError, CacheVersionError, CorruptIndexError
 from zencache.hashing import digest_bytes
-from zencache.index import DATABASES, FORMAT, Index
-from zencache.records import (
+from zencache.storage.index import DATABASES, FORMAT, Index
+from zencache.storage.records import (
     ArtifactRecord,
     EnvRecord,
     FileEntry,
@@ -216,7 +216,7 @@ def test_a_tiny_map_grows_and_nothing_is_lost(tmp_path: Path) -> None:
 
 _GROWER = """
 import os, sys
-from zencache.index import Index
+from zencache.storage.index import Index
 
 index = Index(sys.argv[1], map_size=64 * 1024)
 for i in range(100):
@@ -325,8 +325,8 @@ def test_a_foreign_lmdb_environment_is_a_corrupt_index(tmp_path: Path) -> None:
 
 _WRITER = """
 import json, sys, time, os
-from zencache.index import Index
-from zencache.records import decode_output_ids
+from zencache.storage.index import Index
+from zencache.storage.records import decode_output_ids
 
 path, go, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
 index = Index(path, map_size=64 * 1024)  # tiny: every process grows it, concurrently

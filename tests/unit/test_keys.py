@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zencache.keys import KeyParts, KeyTemplate, cache_key
+from zencache.core.keys import KeyParts, KeyTemplate, cache_key
 
 
 def _parts() -> KeyParts:

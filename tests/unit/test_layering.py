@@ -13,24 +13,28 @@ import zencache
 
 PACKAGE = Path(zencache.__file__).parent
 
-# Lowest first. A module may import its own layer and those before it.
+# Lowest first. A module may import its own layer and those before it. Entries are
+# package paths; the longest one that prefixes a module names its layer.
 LAYERS: list[set[str]] = [
-    {"errors", "hashing", "distributions"},
-    {"store"},
-    {"index", "lease_table", "records", "cache", "environment"},
+    {"errors", "hashing"},
+    {"storage.store"},
+    {"storage.index", "storage.lease_table", "storage.records", "storage.cache", "storage"},
+    {"fingerprint"},
     {"materializers", "io"},
-    {"fingerprint", "keys", "dag", "steps", "pipeline", "plan"},
-    {"executors", "runs"},
-    {"status", "maintenance", "audit", "audit_worker", "lineage"},
-    {"cli", "__main__"},
+    {"core"},
+    {"executors"},
+    {"inspection", "maintenance"},
+    {"cli", "__main__", "steps", "pipelines"},
 ]
 
 
 def layer_of(module: str) -> int:
-    top = module.split(".")[0]
-    for number, names in enumerate(LAYERS):
-        if top in names:
-            return number
+    parts = module.split(".")
+    for length in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:length])
+        for number, names in enumerate(LAYERS):
+            if prefix in names:
+                return number
     raise AssertionError(f"module zencache.{module} is in no layer: add it to LAYERS")
 
 

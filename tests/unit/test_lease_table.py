@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from zencache import Cache, lease_table
+from zencache import Cache
 from zencache.executors import leases
-from zencache.lease_table import LeaseTable, boot_id
-from zencache.records import StepRecord
+from zencache.storage import lease_table
+from zencache.storage.lease_table import LeaseTable, boot_id
+from zencache.storage.records import StepRecord
 
 
 def holder(pid: int, expires: float) -> dict[str, object]:
@@ -101,7 +102,7 @@ def test_a_lease_is_visible_to_another_process(tmp_path: Path, python: object) -
         table.put("k", holder(os.getpid(), now + 60))
         code = (
             "import sys, time\n"
-            "from zencache.lease_table import LeaseTable\n"
+            "from zencache.storage.lease_table import LeaseTable\n"
             "t = LeaseTable(sys.argv[1])\n"
             "print(t.try_lease('k', {'pid': 0, 'expires': time.time() + 9}, time.time()))\n"
         )

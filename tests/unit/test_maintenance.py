@@ -16,8 +16,8 @@ import pytest
 
 from zencache import Cache, pipeline, step
 from zencache import maintenance as m
+from zencache.core.runs import Run
 from zencache.errors import CacheError, UsageError
-from zencache.runs import Run
 
 # 2000 float64 = 16 000 bytes: above the inline limit, one chunk per array.
 N = 2000
@@ -395,8 +395,8 @@ def test_bad_durations_say_how_to_write_one(text: str) -> None:
 def test_a_kept_step_keeps_the_environment_it_was_made_in_after_its_run_is_gone(
     cache: Cache,
 ) -> None:
-    from zencache.audit import _producing_env
-    from zencache.environment import current_environment
+    from zencache.fingerprint.environment import current_environment
+    from zencache.inspection.audit import _producing_env
 
     first = chain(seed=5).run(cache=cache)
     env_id = current_environment().env_id

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from zencache import Cache, pipeline, step
-from zencache import store as store_module
 from zencache.errors import CorruptObjectError, MissingObjectError
-from zencache.store import ObjectStore
+from zencache.storage import store as store_module
+from zencache.storage.store import ObjectStore
 
 
 def _blob(store: ObjectStore, size: int) -> tuple[np.ndarray, object]:
@@ -88,7 +88,7 @@ def test_a_process_out_of_mappings_reads_the_blob_instead(
     data, blob = _blob(store, (128 << 10) * 4)
     libc = store_module._libc()
     monkeypatch.setattr(store_module, "_libc", lambda: _OutOfMappings(libc, allowed=2))
-    with caplog.at_level(logging.WARNING, logger="zencache.store"):
+    with caplog.at_level(logging.WARNING, logger="zencache.storage.store"):
         view = store.map_blob(blob)
     assert bytes(view) == data.tobytes()
     assert not isinstance(view.obj, mmap.mmap)  # read, not mapped

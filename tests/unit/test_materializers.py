@@ -47,7 +47,7 @@ from zencache.materializers.builtin import (
 from zencache.materializers.numpy import NumpyMaterializer
 from zencache.materializers.pandas import PandasMaterializer
 from zencache.materializers.sklearn import SklearnMaterializer
-from zencache.store import ObjectStore
+from zencache.storage.store import ObjectStore
 
 # --- equality that sees what == hides ---------------------------------------------------
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zencache.records import (
+from zencache.storage.records import (
     RECORD_VERSION,
     RUN_RECORD_VERSION,
     ArtifactRecord,

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from zencache.distributions import Distribution, installed, name_and_version
 from zencache.fingerprint import origin
+from zencache.fingerprint.distributions import Distribution, installed, name_and_version
 
 
 def test_distributions_are_found_as_importlib_metadata_finds_them() -> None:
@@ -47,7 +47,7 @@ def test_unusual_metadata_headers_go_to_the_email_parser(tmp_path: Path) -> None
 def test_fingerprinting_and_the_environment_do_not_import_importlib_metadata() -> None:
     code = (
         "import sys, numpy\n"
-        "from zencache.environment import current_environment\n"
+        "from zencache.fingerprint.environment import current_environment\n"
         "from zencache.fingerprint.origin import distribution_parts\n"
         "assert distribution_parts('numpy')\n"
         "assert current_environment().distributions['numpy']\n"

@@ -8,7 +8,7 @@ import pytest
 
 from zencache import Cache, pipeline, step
 from zencache.errors import UsageError
-from zencache.status import EARLY_CUTOFF, _describe_part, explain, pipeline_status
+from zencache.inspection.status import EARLY_CUTOFF, _describe_part, explain, pipeline_status
 
 
 @step

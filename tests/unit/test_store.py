@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from zencache.errors import CorruptObjectError, MissingObjectError, StoreError
 from zencache.hashing import digest_bytes
-from zencache.store import CHUNK_SIZE, Blob, ObjectStore
+from zencache.storage.store import CHUNK_SIZE, Blob, ObjectStore
 
 MiB = 1 << 20
 
@@ -338,7 +338,7 @@ def test_write_failure_is_a_store_error_and_leaves_no_temporary_file(
 _WRITER = """
 import json, os, sys, time
 import numpy as np
-from zencache.store import ObjectStore
+from zencache.storage.store import ObjectStore
 
 root, go, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = ObjectStore(root, chunk_size=16 * 1024)

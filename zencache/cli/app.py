@@ -74,7 +74,7 @@ def main(ctx: click.Context, cache_dir: str | None, debug: bool) -> None:
 
 def cache_from(ctx: click.Context) -> Any:
     """The Cache named by --cache-dir / ZENCACHE_DIR / the default, for a command."""
-    from ..cache import Cache
+    from ..storage.cache import Cache
 
     return Cache(ctx.find_root().obj.get("cache_dir"))
 

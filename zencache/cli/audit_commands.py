@@ -1,6 +1,6 @@
 """`zencache audit RUN`: re-execute a recorded run's steps and compare their outputs.
 
-Formatting and exit codes only: the audit lives in zencache.audit. The report goes
+Formatting and exit codes only: the audit lives in zencache.inspection.audit. The report goes
 to stdout, progress notes to stderr. Exit 0 when every checked step reproduced
 (or is declared nondeterministic), 1 otherwise; with --strict a step that could
 not be checked fails the audit too.
@@ -16,7 +16,7 @@ from .app import cache_from, main
 from .cache_commands import echo_json, format_table, human_duration, note, plural, short
 
 if TYPE_CHECKING:
-    from .. import audit
+    from ..inspection import audit
 
 # More drift lines than this (a virtualenv rebuilt from scratch) are summarised.
 _DRIFT_LINES = 12
@@ -73,7 +73,7 @@ def audit_command(
     audit computes is stored. Exit status 0 when every checked step reproduces
     (steps declared @step(deterministic=False) may differ), 1 otherwise.
     """
-    from .. import audit  # at run time: --help stays fast
+    from ..inspection import audit  # at run time: --help stays fast
 
     names = tuple(n.strip() for group in steps for n in group.split(",") if n.strip())
     cache = cache_from(ctx)
@@ -91,7 +91,7 @@ def audit_command(
 
 
 def _print(report: audit.AuditReport) -> None:
-    from .. import audit
+    from ..inspection import audit
 
     executions = "two executions" if report.twice else "one execution"
     click.echo(f"audit of run {report.run_id} ({report.pipeline}), {executions} per step")

@@ -20,8 +20,8 @@ from ..errors import StepFailedError, ZencacheError
 from .app import cache_from, cache_group, main
 
 if TYPE_CHECKING:
-    from ..runs import Run, StepEvent
-    from ..status import Explanation, StepStatus
+    from ..core.runs import Run, StepEvent
+    from ..inspection.status import Explanation, StepStatus
     from .target import Target
 
 _PARAM_HELP = "A pipeline parameter; VALUE is JSON where it parses (0.01, true, [1,2]), else text."
@@ -187,7 +187,7 @@ def _failed_rows(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> list
     was raised) when the newest one is ours, else from the progress events, without keys."""
     newest = cache.index.last("runs")
     if newest is not None:
-        from ..records import RunRecord
+        from ..storage.records import RunRecord
 
         record = RunRecord.decode(newest[1])
         seen = [(s.name, s.status) for s in record.steps]
@@ -275,7 +275,7 @@ def status_command(ctx: click.Context, target: str, params: tuple[str, ...], as_
 
 
 def _statuses(ctx: click.Context, target: str, params: Sequence[str]) -> list[StepStatus]:
-    from ..status import pipeline_status
+    from ..inspection.status import pipeline_status
 
     loaded = _load(target, params)
     return pipeline_status(loaded.instance, cache_from(ctx))
@@ -299,7 +299,7 @@ def explain_command(
     Example:
       zencache explain examples/digits/pipeline.py:digits svc_trainer -p gamma=0.01
     """
-    from ..status import explain
+    from ..inspection.status import explain
 
     loaded = _load(target, params)
     result = explain(loaded.instance, cache_from(ctx), step)
@@ -385,8 +385,8 @@ def dag_command(ctx: click.Context, target: str, params: tuple[str, ...], fmt: s
       zencache dag examples/digits/pipeline.py:digits
       zencache dag examples/digits/pipeline.py:digits --format dot | dot -Tsvg > dag.svg
     """
-    from ..status import pipeline_status
-    from ..steps import SINGLE_OUTPUT
+    from ..core.steps import SINGLE_OUTPUT
+    from ..inspection.status import pipeline_status
 
     loaded = _load(target, params)
     dag = loaded.instance.trace()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..records import RunRecord
+from ..storage.records import RunRecord
 from .app import cache_from, main, runs_group
 from .cache_commands import (
     echo_json,

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.pipeline import Pipeline, PipelineInstance
+from ..core.steps import Step, StepInstance
 from ..errors import TargetError, ZencacheError
-from ..pipeline import Pipeline, PipelineInstance
-from ..steps import Step, StepInstance
 
 _FORMS = "module:pipeline or path/to/file.py:pipeline"
 

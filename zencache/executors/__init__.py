@@ -15,16 +15,16 @@ import multiprocessing
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..cache import Cache
+from ..core.plan import plan
 from ..errors import UsageError
-from ..plan import plan
+from ..storage.cache import Cache
 from . import collector
 from .base import Executor
 from .runner import Progress, Runner
 
 if TYPE_CHECKING:
-    from ..pipeline import PipelineInstance
-    from ..runs import Run
+    from ..core.pipeline import PipelineInstance
+    from ..core.runs import Run
 
 EXECUTORS = {
     "local": "zencache.executors.local",

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..index import Index, Op, RemapNeeded
+from ..storage.index import Index, Op, RemapNeeded
 
 # An idle committer thread ends after this long; the next record starts another.
 _IDLE_SECONDS = 1.0

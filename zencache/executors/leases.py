@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..cache import Cache
-from ..lease_table import LeaseTable
+from ..storage.cache import Cache
+from ..storage.lease_table import LeaseTable
 
 LEASE_SETTING = "ZENCACHE_LEASE_SECONDS"
 _POLL_SECONDS = (0.01, 0.05, 0.1, 0.2)

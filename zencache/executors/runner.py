@@ -24,14 +24,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ..cache import Cache
-from ..dag import ArtifactHandle, Dag
-from ..environment import (
-    current_environment,
-    module_file,
-    user_sys_path,
-    working_directory,
-)
+from ..core.dag import ArtifactHandle, Dag
+from ..core.plan import PlannedStep
+from ..core.runs import Run, StepEvent
 from ..errors import (
     CorruptObjectError,
     MissingObjectError,
@@ -39,16 +34,21 @@ from ..errors import (
     StepOutputError,
     ZencacheError,
 )
+from ..fingerprint.environment import (
+    current_environment,
+    module_file,
+    user_sys_path,
+    working_directory,
+)
 from ..hashing import canonical_encoding
-from ..index import Op
 from ..materializers import registry
 from ..materializers.artifacts import load_artifact, save_artifact
 from ..materializers.base import BaseMaterializer
 from ..materializers.params import encode_params
-from ..plan import PlannedStep
-from ..records import ArtifactRecord, RunRecord, StepRecord, StepRun
-from ..runs import Run, StepEvent
-from ..store import ObjectStore
+from ..storage.cache import Cache
+from ..storage.index import Op
+from ..storage.records import ArtifactRecord, RunRecord, StepRecord, StepRun
+from ..storage.store import ObjectStore
 from .committer import Committer
 from .leases import Leases
 

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..core.plan import PlannedStep
 from ..errors import StepFailedError
 from ..materializers import registry
-from ..plan import PlannedStep
-from ..records import StepRun
+from ..storage.records import StepRun
 from .runner import Runner
 from .worker import StepRef, StepTask, TaskResult, step_reference
 

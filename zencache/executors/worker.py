@@ -29,8 +29,8 @@ from ..errors import (
 )
 from ..materializers.artifacts import load_artifact
 from ..materializers.base import BaseMaterializer
-from ..records import ArtifactRecord
-from ..store import ObjectStore
+from ..storage.records import ArtifactRecord
+from ..storage.store import ObjectStore
 from .runner import call_step, materialize
 
 

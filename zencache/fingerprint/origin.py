@@ -15,7 +15,7 @@ import sys
 import sysconfig
 import types
 
-from ..distributions import Distribution, installed, name_and_version, normalized_name
+from .distributions import Distribution, installed, name_and_version, normalized_name
 
 # The AST dump format and the bytecode both change between minor versions, so
 # every fingerprint carries the Python minor version, not only those that call

@@ -38,11 +38,11 @@ from typing import Any
 
 import lmdb
 
-from ..cache import Cache
 from ..errors import UsageError
 from ..hashing import ContentId
-from ..index import Index
-from ..records import RunRecord
+from ..storage.cache import Cache
+from ..storage.index import Index
+from ..storage.records import RunRecord
 from .snapshot import (
     StepRef,
     db_items,

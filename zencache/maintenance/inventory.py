@@ -10,8 +10,8 @@ from typing import Any
 
 import lmdb
 
-from ..cache import Cache
 from ..hashing import ContentId
+from ..storage.cache import Cache
 from .snapshot import (
     db_items,
     decode_artifacts,

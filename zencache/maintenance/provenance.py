@@ -11,11 +11,11 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..cache import Cache
 from ..errors import UsageError
 from ..hashing import ContentId
-from ..index import Index
-from ..records import EnvRecord, RunRecord, StepRecord
+from ..storage.cache import Cache
+from ..storage.index import Index
+from ..storage.records import EnvRecord, RunRecord, StepRecord
 from .snapshot import db_items, decode_run, decode_steps, open_index, read
 
 # Shorter prefixes of 128-bit ids collide too easily to be worth resolving.

@@ -14,12 +14,12 @@ from typing import TypeVar
 
 import lmdb
 
-from ..cache import Cache
 from ..errors import CacheError, CorruptIndexError
 from ..hashing import ContentId
-from ..index import Index
-from ..records import ArtifactRecord, RunRecord, StepRecord, decode_output_ids
-from ..store import ObjectStore
+from ..storage.cache import Cache
+from ..storage.index import Index
+from ..storage.records import ArtifactRecord, RunRecord, StepRecord, decode_output_ids
+from ..storage.store import ObjectStore
 
 T = TypeVar("T")
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import lmdb
 
-from ..cache import Cache
 from ..errors import CorruptIndexError, CorruptObjectError, MissingObjectError
 from ..hashing import ContentId
-from ..index import Index
 from ..materializers.artifacts import artifact_id
-from ..records import ArtifactRecord, StepRecord
+from ..storage.cache import Cache
+from ..storage.index import Index
+from ..storage.records import ArtifactRecord, StepRecord
 from .snapshot import StepRef, db_items, decode_artifact, decode_step, open_index, read, ref_order
 
 # --- verify and repair ------------------------------------------------------------------------

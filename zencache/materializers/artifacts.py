@@ -19,8 +19,8 @@ from typing import Any
 
 from ..errors import CorruptObjectError, MaterializerError, PickleRefusedError, ZencacheError
 from ..hashing import ContentId, Hasher, digest_bytes
-from ..records import ArtifactRecord, FileEntry
-from ..store import Blob, ObjectStore
+from ..storage.records import ArtifactRecord, FileEntry
+from ..storage.store import Blob, ObjectStore
 from . import registry
 from .base import BaseMaterializer, safe_join
 

@@ -13,9 +13,9 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .cache import Cache
+from ..errors import PipelineDefinitionError
+from ..storage.cache import Cache
 from .dag import Dag, Tracer
-from .errors import PipelineDefinitionError
 from .steps import Step, StepInstance
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class PipelineInstance:
         `executor`: "local", "processes", "dask" or an Executor instance;
         `scheduler`: a Dask scheduler address or distributed.Client (executor "dask").
         """
-        from .executors import run_pipeline  # the executor layer sits above this one
+        from ..executors import run_pipeline  # the executor layer sits above this one
 
         return run_pipeline(
             self,

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cache import Cache
-from .errors import ZencacheError
-from .materializers.artifacts import load_artifact
-from .records import RunRecord, StepRun
+from ..errors import ZencacheError
+from ..materializers.artifacts import load_artifact
+from ..storage.cache import Cache
+from ..storage.records import RunRecord, StepRun
 
 
 @dataclass(frozen=True, slots=True)

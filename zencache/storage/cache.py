@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import CacheError
+from ..errors import CacheError
 from .index import Index
 from .lease_table import LeaseTable
 from .store import ObjectStore

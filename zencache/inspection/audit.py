@@ -1,6 +1,6 @@
 """Reproducibility audits: re-execute a recorded run's steps and compare content ids.
 
-For every step of a run, a fresh interpreter (zencache.audit_worker) imports the
+For every step of a run, a fresh interpreter (zencache.inspection.audit_worker) imports the
 step, checks its code fingerprint, materializers and parameters against the step's
 cache entry, loads the recorded inputs, calls it ignoring the cache, and computes
 the content id of every output without storing anything. This module schedules
@@ -36,12 +36,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import Cache
-from .environment import current_environment
-from .errors import UsageError
-from .hashing import ContentId
-from .maintenance import resolve_run
-from .records import EnvRecord, RunRecord, StepRecord, StepRun
+from ..errors import UsageError
+from ..fingerprint.environment import current_environment
+from ..hashing import ContentId
+from ..maintenance import resolve_run
+from ..storage.cache import Cache
+from ..storage.records import EnvRecord, RunRecord, StepRecord, StepRun
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ NOT_CHECKABLE = "not checkable"
 NONDETERMINISTIC = "nondeterministic"
 STATUSES = (REPRODUCIBLE, NOT_REPRODUCIBLE, NOT_CHECKABLE, NONDETERMINISTIC)
 
-WORKER_MODULE = "zencache.audit_worker"
+WORKER_MODULE = "zencache.inspection.audit_worker"
 # Shown when a worker dies without writing its result (a crash, a kill, a timeout).
 _STDERR_TAIL = 5
 

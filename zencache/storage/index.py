@@ -39,7 +39,7 @@ from typing import TypeVar
 
 import lmdb
 
-from .errors import CacheVersionError, CorruptIndexError, CorruptObjectError, StorageFullError
+from ..errors import CacheVersionError, CorruptIndexError, CorruptObjectError, StorageFullError
 from .records import (
     ArtifactRecord,
     EnvRecord,

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cache import Cache
-from .errors import UsageError
-from .index import Index
-from .keys import RUNTIME_MATERIALIZER, cache_key
-from .plan import PlannedStep, plan
-from .records import StepRecord
+from ..core.keys import RUNTIME_MATERIALIZER, cache_key
+from ..core.plan import PlannedStep, plan
+from ..errors import UsageError
+from ..storage.cache import Cache
+from ..storage.index import Index
+from ..storage.records import StepRecord
 
 if TYPE_CHECKING:
-    from .pipeline import PipelineInstance
+    from ..core.pipeline import PipelineInstance
 
 CACHED, STALE, NEW = "cached", "stale", "new"
 EARLY_CUTOFF = "early cutoff may still spare this step if it produces identical data"

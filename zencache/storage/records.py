@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
-from .hashing import ContentId
+from ..hashing import ContentId
 
 RECORD_VERSION = 1
 # Run records: 2 keeps a run's steps in columns, one per StepRun field (see

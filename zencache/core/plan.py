@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import PipelineDefinitionError, UnhashableParameterError
+from ..fingerprint import Fingerprint, fingerprint
+from ..hashing import hash_value
+from ..materializers import registry
+from ..materializers.base import BaseMaterializer
 from .dag import Dag, Invocation
-from .errors import PipelineDefinitionError, UnhashableParameterError
-from .fingerprint import Fingerprint, fingerprint
-from .hashing import hash_value
 from .keys import RUNTIME_MATERIALIZER, KeyParts, KeyTemplate
-from .materializers import registry
-from .materializers.base import BaseMaterializer
 
 _REPR_LIMIT = 200
 

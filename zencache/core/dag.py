@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PipelineDefinitionError
+from ..errors import PipelineDefinitionError
 
 _tracer: ContextVar[Tracer | None] = ContextVar("zencache_tracer", default=None)
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptObjectError, MissingObjectError, StorageFullError, StoreError
-from .hashing import ContentId, digest_bytes
+from ..errors import CorruptObjectError, MissingObjectError, StorageFullError, StoreError
+from ..hashing import ContentId, digest_bytes
 
 log = logging.getLogger(__name__)
 

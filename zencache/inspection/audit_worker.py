@@ -1,6 +1,6 @@
 """The audit's fresh interpreter: re-executes one recorded step and reports content ids.
 
-`python -m zencache.audit_worker REQUEST.json RESULT.json`. The request names the
+`python -m zencache.inspection.audit_worker REQUEST.json RESULT.json`. The request names the
 cache and the step entry (its key) and where the user's code was importable from;
 the worker imports the step's module, checks that the code fingerprint, the
 materializers and every restored parameter still match the entry, loads the
@@ -39,23 +39,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .cache import Cache
-from .environment import current_environment
-from .errors import (
+from ..core.steps import Step, StepInstance
+from ..errors import (
     CorruptObjectError,
     MaterializerError,
     MissingObjectError,
     StepOutputError,
     ZencacheError,
 )
-from .fingerprint import fingerprint
-from .hashing import ContentId, digest_bytes, hash_value
-from .materializers import registry
-from .materializers.artifacts import load_artifact, save_artifact
-from .materializers.params import ParameterRestoreError, decode_param
-from .records import StepRecord
-from .steps import Step, StepInstance
-from .store import ObjectStore
+from ..fingerprint import fingerprint
+from ..fingerprint.environment import current_environment
+from ..hashing import ContentId, digest_bytes, hash_value
+from ..materializers import registry
+from ..materializers.artifacts import load_artifact, save_artifact
+from ..materializers.params import ParameterRestoreError, decode_param
+from ..storage.cache import Cache
+from ..storage.records import StepRecord
+from ..storage.store import ObjectStore
 
 OK, NOT_CHECKABLE, FAILED = "ok", "not checkable", "failed"
 

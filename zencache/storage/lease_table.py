@@ -20,7 +20,7 @@ from typing import Any
 
 import lmdb
 
-from .errors import CorruptIndexError, StorageFullError
+from ..errors import CorruptIndexError, StorageFullError
 
 # Leases are deleted when released; a few hundred bytes each, so this is room for
 # millions of abandoned ones. The map is address space: the file grows as used.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .hashing import ContentId, Hasher, digest_bytes
+from ..hashing import ContentId, Hasher, digest_bytes
 
 KEY_DOMAIN = "zencache/key/v1"
 RUNTIME_MATERIALIZER = "runtime"

@@ -16,9 +16,9 @@ import platform
 import sys
 import sysconfig
 
+from ..hashing import Hasher
+from ..storage.records import EnvRecord
 from .distributions import installed, name_and_version
-from .hashing import Hasher
-from .records import EnvRecord
 
 
 def current_environment() -> EnvRecord:
