@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import zencache
@@ -38,53 +39,135 @@ def layer_of(module: str) -> int:
     raise AssertionError(f"module zencache.{module} is in no layer: add it to LAYERS")
 
 
-def module_level_imports(path: Path, module: str) -> list[str]:
-    """Imports of zencache modules made at import time (not in functions, not TYPE_CHECKING)."""
+# Imports that point up a layer on purpose, each deferred into a function so that
+# importing the lower module does not load the upper one. Keyed by
+# (importing module, function, imported module); anything not listed here fails.
+# The CLI's lazy imports need no entry: they point down (they are deferred only to
+# keep `zencache --help` fast).
+DEFERRED_UPWARD: dict[tuple[str, str, str], str] = {
+    ("core.pipeline", "run", "executors"): (
+        "PipelineInstance.run() is the public entry point (`pipeline(...).run()`); the "
+        "executors it hands the run to are built on core, so core can reach them only "
+        "when a run starts"
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    target: str  # a zencache module, without the "zencache." prefix
+    function: str | None  # the enclosing function, None at import time
+    type_only: bool  # under `if TYPE_CHECKING:`
+    line: int
+
+
+def zencache_imports(path: Path, module: str) -> list[Import]:
+    """Every import of a zencache module in a file: at module level, inside functions
+    (deferred imports run too, only later), and under TYPE_CHECKING."""
     tree = ast.parse(path.read_text())
     package = module.split(".")[:-1] if path.name != "__init__.py" else module.split(".")
-    found: list[str] = []
+    found: list[Import] = []
 
-    def visit(nodes: list[ast.stmt]) -> None:
-        for node in nodes:
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+    def targets(node: ast.stmt) -> list[str]:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+                if target:
+                    return [target]
+                # `from .. import x`: x is a module, or a dunder like __version__
+                return [a.name for a in node.names if not a.name.startswith("__")]
+            if node.module and node.module.startswith("zencache."):
+                return [node.module.removeprefix("zencache.")]
+            return []
+        if isinstance(node, ast.Import):
+            return [
+                a.name.removeprefix("zencache.")
+                for a in node.names
+                if a.name.startswith("zencache.")
+            ]
+        return []
+
+    def visit(node: ast.AST, function: str | None, type_only: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner, guarded = function, type_only
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                inner = child.name if function is None else f"{function}.{child.name}"
+            elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                visit(ast.Module(body=child.body, type_ignores=[]), function, True)
+                visit(ast.Module(body=child.orelse, type_ignores=[]), function, type_only)
                 continue
-            if isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package[: len(package) - (node.level - 1)]
-                    target = ".".join([*base, node.module] if node.module else base)
-                    if target:
-                        found.append(target)
-                    else:  # `from .. import x`: x is a module, or a dunder like __version__
-                        found.extend(a.name for a in node.names if not a.name.startswith("__"))
-                elif node.module and node.module.startswith("zencache."):
-                    found.append(node.module.removeprefix("zencache."))
-            elif isinstance(node, ast.Import):
-                found.extend(
-                    a.name.removeprefix("zencache.")
-                    for a in node.names
-                    if a.name.startswith("zencache.")
-                )
-            elif isinstance(node, ast.If | ast.Try):
-                visit(node.body)
-                visit(getattr(node, "orelse", []))
+            if isinstance(child, ast.stmt):
+                for target in targets(child):
+                    found.append(Import(target, inner, guarded, child.lineno))
+            visit(child, inner, guarded)
 
-    visit(tree.body)
+    visit(tree, None, False)
     return found
+
+
+def package_modules() -> list[tuple[Path, str]]:
+    modules = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).with_suffix("")
+        parts = [p for p in relative.parts if p != "__init__"]
+        if parts:  # the facade re-exports from every layer by design
+            modules.append((path, ".".join(parts)))
+    return modules
 
 
 def test_every_module_imports_only_lower_layers() -> None:
     violations = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        relative = path.relative_to(PACKAGE).with_suffix("")
-        parts = [p for p in relative.parts if p != "__init__"]
-        if not parts:
-            continue  # the facade re-exports from every layer by design
-        module = ".".join(parts)
+    used = set()
+    for path, module in package_modules():
         own = layer_of(module)
-        for imported in module_level_imports(path, module):
-            if layer_of(imported) > own:
-                violations.append(f"zencache.{module} (layer {own}) imports zencache.{imported}")
+        for found in zencache_imports(path, module):
+            if layer_of(found.target) <= own:
+                continue
+            entry = (module, found.function or "", found.target)
+            if found.function is not None and entry in DEFERRED_UPWARD:
+                used.add(entry)
+                continue
+            where = "at import time" if found.function is None else f"in {found.function}()"
+            kind = " (TYPE_CHECKING)" if found.type_only else ""
+            violations.append(
+                f"zencache.{module}:{found.line} (layer {own}) imports zencache.{found.target} "
+                f"(layer {layer_of(found.target)}) {where}{kind}"
+            )
     assert not violations, "\n".join(violations)
+    # A stale allowance would let a new upward import of the same shape in unseen.
+    assert used == set(DEFERRED_UPWARD), (
+        f"unused DEFERRED_UPWARD entries: {set(DEFERRED_UPWARD) - used}"
+    )
+
+
+def test_the_walker_sees_deferred_and_type_only_imports(tmp_path: Path) -> None:
+    source = tmp_path / "sample.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from ..errors import UsageError\n"
+        "if TYPE_CHECKING:\n"
+        "    from ..core.runs import Run\n"
+        "class A:\n"
+        "    def method(self):\n"
+        "        def inner():\n"
+        "            from zencache.cli import main\n"
+        "        import zencache.executors.local\n"
+        "try:\n"
+        "    from .. import maintenance\n"
+        "except ImportError:\n"
+        "    pass\n"
+    )
+    found = {
+        (i.target, i.function, i.type_only) for i in zencache_imports(source, "storage.sample")
+    }
+    assert found == {
+        ("errors", None, False),
+        ("core.runs", None, True),
+        ("cli", "method.inner", False),
+        ("executors.local", "method", False),
+        ("maintenance", None, False),
+    }
 
 
 def test_public_names_are_sorted_and_importable() -> None:
