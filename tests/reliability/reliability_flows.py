@@ -327,13 +327,13 @@ def install_kill_point(spec: str) -> None:
     if hook == "runrecord":
         from zencache.storage.index import Index
 
-        real_transact = Index.transact
+        real_transact = Index._transact
 
         def transact_run(self: Index, fn: Any, **kwargs: Any) -> Any:
             wrote = [False]
 
             def watched(txn: Any) -> Any:
-                runs = self.db("runs")
+                runs = self._dbs["runs"]
                 before = txn.stat(runs)["entries"]
                 result = fn(txn)
                 wrote[0] = txn.stat(runs)["entries"] > before
@@ -346,7 +346,7 @@ def install_kill_point(spec: str) -> None:
                 _die()
             return result
 
-        Index.transact = transact_run  # type: ignore[method-assign]
+        Index._transact = transact_run  # type: ignore[method-assign]
         return
     n = int(count)
     if hook in ("write", "fsync", "replace"):
@@ -356,7 +356,7 @@ def install_kill_point(spec: str) -> None:
     elif hook in ("txn", "committed"):
         from zencache.storage.index import Index
 
-        real = Index.transact
+        real = Index._transact
         seen = [0]
 
         def transact(self: Index, fn: Any, **kwargs: Any) -> Any:
@@ -375,7 +375,7 @@ def install_kill_point(spec: str) -> None:
             _die()
             return result
 
-        Index.transact = transact  # type: ignore[method-assign]
+        Index._transact = transact  # type: ignore[method-assign]
     elif hook == "lease":
         from zencache.storage.lease_table import LeaseTable
 

@@ -12,7 +12,7 @@ import pytest
 
 from zencache.errors import CacheError, CacheVersionError, CorruptIndexError
 from zencache.hashing import digest_bytes
-from zencache.storage.index import DATABASES, FORMAT, Index
+from zencache.storage.index import DATABASES, FORMAT, Index, Update, View
 from zencache.storage.records import (
     ArtifactRecord,
     EnvRecord,
@@ -166,14 +166,80 @@ def test_write_puts_and_deletes_in_one_transaction(index: Index) -> None:
     assert index.keys("latest") == [b"b", b"c"]
 
 
-def test_a_failing_transaction_writes_nothing(index: Index) -> None:
-    def half_then_fail(txn: lmdb.Transaction) -> None:
-        txn.put(b"half", b"written", db=index.db("latest"))
+def test_a_failing_update_writes_nothing(index: Index) -> None:
+    index.write([("latest", b"kept", b"1")])
+
+    def half_then_fail(update: Update) -> None:
+        update.put("latest", b"half", b"written")
+        assert update.delete("latest", b"kept")
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        index.transact(half_then_fail)
-    assert index.get("latest", b"half") is None
+        index.update(half_then_fail)
+    assert index.items("latest") == [(b"kept", b"1")]
+
+
+def test_an_update_reads_its_own_writes_and_commits_them_together(index: Index) -> None:
+    index.write([("latest", b"p/a", b"1"), ("latest", b"p/b", b"2"), ("runs", b"r", b"x")])
+
+    def move(update: Update) -> list[tuple[bytes, bytes]]:
+        assert update.delete("latest", b"p/a")
+        assert not update.delete("latest", b"p/missing")
+        update.put("latest", b"p/c", b"3")
+        assert update.get("latest", b"p/c") == b"3"
+        assert update.count("latest") == 2
+        assert update.keys("runs") == [b"r"]
+        return update.items("latest", b"p/")
+
+    assert index.update(move) == [(b"p/b", b"2"), (b"p/c", b"3")]
+    assert index.items("latest") == [(b"p/b", b"2"), (b"p/c", b"3")]
+
+
+def test_a_view_is_one_snapshot_across_databases(index: Index) -> None:
+    index.write([("latest", b"a", b"1"), ("runs", b"r", b"x")])
+
+    def read_then_write_elsewhere(view: View) -> tuple[int, int]:
+        first = view.count("latest")
+        index.write([("latest", b"b", b"2")])  # another writer commits meanwhile
+        return first, len(view.items("latest"))
+
+    assert index.view(read_then_write_elsewhere) == (1, 1)
+    assert index.count("latest") == 2
+
+
+def test_clearing_the_steps_clears_their_hit_rows(index: Index) -> None:
+    record = step_record("c" * 32)
+    index.write([("steps", record.key.encode(), record.encode()), ("latest", b"p/s", b"k")])
+    index.update(lambda update: update.clear("steps"))
+    assert index.count("steps") == 0
+    assert index.step_output_ids(record.key) is None
+    assert index.keys("latest") == [b"p/s"]  # other databases untouched
+
+
+def test_write_run_writes_the_record_a_new_environment_and_changed_latest_keys(
+    index: Index,
+) -> None:
+    env = EnvRecord("e1", "3.11", "cpython", "linux", "x86_64", {})
+    run = RunRecord(
+        run_id="0001",
+        pipeline="p",
+        params={},
+        status="ok",
+        started=1.0,
+        finished=2.0,
+        env_id="e1",
+        steps=(),
+    )
+    index.write([("latest", b"p/kept", b"k1"), ("latest", b"q/other", b"k9")])
+    index.write_run(run, env, {"kept": "k1", "new": "k2"})
+    assert index.get_run("0001") == run
+    assert index.get_env("e1") == env
+    assert index.items("latest", b"p/") == [(b"p/kept", b"k1"), (b"p/new", b"k2")]
+    assert index.get("latest", b"q/other") == b"k9"
+    # An environment the index holds is not rewritten.
+    other = EnvRecord("e1", "3.12", "cpython", "linux", "x86_64", {})
+    index.write_run(run, other, {})
+    assert index.get_env("e1") == env
 
 
 def test_items_with_a_prefix(index: Index) -> None:
@@ -399,7 +465,7 @@ def test_the_hit_table_follows_every_write_and_delete_of_a_step(index: Index) ->
     assert index.step_output_ids(record.key) is None
 
     index.write([("steps", record.key.encode(), record.encode())])
-    assert index.transact(lambda txn: index.delete_step(txn, record.key.encode()))
+    assert index.update(lambda update: update.delete("steps", record.key.encode()))
     assert index.get("steps", record.key.encode()) is None
     assert index.step_output_ids(record.key) is None
 
@@ -430,7 +496,7 @@ def test_a_format_2_index_drops_its_lease_table_when_opened(tmp_path: Path) -> N
     with first.env.begin(write=True) as txn:  # what format 2 kept in the index
         leases = first.env.open_db(b"leases", txn=txn)
         txn.put(b"some-key", b'{"pid": 1}', db=leases)
-        txn.put(b"format", b"zencache-index/2", db=first.db("meta"))
+        txn.put(b"format", b"zencache-index/2", db=first.env.open_db(b"meta", txn=txn))
     first.close()
     upgraded = Index(tmp_path / "index.lmdb")
     try:

@@ -36,16 +36,13 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import lmdb
-
 from ..errors import UsageError
 from ..hashing import ContentId
 from ..storage.cache import Cache
-from ..storage.index import Index
+from ..storage.index import Index, Update, View
 from ..storage.records import RunRecord
 from .snapshot import (
     StepRef,
-    db_items,
     decode_artifact,
     decode_artifacts,
     decode_run,
@@ -54,7 +51,6 @@ from .snapshot import (
     matches,
     mtime,
     open_index,
-    read,
     ref_order,
     temporary_files,
     unlink,
@@ -157,22 +153,24 @@ def gc(
     store = cache.store
     pruning = keep_last is not None or max_age is not None
 
-    def plan(txn: lmdb.Transaction) -> _Prune:
-        result = _plan_prune(txn, index, keep_last, max_age, grace_s, start, pruning)
-        if pruning and not dry_run:
-            for run_id in result.runs:
-                txn.delete(run_id.encode(), db=index.db("runs"))
-            for ref in result.steps:
-                index.delete_step(txn, ref.key.encode())
-            for content_id in result.artifacts:
-                txn.delete(content_id.encode(), db=index.db("artifacts"))
-            for env_id in result.envs:
-                txn.delete(env_id.encode(), db=index.db("envs"))
+    def plan(view: View) -> _Prune:
+        return _plan_prune(view, keep_last, max_age, grace_s, start, pruning)
+
+    def plan_and_prune(update: Update) -> _Prune:
+        result = plan(update)
+        for run_id in result.runs:
+            update.delete("runs", run_id.encode())
+        for ref in result.steps:
+            update.delete("steps", ref.key.encode())
+        for content_id in result.artifacts:
+            update.delete("artifacts", content_id.encode())
+        for env_id in result.envs:
+            update.delete("envs", env_id.encode())
         return result
 
     # The deciding snapshot is the transaction that deletes (so no commit can slip
     # between decision and deletion), and it is taken before objects are listed.
-    prune = index.transact(plan) if pruning and not dry_run else read(index, plan)
+    prune = index.update(plan_and_prune) if pruning and not dry_run else index.view(plan)
 
     deadline = start - grace_s
     removed = removed_bytes = spared = spared_bytes = kept = 0
@@ -216,8 +214,7 @@ def gc(
 
 
 def _plan_prune(
-    txn: lmdb.Transaction,
-    index: Index,
+    view: View,
     keep_last: int | None,
     max_age: float | None,
     grace: float,
@@ -225,16 +222,16 @@ def _plan_prune(
     pruning: bool,
 ) -> _Prune:
     result = _Prune()
-    artifact_pairs = db_items(txn, index, "artifacts")
+    artifact_pairs = view.items("artifacts")
     if not pruning:
         artifacts = decode_artifacts(artifact_pairs)
-        result.kept_runs = txn.stat(index.db("runs"))["entries"]
-        result.kept_steps = txn.stat(index.db("steps"))["entries"]
+        result.kept_runs = view.count("runs")
+        result.kept_steps = view.count("steps")
         result.kept_artifacts = len(artifacts)
         result.reachable = {o for a in artifacts.values() for o in a.object_ids()}
         return result
 
-    runs = [decode_run(k, v) for k, v in db_items(txn, index, "runs")]
+    runs = [decode_run(k, v) for k, v in view.items("runs")]
     by_pipeline: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:
         by_pipeline[run.pipeline].append(run)
@@ -254,10 +251,10 @@ def _plan_prune(
     # Entries younger than this stay whatever references them: see the docstring.
     young = now - max(grace, max_age or 0.0)
     named = {s.key for run in kept_runs for s in run.steps if s.key}
-    named.update(v.decode() for _, v in db_items(txn, index, "latest"))
+    named.update(v.decode() for _, v in view.items("latest"))
     referenced: set[ContentId] = set()
     used_envs = {run.env_id for run in kept_runs}
-    for key, value in db_items(txn, index, "steps"):
+    for key, value in view.items("steps"):
         record = decode_step(key, value)
         if record.key in named or record.created > young:
             result.kept_steps += 1
@@ -276,11 +273,7 @@ def _plan_prune(
         else:
             result.artifacts.append(content_id)
 
-    result.envs = [
-        k.decode()
-        for k in txn.cursor(db=index.db("envs")).iternext(values=False)
-        if k.decode() not in used_envs
-    ]
+    result.envs = [k.decode() for k in view.keys("envs") if k.decode() not in used_envs]
     return result
 
 
@@ -314,8 +307,8 @@ def clear(cache: Cache, step: str | None = None) -> ClearReport:
     if step is None:
         return _clear_all(cache, index)
 
-    def drop(txn: lmdb.Transaction) -> ClearReport:
-        steps = decode_steps(db_items(txn, index, "steps"))
+    def drop(update: Update) -> ClearReport:
+        steps = decode_steps(update.items("steps"))
         removed = [r for r in steps.values() if matches(r, step)]
         if not removed:
             known = sorted({r.name for r in steps.values()})
@@ -333,28 +326,28 @@ def clear(cache: Cache, step: str | None = None) -> ClearReport:
         orphans = {c for r in removed for c in r.output_ids} - still_named
         latest = [
             k.decode()
-            for k, v in db_items(txn, index, "latest")
+            for k, v in update.items("latest")
             if v.decode() in removed_keys or k.decode().rpartition("/")[2] == step
         ]
         for key in removed_keys:
-            index.delete_step(txn, key.encode())
+            update.delete("steps", key.encode())
         for name in latest:
-            txn.delete(name.encode(), db=index.db("latest"))
-        dropped = sum(1 for c in orphans if txn.delete(c.encode(), db=index.db("artifacts")))
+            update.delete("latest", name.encode())
+        dropped = sum(1 for c in orphans if update.delete("artifacts", c.encode()))
         refs = tuple(sorted((StepRef.of(r) for r in removed), key=ref_order))
         return ClearReport(step, refs, tuple(sorted(latest)), dropped, 0, 0, 0, 0)
 
-    return index.transact(drop)
+    return index.update(drop)
 
 
 def _clear_all(cache: Cache, index: Index) -> ClearReport:
-    def drop(txn: lmdb.Transaction) -> ClearReport:
-        steps = decode_steps(db_items(txn, index, "steps"))
-        latest = [k.decode() for k in txn.cursor(db=index.db("latest")).iternext(values=False)]
-        counts = {db: txn.stat(index.db(db))["entries"] for db in ("artifacts", "runs", "envs")}
+    def drop(update: Update) -> ClearReport:
+        steps = decode_steps(update.items("steps"))
+        latest = [k.decode() for k in update.keys("latest")]
+        counts = {db: update.count(db) for db in ("artifacts", "runs", "envs")}
         # Leases stay: they belong to processes executing right now.
-        for db in ("steps", "hits", "artifacts", "runs", "envs", "latest"):
-            txn.drop(index.db(db), delete=False)
+        for db in ("steps", "artifacts", "runs", "envs", "latest"):
+            update.clear(db)  # the hit table goes with the steps
         refs = tuple(sorted((StepRef.of(r) for r in steps.values()), key=ref_order))
         return ClearReport(
             None,
@@ -367,7 +360,7 @@ def _clear_all(cache: Cache, index: Index) -> ClearReport:
             0,
         )
 
-    report = index.transact(drop)
+    report = index.update(drop)
     store = cache.store
     removed = removed_bytes = 0
     for object_id, size in store.iter_objects():

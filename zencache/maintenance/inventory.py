@@ -8,18 +8,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import lmdb
-
 from ..hashing import ContentId
 from ..storage.cache import Cache
+from ..storage.index import View
 from .snapshot import (
-    db_items,
     decode_artifacts,
     decode_steps,
     matches,
     open_index,
     output_ids,
-    read,
     temporary_files,
 )
 
@@ -65,10 +62,10 @@ def stats(cache: Cache) -> CacheStats:
     index = open_index(cache)
     store = cache.store
 
-    def snapshot(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, bytes]], ...]:
-        return db_items(txn, index, "steps"), db_items(txn, index, "artifacts")
+    def snapshot(view: View) -> tuple[list[tuple[bytes, bytes]], ...]:
+        return view.items("steps"), view.items("artifacts")
 
-    step_pairs, artifact_pairs = read(index, snapshot)
+    step_pairs, artifact_pairs = index.view(snapshot)
     counts = {db: index.count(db) for db in ("runs", "envs")}
     artifacts = decode_artifacts(artifact_pairs)
     referenced: set[ContentId] = set()
@@ -154,10 +151,10 @@ def ls(cache: Cache, step: str | None = None) -> list[StepEntry]:
     """The step entries (of one step, when named), by pipeline, step, newest first."""
     index = open_index(cache)
 
-    def snapshot(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, bytes]], ...]:
-        return db_items(txn, index, "steps"), db_items(txn, index, "artifacts")
+    def snapshot(view: View) -> tuple[list[tuple[bytes, bytes]], ...]:
+        return view.items("steps"), view.items("artifacts")
 
-    step_pairs, artifact_pairs = read(index, snapshot)
+    step_pairs, artifact_pairs = index.view(snapshot)
     artifacts = decode_artifacts(artifact_pairs)
     entries = []
     for record in decode_steps(step_pairs).values():

@@ -16,7 +16,7 @@ from ..hashing import ContentId
 from ..storage.cache import Cache
 from ..storage.index import Index
 from ..storage.records import EnvRecord, RunRecord, StepRecord
-from .snapshot import db_items, decode_run, decode_steps, open_index, read
+from .snapshot import decode_run, decode_steps, open_index
 
 # Shorter prefixes of 128-bit ids collide too easily to be worth resolving.
 MIN_PREFIX = 8
@@ -58,7 +58,7 @@ def resolve_run(cache: Cache, ref: str) -> RunRecord:
 def list_runs(cache: Cache, limit: int | None = None) -> list[RunRecord]:
     """Recorded runs, newest first."""
     index = open_index(cache)
-    pairs = read(index, lambda txn: db_items(txn, index, "runs"))
+    pairs = index.items("runs")
     pairs.reverse()
     if limit:
         pairs = pairs[:limit]
@@ -198,7 +198,7 @@ def lineage(cache: Cache, ref: str) -> Lineage:
     `RUN:STEP[.output]`, RUN being a run id, a unique prefix, or `latest`.
     """
     index = open_index(cache)
-    steps = read(index, lambda txn: decode_steps(db_items(txn, index, "steps")))
+    steps = decode_steps(index.items("steps"))
     producers: dict[ContentId, list[StepRecord]] = defaultdict(list)
     for record in steps.values():
         for content_id in record.output_ids:

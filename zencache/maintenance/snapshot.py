@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-
-import lmdb
 
 from ..errors import CacheError, CorruptIndexError
 from ..hashing import ContentId
@@ -20,8 +17,6 @@ from ..storage.cache import Cache
 from ..storage.index import Index
 from ..storage.records import ArtifactRecord, RunRecord, StepRecord, decode_output_ids
 from ..storage.store import ObjectStore
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +38,6 @@ def open_index(cache: Cache) -> Index:
     if not cache.exists():
         raise CacheError(f"no cache at {cache.path}; run a pipeline first or pass --cache-dir")
     return cache.index
-
-
-def read(index: Index, fn: Callable[[lmdb.Transaction], T]) -> T:
-    """`fn` in one read transaction: a consistent snapshot across databases."""
-    while True:
-        try:
-            with index.env.begin() as txn:
-                return fn(txn)
-        except lmdb.MapResizedError:
-            index.env.set_mapsize(0)  # another process grew the map: adopt its size
-
-
-def db_items(txn: lmdb.Transaction, index: Index, db: str) -> list[tuple[bytes, bytes]]:
-    return list(txn.cursor(db=index.db(db)).iternext())
 
 
 def decode_step(key: bytes, value: bytes) -> StepRecord:

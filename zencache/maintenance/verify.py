@@ -13,15 +13,13 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import lmdb
-
 from ..errors import CorruptIndexError, CorruptObjectError, MissingObjectError
 from ..hashing import ContentId
 from ..materializers.artifacts import artifact_id
 from ..storage.cache import Cache
-from ..storage.index import Index
+from ..storage.index import Index, Update, View
 from ..storage.records import ArtifactRecord, StepRecord
-from .snapshot import StepRef, db_items, decode_artifact, decode_step, open_index, read, ref_order
+from .snapshot import StepRef, decode_artifact, decode_step, open_index, ref_order
 
 # --- verify and repair ------------------------------------------------------------------------
 
@@ -105,10 +103,10 @@ def verify(cache: Cache, repair: bool = False) -> VerifyReport:
     index = open_index(cache)
     store = cache.store
 
-    def snapshot(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, bytes]], ...]:
-        return db_items(txn, index, "steps"), db_items(txn, index, "artifacts")
+    def snapshot(view: View) -> tuple[list[tuple[bytes, bytes]], ...]:
+        return view.items("steps"), view.items("artifacts")
 
-    step_pairs, artifact_pairs = read(index, snapshot)
+    step_pairs, artifact_pairs = index.view(snapshot)
 
     artifact_reasons: dict[ContentId, list[str]] = defaultdict(list)
     artifacts: dict[ContentId, ArtifactRecord] = {}
@@ -216,14 +214,13 @@ def _repair(cache: Cache, index: Index, report: VerifyReport) -> Repair:
     artifact_ids = [a.content_id for a in report.artifacts]
     step_keys = [s.entry.key for s in report.steps]
 
-    def drop(txn: lmdb.Transaction) -> tuple[list[ContentId], list[StepRef]]:
-        artifacts_db = index.db("artifacts")
-        dropped_artifacts = [c for c in artifact_ids if txn.delete(c.encode(), db=artifacts_db)]
+    def drop(update: Update) -> tuple[list[ContentId], list[StepRef]]:
+        dropped_artifacts = [c for c in artifact_ids if update.delete("artifacts", c.encode())]
         refs = {s.entry.key: s.entry for s in report.steps}
-        dropped_steps = [refs[k] for k in step_keys if index.delete_step(txn, k.encode())]
+        dropped_steps = [refs[k] for k in step_keys if update.delete("steps", k.encode())]
         return dropped_artifacts, dropped_steps
 
-    dropped_artifacts, dropped_steps = index.transact(drop)
+    dropped_artifacts, dropped_steps = index.update(drop)
     # Files last: the index no longer points at them. A damaged file is re-checked
     # first, since a concurrent run may have rewritten it meanwhile.
     deleted: list[ContentId] = []

@@ -85,6 +85,81 @@ def _hit_key(key: bytes) -> bytes:
         return key  # not a digest (a test's or a damaged key): kept as it is
 
 
+class View:
+    """One transaction's consistent view across the databases: what maintenance
+    decides from. It never outlives the `Index.view` or `Index.update` call that
+    made it, and no LMDB type leaves this module through it."""
+
+    __slots__ = ("_dbs", "_txn")
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, lmdb._Database]) -> None:
+        self._txn = txn
+        self._dbs = dbs
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        return self._txn.get(key, db=self._dbs[db])
+
+    def items(self, db: str, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        """The database's entries (under `prefix`), in key order."""
+        return _collect(self._txn, self._dbs[db], prefix)
+
+    def keys(self, db: str) -> list[bytes]:
+        return list(self._txn.cursor(db=self._dbs[db]).iternext(values=False))
+
+    def count(self, db: str) -> int:
+        return int(self._txn.stat(self._dbs[db])["entries"])
+
+
+class Update(View):
+    """A View that also writes, in the one transaction it reads from: what
+    maintenance decides and what it deletes cannot drift apart. A step entry's
+    hit-table row follows the entry, as in `Index.write`."""
+
+    __slots__ = ()
+
+    def put(self, db: str, key: bytes, value: bytes) -> None:
+        _apply(self._txn, self._dbs, ((db, key, value),))
+
+    def delete(self, db: str, key: bytes) -> bool:
+        """Delete an entry; whether it was there."""
+        if db == "steps":
+            self._txn.delete(_hit_key(key), db=self._dbs["hits"])
+        return bool(self._txn.delete(key, db=self._dbs[db]))
+
+    def clear(self, db: str) -> None:
+        """Empty a database (and the hit table with the steps); the database stays."""
+        self._txn.drop(self._dbs[db], delete=False)
+        if db == "steps":
+            self._txn.drop(self._dbs["hits"], delete=False)
+
+
+def _collect(txn: lmdb.Transaction, db: lmdb._Database, prefix: bytes) -> list[tuple[bytes, bytes]]:
+    cursor = txn.cursor(db=db)
+    if prefix and not cursor.set_range(prefix):
+        return []
+    out = []
+    for key, value in cursor.iternext():
+        if not key.startswith(prefix):
+            break
+        out.append((key, value))
+    return out
+
+
+def _apply(txn: lmdb.Transaction, dbs: dict[str, lmdb._Database], ops: Iterable[Op]) -> None:
+    """Puts and deletes; a step entry's hit-table row follows it in the same txn."""
+    for db, key, value in ops:
+        if value is None:
+            txn.delete(key, db=dbs[db])
+        else:
+            txn.put(key, value, db=dbs[db])
+        if db == "steps":
+            hit = None if value is None else hit_entry(value)
+            if hit is None:
+                txn.delete(_hit_key(key), db=dbs["hits"])
+            else:
+                txn.put(_hit_key(key), hit, db=dbs["hits"])
+
+
 class Index:
     """A handle on one index environment; cheap to keep open for a process's life."""
 
@@ -133,19 +208,7 @@ class Index:
 
     def items(self, db: str, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """A consistent snapshot of a database's entries, in key order."""
-
-        def collect(txn: lmdb.Transaction) -> list[tuple[bytes, bytes]]:
-            cursor = txn.cursor(db=self._dbs[db])
-            if prefix and not cursor.set_range(prefix):
-                return []
-            out = []
-            for key, value in cursor.iternext():
-                if not key.startswith(prefix):
-                    break
-                out.append((key, value))
-            return out
-
-        return self._read(collect)
+        return self._read(lambda txn: _collect(txn, self._dbs[db], prefix))
 
     def keys(self, db: str) -> list[bytes]:
         return self._read(lambda txn: list(txn.cursor(db=self._dbs[db]).iternext(values=False)))
@@ -162,31 +225,41 @@ class Index:
 
     def write(self, ops: Iterable[Op], *, remap: bool = True) -> None:
         """Apply puts and deletes in one transaction, growing the map if needed
-        (`remap=False`: see transact)."""
+        (`remap=False`: see _transact)."""
         ops = list(ops)
 
-        self.transact(lambda txn: self._apply(txn, ops), remap=remap)
+        self._transact(lambda txn: _apply(txn, self._dbs, ops), remap=remap)
 
-    def _apply(self, txn: lmdb.Transaction, ops: Iterable[Op]) -> None:
-        """Puts and deletes; a step entry's hit-table row follows it in the same txn."""
-        for db, key, value in ops:
-            if value is None:
-                txn.delete(key, db=self._dbs[db])
-            else:
-                txn.put(key, value, db=self._dbs[db])
-            if db == "steps":
-                hit = None if value is None else hit_entry(value)
-                if hit is None:
-                    txn.delete(_hit_key(key), db=self._hits)
-                else:
-                    txn.put(_hit_key(key), hit, db=self._hits)
+    def view(self, fn: Callable[[View], T]) -> T:
+        """`fn` over one read transaction: a consistent snapshot across databases."""
+        return self._read(lambda txn: fn(View(txn, self._dbs)))
 
-    def delete_step(self, txn: lmdb.Transaction, key: bytes) -> bool:
-        """Delete a step entry and its hit-table row, in a caller's write transaction."""
-        txn.delete(_hit_key(key), db=self._hits)
-        return txn.delete(key, db=self._steps)
+    def update(self, fn: Callable[[Update], T]) -> T:
+        """`fn` over one write transaction, committed when it returns (nothing of it
+        when it raises); run again whole if the map must grow first."""
+        return self._transact(lambda txn: fn(Update(txn, self._dbs)))
 
-    def transact(self, fn: Callable[[lmdb.Transaction], T], *, remap: bool = True) -> T:
+    def write_run(self, run: RunRecord, env: EnvRecord | None, latest: dict[str, str]) -> None:
+        """A run record, its environment (unless the index has it) and the pipeline's
+        latest pointers (step name -> key), in one transaction."""
+        prefix = f"{run.pipeline}/".encode()
+
+        def transaction(txn: lmdb.Transaction) -> None:
+            txn.put(run.run_id.encode(), run.encode(), db=self._dbs["runs"])
+            if env is not None and txn.get(env.env_id.encode(), db=self._dbs["envs"]) is None:
+                txn.put(env.env_id.encode(), env.encode(), db=self._dbs["envs"])
+            # A rerun mostly finds the keys it would write: rewriting them would
+            # dirty (and fsync) every page of the table for nothing. One scan of the
+            # pipeline's pointers, in key order, is cheaper than a get per step.
+            found = dict(_collect(txn, self._dbs["latest"], prefix))
+            for step, key in latest.items():
+                name, value = prefix + step.encode(), key.encode()
+                if found.get(name) != value:
+                    txn.put(name, value, db=self._dbs["latest"])
+
+        self._transact(transaction)
+
+    def _transact(self, fn: Callable[[lmdb.Transaction], T], *, remap: bool = True) -> T:
         """Run `fn` in a write transaction; retried whole after the map grows.
         `remap=False`: raise RemapNeeded instead of resizing the map."""
         while True:
@@ -216,10 +289,6 @@ class Index:
             self._grow()
         else:
             self._adopt()
-
-    def db(self, name: str) -> lmdb._Database:
-        """The handle of a named database, for code that composes its own transaction."""
-        return self._dbs[name]
 
     # --- typed records --------------------------------------------------------------------
 
@@ -430,7 +499,7 @@ class Index:
         if found == FORMAT:
             return
         if found in _UPGRADABLE:
-            self.transact(self._upgrade)
+            self._transact(self._upgrade)
             return
         if found is not None:
             raise CacheVersionError(
@@ -443,4 +512,4 @@ class Index:
             if txn.get(b"format", db=meta) is None:
                 txn.put(b"format", FORMAT, db=meta)
 
-        self.transact(initialise)
+        self._transact(initialise)
