@@ -19,7 +19,14 @@ PACKAGE = Path(zencache.__file__).parent
 LAYERS: list[set[str]] = [
     {"errors", "hashing", "config"},
     {"storage.store"},
-    {"storage.index", "storage.lease_table", "storage.records", "storage.cache", "storage"},
+    {
+        "storage.index",
+        "storage.lease_table",
+        "storage.records",
+        "storage.cache",
+        "storage.protocols",
+        "storage",
+    },
     {"fingerprint"},
     {"materializers", "io"},
     {"core"},
@@ -168,6 +175,25 @@ def test_the_walker_sees_deferred_and_type_only_imports(tmp_path: Path) -> None:
         ("executors.local", "method", False),
         ("maintenance", None, False),
     }
+
+
+def test_only_the_storage_layer_touches_lmdb() -> None:
+    """LMDB transactions stay behind the index's methods (and the lease table's)."""
+    allowed = {"storage.index", "storage.lease_table"}
+    found = []
+    for path, module in package_modules():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n == "lmdb" or n.startswith("lmdb.") for n in names) and module not in allowed:
+                found.append(f"zencache.{module}:{node.lineno}")
+    assert not found, f"lmdb imported outside storage/index.py: {found}"
 
 
 def test_public_names_are_sorted_and_importable() -> None:

@@ -49,7 +49,6 @@ from .snapshot import (
     decode_step,
     decode_steps,
     matches,
-    mtime,
     open_index,
     ref_order,
     temporary_files,
@@ -178,7 +177,7 @@ def gc(
         if object_id in prune.reachable:
             kept += 1
             continue
-        modified = mtime(store.path(object_id))
+        modified = store.modified(object_id)
         if modified is None:
             continue
         if modified > deadline:

@@ -99,13 +99,6 @@ def unlink(path: Path) -> bool:
     return True
 
 
-def mtime(path: os.PathLike[str] | str) -> float | None:
-    try:
-        return os.stat(path).st_mtime
-    except FileNotFoundError:
-        return None
-
-
 def ref_order(ref: StepRef) -> tuple[str, str, str]:
     return (ref.pipeline, ref.name, ref.key)
 

@@ -147,7 +147,7 @@ def verify(cache: Cache, repair: bool = False) -> VerifyReport:
         checked += 1
         checked_bytes += size
     for object_id in users.keys() - listed:
-        if not store.path(object_id).exists():  # not written since we listed
+        if store.modified(object_id) is None:  # not written since we listed
             problems[object_id] = "missing"
     for object_id, problem in problems.items():
         for content_id in users.get(object_id, ()):

@@ -167,6 +167,13 @@ class ObjectStore:
             return False
         return True
 
+    def modified(self, object_id: ContentId) -> float | None:
+        """The object file's mtime (written or freshened); None when absent."""
+        try:
+            return os.stat(self.path(object_id)).st_mtime
+        except _ABSENT:
+            return None
+
     def size_of(self, object_id: ContentId) -> int:
         return self.path(object_id).stat().st_size
 
