@@ -6,6 +6,7 @@ PY ?= .venv/bin/python
 lint:
 	$(PY) -m ruff check zencache tests benchmarks examples
 	$(PY) -m ruff format --check zencache tests benchmarks examples
+	$(PY) -m mypy
 
 test:
 	$(PY) -m pytest -q

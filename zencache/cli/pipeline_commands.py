@@ -11,7 +11,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -412,7 +412,7 @@ _COLORS = {"cached": "#c8e6c9", "stale": "#ffe0b2", "new": "#bbdefb"}
 def _dag_text(
     pipeline: str,
     steps: list[str],
-    statuses: dict[str, str],
+    statuses: Mapping[str, str],
     edges: dict[tuple[str, str], list[str]],
 ) -> list[str]:
     lines = [f"pipeline {pipeline}"]
@@ -429,7 +429,7 @@ def _dag_text(
 def _dag_mermaid(
     pipeline: str,
     steps: list[str],
-    statuses: dict[str, str],
+    statuses: Mapping[str, str],
     edges: dict[tuple[str, str], list[str]],
 ) -> list[str]:
     ids = {step: f"s{i}" for i, step in enumerate(steps)}
@@ -446,7 +446,7 @@ def _dag_mermaid(
 def _dag_dot(
     pipeline: str,
     steps: list[str],
-    statuses: dict[str, str],
+    statuses: Mapping[str, str],
     edges: dict[tuple[str, str], list[str]],
 ) -> list[str]:
     lines = [

@@ -58,8 +58,9 @@ class ArtifactHandle:
         )
 
 
-_set_invocation = ArtifactHandle.invocation.__set__  # type: ignore[attr-defined]
-_set_output = ArtifactHandle.output.__set__  # type: ignore[attr-defined]
+# The slots' descriptors, to initialise a handle whose own __setattr__ refuses writes.
+_set_invocation = vars(ArtifactHandle)["invocation"].__set__
+_set_output = vars(ArtifactHandle)["output"].__set__
 
 
 class OutputHandles(tuple):

@@ -78,7 +78,7 @@ class PipelineInstance:
             elif isinstance(value, StepInstance):
                 value = StepInstance(value.step, value.bound, name)
             arguments[name] = value
-        call = inspect.BoundArguments(self.bound.signature, arguments)  # type: ignore[arg-type]
+        call = inspect.BoundArguments(self.bound.signature, arguments)
         with tracer.active():
             try:
                 result = self.pipeline.fn(*call.args, **call.kwargs)

@@ -85,9 +85,16 @@ def plan_invocation(
     )
 
 
-def _static_parts(
-    step: Any, params: dict[str, str], input_names: tuple[str, ...]
-) -> tuple[KeyParts, Fingerprint | None, dict[str, type[BaseMaterializer] | None], KeyTemplate]:
+_StaticParts = tuple[
+    KeyParts,
+    Fingerprint | None,
+    dict[str, type[BaseMaterializer] | None],
+    tuple[str, ...],  # the output names
+    KeyTemplate,
+]
+
+
+def _static_parts(step: Any, params: dict[str, str], input_names: tuple[str, ...]) -> _StaticParts:
     """What every invocation of `step` with these parameters and inputs shares."""
     materializers = output_materializers(step)
     outputs = tuple(

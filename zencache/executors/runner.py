@@ -265,8 +265,8 @@ class Runner:
             except DamagedInputs as exc:
                 inputs.update(exc.loaded)
                 damaged.update(exc.damaged)
-        for name, exc in damaged.items():
-            inputs[name] = self._recreate(ps.invocation.inputs[name], exc)
+        for name, damage in damaged.items():
+            inputs[name] = self._recreate(ps.invocation.inputs[name], damage)
         return inputs
 
     def _recreate(self, handle: ArtifactHandle, damage: Exception) -> Any:

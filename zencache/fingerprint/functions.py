@@ -47,7 +47,7 @@ def function_node(fn: types.FunctionType) -> Node:
     return node
 
 
-_LITERAL_TYPES = (type(None), bool, int, float, complex, str, bytes)
+_LITERAL_TYPES: tuple[type, ...] = (type(None), bool, int, float, complex, str, bytes)
 _LITERAL_TYPES += (tuple, list, dict, set, frozenset)
 
 

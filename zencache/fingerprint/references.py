@@ -109,7 +109,9 @@ def resolve(
         if head in fn.__globals__:
             obj = fn.__globals__[head]
         else:
-            namespace = fn.__builtins__ if isinstance(fn.__builtins__, dict) else vars(builtins)
+            # typeshed lacks FunctionType.__builtins__ (Python 3.10+)
+            own = getattr(fn, "__builtins__", None)
+            namespace = own if isinstance(own, dict) else vars(builtins)
             if head in namespace:
                 node.part("python", PYTHON_VERSION)
             else:

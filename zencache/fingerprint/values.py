@@ -29,8 +29,14 @@ _DESCRIPTOR_TYPES = (
 # Immutable type-level objects and loggers are read by many functions and change
 # no results: reporting each of them as untracked would bury the notes that matter.
 _INERT_TYPE_MODULES = frozenset({"typing", "typing_extensions"})
-_INERT_TYPES = (types.GenericAlias, types.UnionType, logging.Logger, logging.LoggerAdapter)
-_INERT_TYPES += (types.EllipsisType, types.NotImplementedType)
+_INERT_TYPES: tuple[type, ...] = (
+    types.GenericAlias,
+    types.UnionType,
+    logging.Logger,
+    logging.LoggerAdapter,
+    types.EllipsisType,
+    types.NotImplementedType,
+)
 # Stateless markers in the code that dataclasses generates (__init__'s defaults).
 _MARKER_TYPES = frozenset(
     {

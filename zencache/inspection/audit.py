@@ -322,7 +322,7 @@ def classify(
     outputs = []
     for name, recorded in zip(entry.output_names, entry.output_ids, strict=True):
         found = [r["outputs"][name] for r in results]
-        first_diff = next((f for f in found if f["id"] != recorded), {})
+        first_diff: dict[str, Any] = next((f for f in found if f["id"] != recorded), {})
         outputs.append(
             OutputCheck(
                 name=name,

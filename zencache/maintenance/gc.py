@@ -265,10 +265,10 @@ def _plan_prune(
 
     for key, value in artifact_pairs:
         content_id = key.decode()
-        record = decode_artifact(key, value)
-        if content_id in referenced or record.created > young:
+        artifact = decode_artifact(key, value)
+        if content_id in referenced or artifact.created > young:
             result.kept_artifacts += 1
-            result.reachable.update(record.object_ids())
+            result.reachable.update(artifact.object_ids())
         else:
             result.artifacts.append(content_id)
 

@@ -201,8 +201,8 @@ def lineage(cache: Cache, ref: str) -> Lineage:
     steps = decode_steps(index.items("steps"))
     producers: dict[ContentId, list[StepRecord]] = defaultdict(list)
     for record in steps.values():
-        for content_id in record.output_ids:
-            producers[content_id].append(record)
+        for output_id in record.output_ids:
+            producers[output_id].append(record)
 
     content_id: ContentId | None = None
     output: str | None = None

@@ -113,21 +113,21 @@ def verify(cache: Cache, repair: bool = False) -> VerifyReport:
     for key, value in artifact_pairs:
         content_id = key.decode()
         try:
-            record = decode_artifact(key, value)
+            artifact = decode_artifact(key, value)
         except CorruptIndexError:
             artifact_reasons[content_id].append("its index record cannot be decoded")
             continue
-        artifacts[content_id] = record
-        if record.content_id != content_id or (
-            artifact_id(record.materializer, record.files) != content_id
+        artifacts[content_id] = artifact
+        if artifact.content_id != content_id or (
+            artifact_id(artifact.materializer, artifact.files) != content_id
         ):
             artifact_reasons[content_id].append(
                 "its index record does not match its id (inline bytes or manifest damaged)"
             )
 
     users: dict[ContentId, list[ContentId]] = defaultdict(list)  # object -> artifacts
-    for content_id, record in artifacts.items():
-        for object_id in record.object_ids():
+    for content_id, artifact in artifacts.items():
+        for object_id in artifact.object_ids():
             users[object_id].append(content_id)
 
     # Objects: one pass over the files, re-hashing each; then the referenced ids

@@ -164,9 +164,9 @@ def _is_numpy_scalar(value: Any) -> bool:
 def _unsupported(value: Any, where: str) -> str:
     cls = type(value)
     name = registry.type_name(cls)
-    base = next((b for b in cls.__mro__[1:] if b in BuiltinMaterializer.ASSOCIATED_TYPES), None)
-    if base is not None or isinstance(value, bytes | bytearray):
-        base = base or bytes
+    found = next((b for b in cls.__mro__[1:] if b in BuiltinMaterializer.ASSOCIATED_TYPES), None)
+    if found is not None or isinstance(value, bytes | bytearray):
+        base: type = found or bytes
         return (
             f"cannot store {where} of type {name} with a builtin materializer: it is a "
             f"subclass of {base.__qualname__} and would come back as a plain "

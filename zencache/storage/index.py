@@ -35,7 +35,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import lmdb
 
@@ -97,14 +97,14 @@ class View:
         self._dbs = dbs
 
     def get(self, db: str, key: bytes) -> bytes | None:
-        return self._txn.get(key, db=self._dbs[db])
+        return _get(self._txn, key, self._dbs[db])
 
     def items(self, db: str, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """The database's entries (under `prefix`), in key order."""
         return _collect(self._txn, self._dbs[db], prefix)
 
     def keys(self, db: str) -> list[bytes]:
-        return list(self._txn.cursor(db=self._dbs[db]).iternext(values=False))
+        return _keys(self._txn, self._dbs[db])
 
     def count(self, db: str) -> int:
         return int(self._txn.stat(self._dbs[db])["entries"])
@@ -138,11 +138,21 @@ def _collect(txn: lmdb.Transaction, db: lmdb._Database, prefix: bytes) -> list[t
     if prefix and not cursor.set_range(prefix):
         return []
     out = []
-    for key, value in cursor.iternext():
+    for key, value in cast("Iterator[tuple[bytes, bytes]]", cursor.iternext()):
         if not key.startswith(prefix):
             break
         out.append((key, value))
     return out
+
+
+# lmdb's stubs type keys and values `bytes | memoryview`: memoryviews come only from
+# transactions begun with buffers=True, which this module never begins.
+def _get(txn: lmdb.Transaction, key: bytes, db: lmdb._Database | None = None) -> bytes | None:
+    return cast("bytes | None", txn.get(key, db=db))
+
+
+def _keys(txn: lmdb.Transaction, db: lmdb._Database | None = None) -> list[bytes]:
+    return cast("list[bytes]", list(txn.cursor(db=db).iternext(values=False)))
 
 
 def _apply(txn: lmdb.Transaction, dbs: dict[str, lmdb._Database], ops: Iterable[Op]) -> None:
@@ -204,19 +214,20 @@ class Index:
     # --- generic access -----------------------------------------------------------------
 
     def get(self, db: str, key: bytes) -> bytes | None:
-        return self._read(lambda txn: txn.get(key, db=self._dbs[db]))
+        return self._read(lambda txn: _get(txn, key, self._dbs[db]))
 
     def items(self, db: str, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """A consistent snapshot of a database's entries, in key order."""
         return self._read(lambda txn: _collect(txn, self._dbs[db], prefix))
 
     def keys(self, db: str) -> list[bytes]:
-        return self._read(lambda txn: list(txn.cursor(db=self._dbs[db]).iternext(values=False)))
+        return self._read(lambda txn: _keys(txn, self._dbs[db]))
 
     def last(self, db: str) -> tuple[bytes, bytes] | None:
         def find(txn: lmdb.Transaction) -> tuple[bytes, bytes] | None:
             cursor = txn.cursor(db=self._dbs[db])
-            return (cursor.key(), cursor.value()) if cursor.last() else None
+            found = (cursor.key(), cursor.value()) if cursor.last() else None
+            return cast("tuple[bytes, bytes] | None", found)
 
         return self._read(find)
 
@@ -466,11 +477,7 @@ class Index:
 
     def _refuse_foreign(self) -> None:
         """An LMDB file of another program holds keys we would never write."""
-        names = self._read(
-            lambda txn: {
-                key.decode(errors="replace") for key in txn.cursor().iternext(values=False)
-            }
-        )
+        names = self._read(lambda txn: {key.decode(errors="replace") for key in _keys(txn)})
         foreign = names - set(DATABASES) - set(_RETIRED)
         if foreign:
             raise CorruptIndexError(
@@ -484,7 +491,7 @@ class Index:
         if found not in _UPGRADABLE:
             return  # another process upgraded it meanwhile
         if found == b"zencache-index/1":  # build the hit table from the step entries
-            for key, value in txn.cursor(db=self._steps).iternext():
+            for key, value in _collect(txn, self._steps, b""):
                 hit = hit_entry(value)
                 if hit is not None:
                     txn.put(_hit_key(key), hit, db=self._hits)
@@ -495,7 +502,7 @@ class Index:
 
     def _check_format(self) -> None:
         meta = self._dbs["meta"]
-        found = self._read(lambda txn: txn.get(b"format", db=meta))
+        found = self._read(lambda txn: _get(txn, b"format", meta))
         if found == FORMAT:
             return
         if found in _UPGRADABLE:

@@ -77,7 +77,7 @@ class LeaseTable:
 
         def swap(txn: lmdb.Transaction) -> dict[str, Any] | None:
             raw = txn.get(name)
-            current = None if raw is None else json.loads(raw)
+            current = None if raw is None else json.loads(bytes(raw))
             if current is None or current["expires"] <= now or current == replace:
                 txn.put(name, json.dumps(holder).encode())
                 return None
@@ -112,7 +112,7 @@ class LeaseTable:
         def remove(txn: lmdb.Transaction) -> None:
             for key, holder in leases:
                 raw = txn.get(key.encode())
-                if raw is not None and json.loads(raw) == holder:
+                if raw is not None and json.loads(bytes(raw)) == holder:
                     txn.delete(key.encode())
 
         if leases:

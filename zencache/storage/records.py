@@ -150,7 +150,7 @@ class ArtifactRecord:
         return cls(**body)
 
 
-class _EmptyOutputs(dict):  # type: ignore[type-arg]
+class _EmptyOutputs(dict):
     """The default of StepRun.outputs: a tuple's defaults are shared by every
     instance, so the empty mapping must be one that no caller can fill. (A
     MappingProxyType would do, but it cannot be pickled or deep-copied.)"""
@@ -160,8 +160,9 @@ class _EmptyOutputs(dict):  # type: ignore[type-arg]
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("a StepRun's default outputs are read-only")
 
-    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse
-    __ior__ = _refuse
+    # Overrides with a catch-all signature on purpose: each one only refuses.
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_EmptyOutputs, ())
