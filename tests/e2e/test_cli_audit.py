@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zencache_testing import run_cli
 
 from zencache.storage.cache import Cache
 from zencache.storage.records import EnvRecord
-
-SCRIPT = Path(sys.executable).parent / "zencache"
 
 FLOW = """
 from __future__ import annotations
@@ -98,14 +97,8 @@ if __name__ == "__main__":
 def zencache(
     project: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT), *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ZENCACHE_DIR": str(project / ".zencache"), **(env or {})},
-        timeout=120,
-        check=False,
+    return run_cli(
+        *args, cwd=project, env={"ZENCACHE_DIR": str(project / ".zencache"), **(env or {})}
     )
 
 

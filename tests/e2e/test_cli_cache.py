@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-ZENCACHE = Path(sys.executable).parent / "zencache"
+from zencache_testing import run_cli
 
 PIPELINE = textwrap.dedent(
     """
@@ -61,16 +60,7 @@ def _env() -> dict[str, str]:
 
 
 def zc(cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI, with stdin that is not a terminal."""
-    return subprocess.run(
-        [str(ZENCACHE), "--cache-dir", str(cache), *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env=_env(),
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, cache=cache, env={"PYTHONWARNINGS": "error"}, timeout=60)
 
 
 def ok(cache: Path, *args: str) -> str:

@@ -14,7 +14,6 @@ The project:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,9 +21,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from zencache_testing import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = Path(sys.executable).parent / "zencache"
 
 FLOW = '''
 from __future__ import annotations
@@ -161,24 +160,8 @@ FILES = {
 def cli(
     cwd: Path, *args: str, cache: Path | None = None, debug: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """The installed console script (falls back to `python -m zencache`)."""
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "zencache"]
-    options = ["--cache-dir", str(cache if cache is not None else cwd / "cache")]
-    if debug:
-        options.append("--debug")
-    env = {k: v for k, v in os.environ.items() if k != "ZENCACHE_DIR"}
-    # Files are rewritten within one second at the same size: stale .pyc files
-    # would run the old code.
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return subprocess.run(
-        [*command, *options, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    options = ["--debug"] if debug else []
+    return run_cli(*options, *args, cache=cache if cache is not None else cwd / "cache", cwd=cwd)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

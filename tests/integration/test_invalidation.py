@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from zencache_testing import check_execution
 
 FLOW = '''
 import helpers
@@ -123,12 +124,6 @@ class Project:
         return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def check_execution(result: dict, executed: list[str], cached: list[str]) -> None:
-    statuses = result["steps"]
-    assert sorted(n for n, s in statuses.items() if s == "executed") == sorted(executed), statuses
-    assert sorted(n for n, s in statuses.items() if s == "cached") == sorted(cached), statuses
-
-
 @pytest.fixture(scope="module")
 def baseline_output() -> str:
     return str(sum((i + 1) * 3 * 2 for i in range(4))).rjust(8)
@@ -138,7 +133,7 @@ def baseline_output() -> str:
 def project(tmp_path: Path, baseline_output: str) -> Project:
     project = Project(tmp_path)
     first = project.run()
-    check_execution(first, executed=["load", "double", "report"], cached=[])
+    check_execution(first["steps"], executed=["load", "double", "report"], cached=[])
     assert first["output"] == baseline_output
     return project
 
@@ -147,7 +142,7 @@ ALL = ["load", "double", "report"]
 
 
 def test_rerun_without_change_executes_nothing(project: Project) -> None:
-    check_execution(project.run(), executed=[], cached=ALL)
+    check_execution(project.run()["steps"], executed=[], cached=ALL)
 
 
 @pytest.mark.parametrize(
@@ -172,68 +167,68 @@ def test_cosmetic_or_unrelated_change_does_not_recompute(
     project: Project, name: str, old: str, new: str
 ) -> None:
     project.edit(name, old, new)
-    check_execution(project.run(), executed=[], cached=ALL)
+    check_execution(project.run()["steps"], executed=[], cached=ALL)
 
 
 def test_step_body_change_reruns_it_and_its_changed_dependents(project: Project) -> None:
     project.edit(
         "flow.py", "return [fit(v) for v in values]", "return [fit(v) + 1 for v in values]"
     )
-    check_execution(project.run(), executed=["double", "report"], cached=["load"])
+    check_execution(project.run()["steps"], executed=["double", "report"], cached=["load"])
 
 
 def test_helper_in_other_module_imported_by_name(project: Project) -> None:
     project.edit("helpers.py", "return v * 2", "return v * 3")
-    check_execution(project.run(), executed=["double", "report"], cached=["load"])
+    check_execution(project.run()["steps"], executed=["double", "report"], cached=["load"])
 
 
 def test_helper_reached_as_module_attribute(project: Project) -> None:
     project.edit("helpers.py", "return x + 1", "return x + 2")
-    check_execution(project.run(), executed=["load", "double", "report"], cached=[])
+    check_execution(project.run()["steps"], executed=["load", "double", "report"], cached=[])
 
 
 def test_helper_two_calls_deep(project: Project) -> None:
     project.edit("deep.py", "rjust(8)", "rjust(9)")
-    check_execution(project.run(), executed=["report"], cached=["load", "double"])
+    check_execution(project.run()["steps"], executed=["report"], cached=["load", "double"])
 
 
 def test_module_constant(project: Project) -> None:
     project.edit("flow.py", "CONSTANT = 3", "CONSTANT = 5")
-    check_execution(project.run(), executed=["load", "double", "report"], cached=[])
+    check_execution(project.run()["steps"], executed=["load", "double", "report"], cached=[])
 
 
 def test_default_value_change(project: Project) -> None:
     project.edit("flow.py", "def load(n: int = 4)", "def load(n: int = 5)")
     # The pipeline passes n explicitly, but the step's own code changed: it reruns,
     # produces identical data, and its dependents stay cached (early cutoff).
-    check_execution(project.run(), executed=["load"], cached=["double", "report"])
+    check_execution(project.run()["steps"], executed=["load"], cached=["double", "report"])
 
 
 def test_parameter_value(project: Project) -> None:
-    check_execution(project.run(n=5), executed=ALL, cached=[])
-    check_execution(project.run(n=4), executed=[], cached=ALL)
+    check_execution(project.run(n=5)["steps"], executed=ALL, cached=[])
+    check_execution(project.run(n=4)["steps"], executed=[], cached=ALL)
 
 
 def test_dependency_code_change_same_result_does_not_recompute(project: Project) -> None:
     project.edit("helpers.py", "return x + 1", "return 1 + x")
-    check_execution(project.run(), executed=["load"], cached=["double", "report"])
+    check_execution(project.run()["steps"], executed=["load"], cached=["double", "report"])
 
 
 def test_version_pin_ignores_code_changes_until_bumped(project: Project) -> None:
     project.edit("flow.py", "@step\ndef double", '@step(version="1")\ndef double')
-    check_execution(project.run(), executed=["double"], cached=["load", "report"])
+    check_execution(project.run()["steps"], executed=["double"], cached=["load", "report"])
     project.edit(
         "flow.py", "return [fit(v) for v in values]", "return [fit(v) + 0 for v in values]"
     )
-    check_execution(project.run(), executed=[], cached=ALL)
+    check_execution(project.run()["steps"], executed=[], cached=ALL)
     project.edit("flow.py", 'version="1"', 'version="2"')
-    check_execution(project.run(), executed=["double"], cached=["load", "report"])
+    check_execution(project.run()["steps"], executed=["double"], cached=["load", "report"])
 
 
 def test_cache_false_always_executes(project: Project) -> None:
     project.edit("flow.py", "@step\ndef load", "@step(cache=False)\ndef load")
-    check_execution(project.run(), executed=["load"], cached=["double", "report"])
-    check_execution(project.run(), executed=["load"], cached=["double", "report"])
+    check_execution(project.run()["steps"], executed=["load"], cached=["double", "report"])
+    check_execution(project.run()["steps"], executed=["load"], cached=["double", "report"])
 
 
 def test_seed_style_injected_steps_share_the_cache_rules(project: Project) -> None:
@@ -250,9 +245,9 @@ def test_seed_style_injected_steps_share_the_cache_rules(project: Project) -> No
     driver.write_text(DRIVER.replace("flow.flow(**params)", "flow.seeded(**params)"))
     # Keys depend on what a step is and gets, not on its invocation name: the
     # injected instances find the entries the other style wrote.
-    check_execution(project.run(), executed=[], cached=["loader", "doubler", "reporter"])
+    check_execution(project.run()["steps"], executed=[], cached=["loader", "doubler", "reporter"])
     project.edit("helpers.py", "return v * 2", "return v * 3")
-    check_execution(project.run(), executed=["doubler", "reporter"], cached=["loader"])
+    check_execution(project.run()["steps"], executed=["doubler", "reporter"], cached=["loader"])
 
 
 def test_script_run_as_main_shares_keys_with_the_imported_module(project: Project) -> None:

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import numpy as np
 import pytest
+from zencache_testing import check_execution
 
 from zencache import Cache, Output, pipeline, step
-from zencache.core.runs import Run
 from zencache.errors import (
     PipelineDefinitionError,
     StepFailedError,
@@ -19,12 +19,6 @@ from zencache.errors import (
 )
 
 CALLS: list[str] = []
-
-
-def check_execution(run: Run, executed: list[str], cached: list[str]) -> None:
-    statuses = {n: s.status for n, s in run.steps.items()}
-    assert sorted(n for n, s in statuses.items() if s == "executed") == sorted(executed), statuses
-    assert sorted(n for n, s in statuses.items() if s == "cached") == sorted(cached), statuses
 
 
 @step

@@ -21,6 +21,7 @@ import lmdb
 import numpy as np
 import pytest
 import reliability_flows as rf
+from zencache_testing import run_cli
 
 from zencache import Cache, maintenance, pipeline, step
 from zencache.core.runs import Run
@@ -154,13 +155,7 @@ def test_cli_verify_names_the_damage_and_repair_exits_0(
     flip_byte(Cache(tmp_path / "cache").store.path(victim), 5)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "zencache", "--cache-dir", str(tmp_path / "cache"), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_cli(*args, cache=tmp_path / "cache", timeout=60)
 
     found = cli("cache", "verify")
     assert found.returncode == 1

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from zencache_testing import check_execution
 
 from zencache import Cache, pipeline, step
 from zencache import maintenance as m
@@ -54,12 +55,6 @@ def chain(n: int = N, seed: int = 0):
 @pipeline
 def shared(n: int = 20_000):
     return tweak(x=source(n=n))
-
-
-def check_execution(run: Run, executed: list[str], cached: list[str]) -> None:
-    statuses = {n: s.status for n, s in run.steps.items()}
-    assert sorted(n for n, s in statuses.items() if s == "executed") == sorted(executed), statuses
-    assert sorted(n for n, s in statuses.items() if s == "cached") == sorted(cached), statuses
 
 
 def object_of(run: Run, step_name: str, cache: Cache) -> str:
