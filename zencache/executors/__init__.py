@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import warnings
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..config import load_settings
 from ..core.plan import plan
-from ..errors import UsageError
+from ..errors import CacheSizeWarning, UsageError, ZencacheError
 from ..storage.cache import Cache
 from . import collector
 from .base import Executor
@@ -98,5 +100,41 @@ def run_pipeline(
     except KeyboardInterrupt:
         runner.finish("interrupted")
         raise
-    with collector.paused():
-        return runner.finish()
+    try:
+        with collector.paused():
+            return runner.finish()
+    finally:
+        limit_size(cache, runner.run_id)
+
+
+def limit_size(cache: Cache, run_id: str) -> None:
+    """Enforce the project's size limit after a run; a failure here never fails the run."""
+    limit = load_settings().max_size
+    if limit is None:
+        return
+    record = cache.index.get_run(run_id)
+    if record is None:
+        return  # the run record was not written: nothing to protect or account for
+    from ..maintenance.eviction import after_run  # loaded only when a limit is set
+
+    try:
+        report = after_run(cache, record, limit)
+    except (ZencacheError, OSError) as exc:
+        warnings.warn(f"the cache size limit was not enforced: {exc}", CacheSizeWarning, 2)
+        return
+    if report is not None and report.latest_evicted:
+        warnings.warn(
+            f"the cache at {cache.path} is over its limit of {report.limit} bytes: evicted "
+            f"the latest run of {', '.join(report.latest_evicted)}; raise max_size or pin "
+            "the runs to keep",
+            CacheSizeWarning,
+            2,
+        )
+    if report is not None and report.over_limit:
+        warnings.warn(
+            f"the cache at {cache.path} holds {report.after} bytes, over its limit of "
+            f"{report.limit}, in what it may not evict (this run, pinned runs, steps being "
+            "executed, objects written in the last 10 minutes); raise max_size or unpin runs",
+            CacheSizeWarning,
+            2,
+        )
