@@ -27,6 +27,7 @@ from .runner import Progress, Runner
 if TYPE_CHECKING:
     from ..core.pipeline import PipelineInstance
     from ..core.runs import Run
+    from ..storage.records import RunRecord
 
 EXECUTORS = {
     "local": "zencache.executors.local",
@@ -100,19 +101,22 @@ def run_pipeline(
     except KeyboardInterrupt:
         runner.finish("interrupted")
         raise
+    finished = None
     try:
         with collector.paused():
-            return runner.finish()
+            finished = runner.finish()
+        return finished
     finally:
-        limit_size(cache, runner.run_id)
+        limit_size(cache, finished.record if finished is not None else runner.run_id)
 
 
-def limit_size(cache: Cache, run_id: str) -> None:
-    """Enforce the project's size limit after a run; a failure here never fails the run."""
+def limit_size(cache: Cache, run: RunRecord | str) -> None:
+    """Enforce the project's size limit after a run (its record, or its id when the run
+    raised); a failure here never fails the run."""
     limit = load_settings().max_size
     if limit is None:
         return
-    record = cache.index.get_run(run_id)
+    record = cache.index.get_run(run) if isinstance(run, str) else run
     if record is None:
         return  # the run record was not written: nothing to protect or account for
     from ..maintenance.eviction import after_run  # loaded only when a limit is set
