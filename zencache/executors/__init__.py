@@ -4,7 +4,8 @@
 processes (joblib's loky); `dask` runs them on a Dask distributed cluster. Each
 is an `Executor` (base.py) whose `execute(runner)` calls the runner's pieces for
 every planned step in an order that respects the DAG; the parallel ones share
-scheduler.py (the driver) and worker.py (what a worker does). Their modules
+scheduler.py (the driver) and worker.py (what a worker does). Whoever executes a
+step does it through execute.py (load inputs, call, split and materialize outputs). Their modules
 import joblib and dask only when a run first needs a worker.
 """
 
@@ -99,26 +100,20 @@ def run_pipeline(
     try:
         chosen.execute(runner)
     except KeyboardInterrupt:
-        runner.finish("interrupted")
+        runner.write_run("interrupted")
         raise
-    finished = None
-    try:
-        with collector.paused():
-            finished = runner.finish()
-        return finished
-    finally:
-        limit_size(cache, finished.record if finished is not None else runner.run_id)
+    with collector.paused():
+        run = runner.write_run()
+    limit_size(cache, run.record)
+    runner.raise_failures()
+    return run
 
 
-def limit_size(cache: Cache, run: RunRecord | str) -> None:
-    """Enforce the project's size limit after a run (its record, or its id when the run
-    raised); a failure here never fails the run."""
+def limit_size(cache: Cache, record: RunRecord) -> None:
+    """Enforce the project's size limit after a run; a failure here never fails the run."""
     limit = load_settings().max_size
     if limit is None:
         return
-    record = cache.index.get_run(run) if isinstance(run, str) else run
-    if record is None:
-        return  # the run record was not written: nothing to protect or account for
     from ..maintenance.eviction import after_run  # loaded only when a limit is set
 
     try:
