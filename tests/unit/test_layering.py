@@ -29,9 +29,10 @@ LAYERS: list[set[str]] = [
     },
     {"fingerprint"},
     {"materializers", "io"},
+    {"maintenance"},
     {"core"},
     {"executors"},
-    {"inspection", "maintenance"},
+    {"inspection"},
     {"cli", "__main__", "steps", "pipelines"},
 ]
 

@@ -329,6 +329,16 @@ def test_a_step_entry_is_a_hit_until_deleted_by_any_path(index: Any) -> None:
     assert index.count("steps") == 0
 
 
+def test_uses_are_recorded_coarsely(index: Any) -> None:
+    key = _cid("used")
+    index.record_use([key], now=1000.0)
+    index.record_use([key], now=1030.0)  # within a minute of the last: not rewritten
+    first = index.items("used")
+    assert [k for k, _ in first] == [key.encode()]
+    index.record_use([key], now=1100.0)
+    assert index.items("used") != first
+
+
 def test_the_lookup_snapshot_sees_nothing_newer_until_it_ends(index: Any) -> None:
     key = _cid("late")
     assert index.step_output_ids(key, snapshot=True) is None

@@ -107,7 +107,8 @@ class Update(View, Protocol):
 
 @runtime_checkable
 class Index(Protocol):
-    """Records by key in named databases (steps, artifacts, runs, envs, latest);
+    """Records by key in named databases (steps, artifacts, runs, envs, latest, pins,
+    used);
     a step entry's hit row follows every write of it. No policy."""
 
     # Held around writes that run beside another thread's reads and around
@@ -148,6 +149,11 @@ class Index(Protocol):
         ...
 
     def end_snapshot(self) -> None: ...
+
+    def record_use(self, keys: Iterable[str], now: float | None = None) -> None:
+        """Note step entries' outputs loaded outside a run (the `used` table, for
+        size-limit LRU); coarse and unsynced by design."""
+        ...
 
     def get_step(self, key: str) -> StepRecord | None: ...
 
