@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PipelineDefinitionError, UnhashableParameterError
-from ..fingerprint import Fingerprint, fingerprint
+from ..fingerprint import Fingerprint, fingerprint, new_epoch
 from ..hashing import hash_value
 from ..materializers import registry
 from ..materializers.base import BaseMaterializer
@@ -45,6 +45,9 @@ def plan(dag: Dag) -> list[PlannedStep]:
     # A step invoked many times with the same parameters has the same static parts:
     # computed once per plan (the registry and fingerprints cannot change meanwhile).
     shared: dict[Any, Any] = {}
+    # Each plan checks the per-process fingerprint memos again (a notebook may have
+    # redefined a helper or edited a module-level dict since the last run).
+    new_epoch()
     return [plan_invocation(dag.pipeline, inv, shared) for inv in dag.invocations.values()]
 
 

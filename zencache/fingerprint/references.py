@@ -13,7 +13,7 @@ import sys
 import types
 from typing import Any
 
-from .node import Node, Where, qualname_of
+from .node import MISSING, Node, Where, qualname_of
 from .origin import PYTHON_VERSION, USER, file_origin, module_origin
 from .values import use
 
@@ -96,6 +96,8 @@ def _scan_into(code: types.CodeType, uses: set[_Use]) -> None:
 
 
 _MISSING = object()
+# The interpreter's own builtins; anything else found there was put in by a program.
+_BUILTIN_NAMES = frozenset(vars(builtins))
 
 
 def resolve(
@@ -106,11 +108,20 @@ def resolve(
     reader = f"{module}:{qualname}"
 
     if scope == "global":
+        node.bind(fn.__globals__, head, fn.__globals__.get(head, MISSING))
         if head in fn.__globals__:
             obj = fn.__globals__[head]
         else:
             namespace = fn.__builtins__ if isinstance(fn.__builtins__, dict) else vars(builtins)
-            if head in namespace:
+            node.bind(namespace, head, namespace.get(head, MISSING))
+            if head in namespace and head not in _BUILTIN_NAMES:
+                # A name a program put into builtins (a notebook's magic, a plugin):
+                # what it holds is followed like a global.
+                where = Where(
+                    f"const:builtins:{head}", f"builtins name '{head}'", f"read by {reader}"
+                )
+                use(namespace[head], node, where)
+            elif head in namespace:
                 node.part("python", PYTHON_VERSION)
             else:
                 node.notes.append(
@@ -125,11 +136,13 @@ def resolve(
         try:
             obj = cell.cell_contents
         except ValueError:
+            node.cells.append((cell, MISSING))
             node.notes.append(f"closure variable '{head}' of {reader} is empty at fingerprint time")
             return
         where = Where(
             f"const:{module}:{qualname}.{head}", f"closure variable '{head}'", f"of {reader}"
         )
+        node.cells.append((cell, obj))
     else:  # an import inside the function
         found = _import_target(fn, node, head[0], head[1], reader)
         if found is None:
@@ -144,6 +157,14 @@ def resolve(
         if origin != USER:
             break  # inside a third-party or stdlib module, its version covers the rest
         value = _module_attr(obj, attr, node, reader)
+        namespace = vars(obj)
+        node.bind(namespace, attr, namespace.get(attr, MISSING))
+        if attr not in namespace:  # a submodule not yet bound in its package
+            node.bind(
+                sys.modules,
+                f"{obj.__name__}.{attr}",
+                sys.modules.get(f"{obj.__name__}.{attr}", MISSING),
+            )
         if value is _MISSING:
             node.notes.append(
                 f"'{obj.__name__}.{attr}' read by {reader} is not defined at fingerprint time"
@@ -203,11 +224,14 @@ def _import_target(
     module = sys.modules.get(name)
     if module is None:
         found = _load_user_module(name, node, reader)
+        node.bind(sys.modules, name, sys.modules.get(name, MISSING))
         if not isinstance(found, types.ModuleType):
             if isinstance(found, str):
                 node.origin(found)
             return None
         module = found
+    else:
+        node.bind(sys.modules, name, module)
     return module, name
 
 

@@ -123,7 +123,8 @@ def class_dump(cls: type) -> str | None:
     filename = getattr(module, "__file__", None)
     if not isinstance(filename, str):
         return None
-    source = _source_file(filename, vars(module))
+    # A reloaded module's classes are new objects, and their file may be new too.
+    source = _source_file(filename, vars(module), refresh=True)
     statement = source.classes.get(cls.__qualname__) if source is not None else None
     if statement is None:
         return None

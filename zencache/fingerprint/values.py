@@ -6,6 +6,7 @@ only origin and node from this package.
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import re
@@ -15,7 +16,7 @@ from typing import Any
 
 from ..errors import UnhashableParameterError
 from ..hashing import hash_value
-from .node import Node, Where
+from .node import Epoch, Node, Where
 from .origin import PYTHON, USER, ZENCACHE, class_origin, function_origin, module_origin
 
 _DESCRIPTOR_TYPES = (
@@ -154,22 +155,41 @@ def _use_value(obj: Any, node: Node, where: Where) -> None:
 
 
 _SCALARS = (type(None), bool, int, float, str)
-# id -> (value, digest or None, callables inside it). One module-level array or
-# table read by a thousand steps is hashed once; the strong reference keeps the
-# id from being reused (these values are held by modules and functions anyway).
-_VALUES: dict[int, tuple[object, str | None, tuple[Any, ...]]] = {}
+# id -> (value, digest or None, callables inside it, epoch). One module-level array
+# or table read by a thousand steps is hashed once per plan; the strong reference
+# keeps the id from being reused (these values are held by modules and functions anyway).
+_VALUES: dict[int, tuple[object, str | None, tuple[Any, ...], int]] = {}
+_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, range, re.Pattern)
+
+
+def _immutable(obj: Any, depth: int = 0) -> bool:
+    """Whether obj can never hash differently (then identity is all a guard needs)."""
+    if isinstance(obj, _IMMUTABLE) or isinstance(obj, enum.Enum):
+        return True
+    if type(obj) in (tuple, frozenset) and depth < 3 and len(obj) <= 64:
+        return all(_immutable(item, depth + 1) for item in obj)
+    return False
+
+
+def value_state(obj: Any) -> tuple[str | None, tuple[Any, ...]]:
+    """The digest of a value and the callables inside it, hashed again in each
+    epoch when the value is mutable (a module-level dict edited in a notebook)."""
+    hit = _VALUES.get(id(obj))
+    if hit is None or hit[0] is not obj or (hit[3] != Epoch.current and not _immutable(obj)):
+        hit = (obj, *_digest_and_callables(obj), Epoch.current)
+        _VALUES[id(obj)] = hit
+    return hit[1], hit[2]
 
 
 def _value_digest(obj: Any, node: Node, where: Where) -> str | None:
     if isinstance(obj, _SCALARS):
         return hash_value(obj)
-    hit = _VALUES.get(id(obj))
-    if hit is None or hit[0] is not obj:
-        hit = (obj, *_digest_and_callables(obj))
-        _VALUES[id(obj)] = hit
-    for item in hit[2]:
+    digest, callables = value_state(obj)
+    if not _immutable(obj):
+        node.values.append((obj, (digest, callables), value_state))
+    for item in callables:
         use(item, node, where.inner("[]", "an item of"))
-    return hit[1]
+    return digest
 
 
 def _digest_and_callables(obj: Any) -> tuple[str | None, tuple[Any, ...]]:
