@@ -39,7 +39,7 @@ class Fingerprint:
         return hash(self.digest)
 
 
-def fingerprint(fn: Callable[..., Any], carried: tuple[type, ...] = ()) -> Fingerprint:
+def fingerprint(fn: Callable[..., Any], carried: tuple[Any, ...] = ()) -> Fingerprint:
     """The code fingerprint of `fn` (and of the classes `carried` by its parameters
     and inputs) and of everything they reach; memoized per process.
 

@@ -159,12 +159,12 @@ _SCALARS = (type(None), bool, int, float, str)
 # or table read by a thousand steps is hashed once per plan; the strong reference
 # keeps the id from being reused (these values are held by modules and functions anyway).
 _VALUES: dict[int, tuple[object, str | None, tuple[Any, ...], int]] = {}
-_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, range, re.Pattern)
+_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, range, re.Pattern, enum.Enum)
 
 
 def _immutable(obj: Any, depth: int = 0) -> bool:
     """Whether obj can never hash differently (then identity is all a guard needs)."""
-    if isinstance(obj, _IMMUTABLE) or isinstance(obj, enum.Enum):
+    if isinstance(obj, _IMMUTABLE):
         return True
     if type(obj) in (tuple, frozenset) and depth < 3 and len(obj) <= 64:
         return all(_immutable(item, depth + 1) for item in obj)
