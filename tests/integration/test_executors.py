@@ -430,7 +430,7 @@ def test_a_dask_worker_with_old_code_refuses_to_run_the_step(
         module_file.write_text(STALE_MODULE.format(delta=2))
         importlib.reload(edited_steps)
         with pytest.raises(
-            StepFailedError, match="step 'answer' was not run: the worker on .* holds other code"
+            StepFailedError, match=r"step 'answer' was not run: the worker on .* holds other code"
         ):
             edited_steps.ask().run(executor=DaskExecutor(dask_client), cache=cache)
     finally:
