@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import PipelineDefinitionError, UnhashableParameterError
 from ..fingerprint import Fingerprint, fingerprint, new_epoch
+from ..fingerprint.carried import carried_classes
 from ..hashing import hash_value
 from ..materializers import registry
 from ..materializers.base import BaseMaterializer
@@ -71,10 +72,13 @@ def plan_invocation(
         reprs[name] = _short_repr(value)
     inputs = inv.inputs
     names = tuple(sorted(inputs)) if len(inputs) > 1 else tuple(inputs)
-    memo = (step, tuple(params.items()), names)
+    # The classes the parameters' values are instances of (or are) bring their
+    # methods into the step, like helpers it calls.
+    carried = carried_classes(v for n, v in inv.params.items() if n not in options.ignore)
+    memo = (step, tuple(params.items()), names, carried)
     found = None if shared is None else shared.get(memo)
     if found is None:
-        found = _static_parts(step, params, names)
+        found = _static_parts(step, params, names, carried)
         if shared is not None:
             shared[memo] = found
     parts, fp, materializers, outputs, template = found
@@ -89,7 +93,7 @@ def plan_invocation(
 
 
 def _static_parts(
-    step: Any, params: dict[str, str], input_names: tuple[str, ...]
+    step: Any, params: dict[str, str], input_names: tuple[str, ...], carried: tuple[type, ...] = ()
 ) -> tuple[KeyParts, Fingerprint | None, dict[str, type[BaseMaterializer] | None], KeyTemplate]:
     """What every invocation of `step` with these parameters and inputs shares."""
     materializers = output_materializers(step)
@@ -101,10 +105,20 @@ def _static_parts(
     if version is not None:
         fp, code = None, f"version:{version}"
     else:
-        fp = fingerprint(step.fn)
+        # The user classes its annotations name: an input declared `cfg: Config`
+        # calls Config's methods on whatever upstream wrote, byte-identical or not.
+        declared = carried_classes(annotations=step.input_types.values())
+        fp = fingerprint(step.fn, _union(carried, declared))
         code = fp.digest
     parts = KeyParts.make(step.identity, code, params, outputs)
     return parts, fp, materializers, tuple(materializers), KeyTemplate(parts.static, input_names)
+
+
+def _union(a: tuple[type, ...], b: tuple[type, ...]) -> tuple[type, ...]:
+    if not a or not b:
+        return a or b
+    merged = {id(c): c for c in (*a, *b)}
+    return tuple(sorted(merged.values(), key=lambda c: (str(c.__module__), c.__qualname__, id(c))))
 
 
 def output_materializers(step: Any) -> dict[str, type[BaseMaterializer] | None]:

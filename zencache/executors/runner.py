@@ -34,13 +34,15 @@ from ..errors import (
     StepOutputError,
     ZencacheError,
 )
+from ..fingerprint import fingerprint
+from ..fingerprint.carried import carried_classes
 from ..fingerprint.environment import (
     current_environment,
     module_file,
     user_sys_path,
     working_directory,
 )
-from ..hashing import canonical_encoding
+from ..hashing import canonical_encoding, module_label
 from ..materializers import registry
 from ..materializers.artifacts import load_artifact, save_artifact
 from ..materializers.base import BaseMaterializer
@@ -449,8 +451,19 @@ def materialize(
     artifacts: dict[str, ArtifactRecord] = {}
     for name, value in outputs.items():
         materializer = materializers[name] or registry.for_value(value)
-        artifacts[name] = save_artifact(store, value, materializer)
+        artifacts[name] = save_artifact(store, value, materializer, carried_code(value))
     return artifacts
+
+
+def carried_code(value: Any) -> bytes:
+    """The fingerprints of the user classes a value is made of (CODE_FILE's text)."""
+    classes = carried_classes([value])
+    if not classes:
+        return b""
+    lines = [
+        f"{module_label(c.__module__)}:{c.__qualname__} {fingerprint(c).digest}" for c in classes
+    ]
+    return "\n".join(lines).encode()
 
 
 def split_outputs(name: str, specs: tuple[Any, ...], returned: Any) -> dict[str, Any]:
