@@ -6,6 +6,7 @@ imported to be followed). Imports only origin, node and values from this package
 from __future__ import annotations
 
 import builtins
+import collections
 import dis
 import importlib
 import importlib.util
@@ -150,9 +151,11 @@ def resolve(
         obj, name = found
         where = Where(f"const:{name}", f"module {name}", f"imported by {reader}")
 
+    rest = attrs
     for attr in attrs:
         if not isinstance(obj, types.ModuleType):
             break  # attributes of classes and instances are covered by the object itself
+        rest = rest[1:]
         origin = module_origin(obj.__name__) or USER
         if origin != USER:
             break  # inside a third-party or stdlib module, its version covers the rest
@@ -186,7 +189,18 @@ def resolve(
         else:
             node.origin(origin)
         return
+    if rest and rest[0] in _SINK_METHODS and type(obj) in _SINK_TYPES:
+        # `CALLS.append(name)`: the step writes to the container, and what the
+        # call returns (None) does not depend on what it holds. A read elsewhere
+        # (`len(CALLS)`) is a use of its own, hashed by value.
+        return
     use(obj, node, where)
+
+
+_SINK_TYPES = (list, dict, set, collections.deque)
+_SINK_METHODS = frozenset(
+    {"append", "appendleft", "extend", "extendleft", "add", "insert", "update", "clear", "discard"}
+)
 
 
 def _module_attr(module: types.ModuleType, attr: str, node: Node, reader: str) -> Any:
