@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UnhashableParameterError
-from ..hashing import hash_value
+from ..hashing import hash_value, module_label
 from .node import Epoch, Node, Where
 from .origin import PYTHON, USER, ZENCACHE, class_origin, function_origin, module_origin
 
@@ -187,9 +187,18 @@ def _value_digest(obj: Any, node: Node, where: Where) -> str | None:
     digest, callables = value_state(obj)
     if not _immutable(obj):
         node.values.append((obj, (digest, callables), value_state))
-    for item in callables:
-        use(item, node, where.inner("[]", "an item of"))
+    if id(obj) in _FOLLOWING:  # its state holds a method bound to itself
+        return digest
+    _FOLLOWING.add(id(obj))
+    try:
+        for item in callables:
+            use(item, node, where.inner("[]", "an item of"))
+    finally:
+        _FOLLOWING.discard(id(obj))
     return digest
+
+
+_FOLLOWING: set[int] = set()
 
 
 def _digest_and_callables(obj: Any) -> tuple[str | None, tuple[Any, ...]]:
@@ -201,9 +210,9 @@ def _digest_and_callables(obj: Any) -> tuple[str | None, tuple[Any, ...]]:
         pass
     except RecursionError:  # a list that contains itself
         return None, ()
-    if not isinstance(obj, list | tuple | dict | set | frozenset):
-        return None, ()
-    # A container of callables (a dispatch table): hash its shape with each
+    # A container of callables (a dispatch table), an object with state (a plain
+    # object, a SimpleNamespace, a random generator, an estimator, a class-based
+    # decorator and the arguments it was built with): hash its shape, with each
     # callable named, and follow the callables.
     found: list[Any] = []
     try:
@@ -222,13 +231,66 @@ class _Named:
     __module__ = "zencache.fingerprint"
 
 
-def _name_callables(value: Any, found: list[Any]) -> Any:
+@dataclass(frozen=True, slots=True)
+class _State:
+    """Stands for an object that has no canonical encoding: its class and its state."""
+
+    kind: str
+    state: Any
+    __module__ = "zencache.fingerprint"
+
+
+_MAX_NESTING = 32
+
+
+def _name_callables(value: Any, found: list[Any], depth: int = 0) -> Any:
+    if depth > _MAX_NESTING:
+        raise RecursionError("nested too deeply")
+    deeper = depth + 1
     kind = type(value)
     if kind in (list, tuple, set, frozenset):
-        return kind(_name_callables(item, found) for item in value)
-    if kind is dict:
-        return {_name_callables(k, found): _name_callables(v, found) for k, v in value.items()}
-    if callable(value) and isinstance(getattr(value, "__qualname__", None), str):
+        return kind(_name_callables(item, found, deeper) for item in value)
+    if kind is dict or kind is types.MappingProxyType:  # a singledispatch registry
+        return {
+            _name_callables(k, found, deeper): _name_callables(v, found, deeper)
+            for k, v in value.items()
+        }
+    if depth and callable(value) and isinstance(getattr(value, "__qualname__", None), str):
         found.append(value)
         return _Named(f"{getattr(value, '__module__', None)}:{value.__qualname__}")
-    return value
+    if kind in _ENCODED or isinstance(value, types.ModuleType):
+        return value
+    state = _state_of(value)
+    if state is None:
+        return value
+    name = f"{module_label(str(kind.__module__))}:{kind.__qualname__}"
+    return _State(name, _name_callables(state, found, deeper))
+
+
+_ENCODED = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray})
+
+
+def _state_of(value: Any) -> Any:
+    """What an object's behaviour depends on, where that can be read: a random
+    generator's state, else its attributes (__dict__ and __slots__)."""
+    getstate = getattr(value, "getstate", None)
+    if type(value).__module__ == "random" and callable(getstate):
+        return getstate()  # random.Random: a tuple of numbers
+    bit_generator = getattr(value, "bit_generator", None)
+    if type(value).__module__.startswith("numpy.random") and bit_generator is not None:
+        return bit_generator.state  # a numpy Generator: a dict of numbers
+    state: dict[str, Any] = {}
+    attributes = getattr(value, "__dict__", None)
+    if isinstance(attributes, dict):
+        state.update(attributes)
+    for cls in type(value).__mro__:
+        for slot in (
+            cls.__dict__.get("__slots__", ())
+            if isinstance(cls.__dict__.get("__slots__"), tuple | list)
+            else ()
+        ):
+            if slot not in ("__dict__", "__weakref__") and hasattr(value, slot):
+                state[slot] = getattr(value, slot)
+    if not state and attributes is None:
+        return None  # nothing to read: a C object with hidden state
+    return state
