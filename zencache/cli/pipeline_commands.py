@@ -270,7 +270,11 @@ def status_command(ctx: click.Context, target: str, params: tuple[str, ...], as_
         return
     width = max(len(s.step) for s in statuses)
     for s in statuses:
-        line = f"{s.step.ljust(width)}  {s.status.ljust(6)}  {'; '.join(s.reasons)}"
+        reasons = list(s.reasons)
+        if s.untracked:
+            more = f" (+{len(s.untracked) - 1} more, see explain)" if len(s.untracked) > 1 else ""
+            reasons.append(f"note: not tracked: {s.untracked[0]}{more}")
+        line = f"{s.step.ljust(width)}  {s.status.ljust(6)}  {'; '.join(reasons)}"
         click.echo(line.rstrip())
 
 

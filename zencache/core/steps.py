@@ -50,6 +50,8 @@ class StepOptions:
     materializers: Any = None  # one class for every output, or {output name: class}
     ignore: frozenset[str] = frozenset()
     deterministic: bool = True
+    # True: what the fingerprint cannot track is an error; None: the project's setting
+    strict: bool | None = None
 
 
 class Step(dag.StepLike, Generic[P, R]):
@@ -159,6 +161,7 @@ def step(
     materializers: Any = None,
     ignore: tuple[str, ...] | list[str] = (),
     deterministic: bool = True,
+    strict: bool | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -171,15 +174,19 @@ def step(
     materializers: Any = None,
     ignore: tuple[str, ...] | list[str] = (),
     deterministic: bool = True,
+    strict: bool | None = None,
 ) -> Any:
     """Make `fn` a step. `version=` pins its code fingerprint; `ignore=` keeps
-    parameters (say `verbose`) out of the key; `cache=False` always executes."""
+    parameters (say `verbose`) out of the key; `cache=False` always executes;
+    `strict=True` makes what its fingerprint cannot track an error, not a warning
+    (None: the project's `strict` setting)."""
     options = StepOptions(
         cache=cache,
         version=None if version is None else str(version),
         materializers=materializers,
         ignore=frozenset(ignore),
         deterministic=deterministic,
+        strict=strict,
     )
     if fn is None:
         return lambda f: Step(f, options)

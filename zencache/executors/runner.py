@@ -32,6 +32,8 @@ from ..errors import (
     MissingObjectError,
     StepFailedError,
     StepOutputError,
+    UntrackedInputError,
+    UntrackedInputWarning,
     ZencacheError,
 )
 from ..fingerprint import fingerprint
@@ -94,6 +96,14 @@ class Runner:
         self.results: dict[str, StepRun] = {}
         self._remaining_consumers = {name: len(c) for name, c in dag.consumers.items()}
         self._keep = {(h.invocation, h.output) for h in dag.output_handles()}
+        # How many inputs still read each upstream output in memory: all but the last
+        # get their own copy (see value()), so that a step that changes an input in
+        # place cannot change what its siblings receive.
+        self._readers: dict[tuple[str, str], int] = {}
+        for ps in planned:
+            for handle in ps.invocation.inputs.values():
+                slot = (handle.invocation, handle.output)
+                self._readers[slot] = self._readers.get(slot, 0) + 1
         self._failures: list[tuple[str, BaseException]] = []
         self.leases = Leases(cache, self.run_id)
         self.committer = Committer(self.index, self._committed)
@@ -104,6 +114,7 @@ class Runner:
         self._queued_artifacts: dict[str, ArtifactRecord] = {}
         self._stored_envs: set[str] = set()  # environments known to be in the index
         warn_unstable_params(planned)
+        report_untracked(planned)
 
     # --- the decision ---------------------------------------------------------------------
 
@@ -250,7 +261,13 @@ class Runner:
         """An upstream output: from memory, else from the store, else by re-executing."""
         slot = (handle.invocation, handle.output)
         if slot in self.values:
-            return self.values[slot]
+            readers = self._readers.get(slot, 0)
+            if readers <= 1 and slot not in self._keep:
+                return self.values[slot]  # the last reader: nobody else sees a change
+            # Others (or the run's result) still need the value as the step returned
+            # it: this reader gets its own, loaded from the store (a large array is
+            # mapped copy-on-write, so a reader that only reads copies nothing).
+            self._readers[slot] = readers - 1
         content_id = self.ids[handle.invocation][handle.output]
         try:
             record = self.artifact_record(content_id)  # a damaged record raises too
@@ -539,6 +556,49 @@ def warn_unstable_params(planned: list[PlannedStep]) -> None:
                     UnstableParameterWarning,
                     stacklevel=2,
                 )
+
+
+_WARNED: set[tuple[str, str]] = set()  # (step identity, note) already warned about
+
+
+def report_untracked(planned: list[PlannedStep]) -> None:
+    """Say, before anything runs, what each step reads that its fingerprint cannot
+    track: an UntrackedInputWarning once per step and cause in this process, or in
+    strict mode (the step's strict=, else the project's setting) an error."""
+    project_strict: bool | None = None
+    seen: set[int] = set()
+    for ps in planned:
+        fp = ps.fingerprint
+        if fp is None or not fp.untracked or id(ps.step) in seen:
+            continue
+        seen.add(id(ps.step))
+        strict = ps.step.options.strict
+        if strict is None:
+            if project_strict is None:
+                from ..config import load_settings
+
+                project_strict = bool(load_settings().strict)
+            strict = project_strict
+        notes = fp.untracked
+        if strict:
+            more = f" (and {len(notes) - 1} more)" if len(notes) > 1 else ""
+            raise UntrackedInputError(
+                f"step {ps.name!r} is strict, and its code fingerprint cannot track: "
+                f"{notes[0]}{more}; pass that value as a parameter or an artifact, pin the "
+                "step's code with @step(version=...), or set strict=False "
+                "(see 'zencache explain' for every note)"
+            )
+        for note in notes:
+            if (ps.step.identity, note) in _WARNED:
+                continue
+            _WARNED.add((ps.step.identity, note))
+            warnings.warn(
+                f"step {ps.name!r}: {note}; a change there does not invalidate its cache entry "
+                "(pass it as a parameter, pin @step(version=...), or use strict mode to make "
+                "this an error)",
+                UntrackedInputWarning,
+                stacklevel=2,
+            )
 
 
 def name_step(exc: BaseException, step: str) -> None:

@@ -190,9 +190,16 @@ def _scan_dynamic(instructions: list[dis.Instruction], uses: set[_Use]) -> None:
             attr = literal(j)
             if attr is not None:
                 uses.add((scope, target.argval, (*attrs, attr, *chain(j + 1)[0]), False))
+                # The module itself was passed to getattr, not used as a value.
+                if (scope, target.argval, attrs, False) in uses:
+                    uses.discard((scope, target.argval, attrs, False))
+                    uses.add((scope, target.argval, attrs, True))
             else:
                 what = f"reads an attribute of '{target.argval}' by a computed name"
                 uses.add(("dynamic", what, (target.argval,), True))
+                if (scope, target.argval, attrs, False) in uses:  # said once is enough
+                    uses.discard((scope, target.argval, attrs, False))
+                    uses.add((scope, target.argval, attrs, True))
         elif name in ("eval", "exec"):
             uses.add(("dynamic", f"calls {name}()", (), True))
 
@@ -206,8 +213,14 @@ def _user_owned(obj: Any) -> bool:
     return obj is not None and class_origin(obj if isinstance(obj, type) else type(obj)) == USER
 
 
-# The interpreter's own builtins; anything else found there was put in by a program.
-_BUILTIN_NAMES = frozenset(vars(builtins))
+def _genuine_builtin(value: Any) -> bool:
+    """The interpreter's own builtins (functions, types, constants); anything else
+    found in builtins was put there by a program, or by site (exit, help)."""
+    return (
+        value is None
+        or isinstance(value, bool | type(Ellipsis) | type(NotImplemented))
+        or (getattr(value, "__module__", None) == "builtins")
+    )
 
 
 def resolve(
@@ -229,7 +242,7 @@ def resolve(
         else:
             namespace = fn.__builtins__ if isinstance(fn.__builtins__, dict) else vars(builtins)
             node.bind(namespace, head, namespace.get(head, MISSING))
-            if head in namespace and head not in _BUILTIN_NAMES:
+            if head in namespace and not _genuine_builtin(namespace[head]):
                 # A name a program put into builtins (a notebook's magic, a plugin):
                 # what it holds is followed like a global.
                 where = Where(

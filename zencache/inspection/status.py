@@ -8,6 +8,7 @@ cache; never an executor or the CLI, and it prints nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -59,10 +60,21 @@ class StepStatus:
     key: str | None  # None while an upstream's outputs are unknown (it will run)
     previous_key: str | None
     changes: tuple[Change, ...] = ()
+    # What the step reads that its fingerprint cannot track: a hit is only as good
+    # as these are unchanged (run warns about them; strict mode refuses them).
+    untracked: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """The documented shape of `cache status --json`: step, status, reasons."""
-        return {"step": self.step, "status": self.status, "reasons": list(self.reasons)}
+        """The documented shape of `cache status --json`: step, status, reasons, and
+        `untracked` when the fingerprint cannot see something the step reads."""
+        shape: dict[str, Any] = {
+            "step": self.step,
+            "status": self.status,
+            "reasons": list(self.reasons),
+        }
+        if self.untracked:
+            shape["untracked"] = list(self.untracked)
+        return shape
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +198,13 @@ class _Walk:
         self.previous: dict[str, StepRecord] = {}
 
     def run(self) -> list[StepStatus]:
-        return [self._status(ps) for ps in self.planned.values()]
+        statuses = []
+        for ps in self.planned.values():
+            status = self._status(ps)
+            if ps.fingerprint is not None and ps.fingerprint.untracked:
+                status = dataclasses.replace(status, untracked=ps.fingerprint.untracked)
+            statuses.append(status)
+        return statuses
 
     def _status(self, ps: PlannedStep) -> StepStatus:
         index = self.index
