@@ -332,7 +332,11 @@ def test_closure_over_a_function_and_a_value(load: Loader) -> None:
     a = fp_of(load, {"steps": source.format(factor=3)})
     assert f"code:{pkg}.steps:scale" in a.parts
     b = fp_of(load, {"steps": source.format(factor=4)})
-    assert changed(a, b) == {f"const:{pkg}.steps:make.<locals>.train.factor"}
+    # the captured value, and the closure under the name it is reached by
+    assert changed(a, b) == {
+        f"const:{pkg}.steps:make.<locals>.train.factor",
+        f"const:{pkg}.steps:make.<locals>.train",
+    }
     c = fp_of(load, {"steps": source.format(factor=3).replace("x * 2", "x * 5")})
     assert changed(a, c) == {f"code:{pkg}.steps:scale"}
 
@@ -342,7 +346,8 @@ def test_lambda_bound_to_a_module_name(load: Loader) -> None:
     pkg = load.package  # type: ignore[attr-defined]
     a = fp_of(load, {"steps": source.format(d=2)})
     b = fp_of(load, {"steps": source.format(d=3)})
-    assert changed(a, b) == {f"code:{pkg}.steps:<lambda>"}
+    # the lambda's code, and the lambda under the name it is bound to
+    assert changed(a, b) == {f"code:{pkg}.steps:<lambda>", f"const:{pkg}.steps:normalize"}
 
 
 @pytest.mark.parametrize("decorator", ["functools.lru_cache", "functools.cache", "logged"])

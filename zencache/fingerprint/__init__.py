@@ -106,6 +106,8 @@ def _collect(roots: tuple[Any, ...]) -> tuple[Fingerprint, tuple[Node, ...]]:
         node = stack.pop()
         for key, value in node.parts:
             merged.setdefault(key, set()).add(value)
+        for key, fn in node.links:
+            merged.setdefault(key, set()).add(_own_parts(_node_for(fn)))
         notes.update(node.notes)
         for ref in node.refs:
             if id(ref) not in seen:
@@ -122,6 +124,14 @@ def _collect(roots: tuple[Any, ...]) -> tuple[Fingerprint, tuple[Node, ...]]:
         hasher.text(key).text(value)
     fp = Fingerprint(hasher.hexdigest(), types.MappingProxyType(parts), tuple(sorted(notes)))
     return fp, tuple(nodes)
+
+
+def _own_parts(node: Node) -> str:
+    """A function's own contribution (its code, defaults, captured values, in order)."""
+    hasher = Hasher("zencache/fingerprint/link/v1")
+    for key, value in node.parts:
+        hasher.text(key).text(value)
+    return hasher.hexdigest()
 
 
 def _one_value(values: set[str]) -> str:

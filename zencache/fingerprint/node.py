@@ -39,6 +39,10 @@ class Node:
     parts: list[tuple[str, str]] = field(default_factory=list)
     refs: list[object] = field(default_factory=list)  # user functions and classes
     notes: list[str] = field(default_factory=list)
+    # (part name, function): a lambda or closure under the name it was reached by;
+    # the part's value is that function's own parts, so that two of them made by
+    # one factory, or two lambdas of one module, are told apart by where they are bound.
+    links: list[tuple[str, object]] = field(default_factory=list)
     # (mapping, name, object found or MISSING): globals, module dicts, builtins,
     # sys.modules, a function's __dict__
     bindings: list[tuple[Any, str, Any]] = field(default_factory=list)

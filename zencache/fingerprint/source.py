@@ -136,6 +136,10 @@ def code_digest(code: types.CodeType) -> str:
     hasher.raw(b"c", code.co_code)
     hasher.raw(b"x", getattr(code, "co_exceptiontable", b""))
     hasher.text(f"{code.co_argcount}/{code.co_posonlyargcount}/{code.co_kwonlyargcount}")
+    # Parameter names are part of the interface (`f(x=1)` fails on `lambda y: y`).
+    arguments = code.co_argcount + code.co_kwonlyargcount
+    arguments += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
+    hasher.text("params:" + ",".join(code.co_varnames[:arguments]))
     hasher.text(f"names:{len(code.co_names)}")
     for name in code.co_names:
         hasher.text(name)

@@ -42,6 +42,9 @@ _MARKER_TYPES = frozenset(
 )
 
 _MAX_WRAPPING = 100
+_WRAPPER_BOOKKEEPING = frozenset(
+    {"__module__", "__name__", "__qualname__", "__doc__", "__dict__", "__signature__"}
+)
 
 
 def use(obj: Any, node: Node, where: Where, depth: int = 0) -> None:
@@ -66,11 +69,19 @@ def use(obj: Any, node: Node, where: Where, depth: int = 0) -> None:
         origin = function_origin(obj)
         if origin == USER:
             node.refs.append(obj)  # its node follows its own __wrapped__
+            if obj.__closure__ or "<" in obj.__qualname__:
+                node.links.append((where.label, obj))
             return
         node.origin(origin)
-        wrapped = obj.__dict__.get("__wrapped__")
-        if wrapped is not None:  # a library's decorator around a user function
-            use(wrapped, node, where, deeper)
+        attributes = obj.__dict__
+        if "__wrapped__" in attributes:
+            # A library's decorator around a user function, and what it keeps on
+            # the wrapper: a singledispatch registry, the arguments it was given.
+            for name, value in attributes.items():
+                if name == "__wrapped__":
+                    use(value, node, where, deeper)
+                elif name not in _WRAPPER_BOOKKEEPING and not callable(value):
+                    use(value, node, where.inner(f".{name}", f"attribute '{name}' of"), deeper)
         return
     if isinstance(obj, types.MethodType):
         use(obj.__func__, node, where, deeper)
@@ -112,6 +123,10 @@ def use(obj: Any, node: Node, where: Where, depth: int = 0) -> None:
     if wrapped is not None:  # lru_cache, numpy's array-function dispatchers, ...
         use(cls, node, where, deeper)
         use(wrapped, node, where, deeper)
+        if origin == USER:  # a class-based decorator: the arguments it was built with
+            digest = _value_digest(obj, node, where)
+            if digest is not None:
+                node.part(f"{where.label}()", digest)
         return
     if origin == ZENCACHE:
         return
