@@ -74,7 +74,11 @@ def plan_invocation(
     names = tuple(sorted(inputs)) if len(inputs) > 1 else tuple(inputs)
     # The classes the parameters' values are instances of (or are) bring their
     # methods into the step, like helpers it calls.
-    carried = carried_classes(v for n, v in inv.params.items() if n not in options.ignore)
+    carried = (
+        carried_classes(v for n, v in inv.params.items() if n not in options.ignore)
+        if inv.params
+        else ()
+    )
     memo = (step, tuple(params.items()), names, carried)
     found = None if shared is None else shared.get(memo)
     if found is None:
