@@ -160,3 +160,53 @@ def test_closure_variable_rebound(project: Project) -> None:
     )
     assert result["second"]["steps"] == {"use": "executed"}
     assert result["second"]["output"] == result["fresh"]["output"] == "63"
+
+
+def test_status_in_the_same_interpreter_predicts_the_rerun_and_names_the_change(
+    project: Project,
+) -> None:
+    result = project.session(
+        """
+        import flow
+        from zencache.inspection.status import pipeline_status
+        flow.p().run(cache=CACHE)
+        flow.CONFIG["offset"] = 40
+        status = {s.step: [s.status, list(s.reasons)] for s in pipeline_status(flow.p(), Cache(CACHE))}
+        second = flow.p().run(cache=CACHE)
+        print(json.dumps({"status": status, "second": outcome(second)}))
+        """
+    )
+    status, steps = result["status"], result["second"]["steps"]
+    assert status["load"][0] == "cached" and steps["load"] == "cached"
+    assert status["transform"][0] == "stale" and steps["transform"] == "executed"
+    assert any("CONFIG" in reason for reason in status["transform"][1]), status
+    assert status["scale"][0] == "stale" and steps["scale"] == "executed"
+
+
+def test_a_log_list_the_step_appends_to_does_not_make_it_rerun(project: Project) -> None:
+    project.write(
+        "log_flow.py",
+        """
+        from zencache import pipeline, step
+
+        CALLS = []
+
+        @step
+        def work() -> int:
+            CALLS.append("work")
+            return 1
+
+        @pipeline
+        def p():
+            return work()
+        """,
+    )
+    result = project.session(
+        """
+        import log_flow as m
+        first = m.p().run(cache=CACHE)
+        second = m.p().run(cache=CACHE)
+        print(json.dumps({"first": outcome(first), "second": outcome(second)}))
+        """
+    )
+    assert result["second"]["steps"] == {"work": "cached"}
