@@ -168,10 +168,14 @@ def test_status_in_the_same_interpreter_predicts_the_rerun_and_names_the_change(
     result = project.session(
         """
         import flow
+        from zencache.cli.phrasing import reason_lines
         from zencache.inspection.status import pipeline_status
         flow.p().run(cache=CACHE)
         flow.CONFIG["offset"] = 40
-        status = {s.step: [s.status, list(s.reasons)] for s in pipeline_status(flow.p(), Cache(CACHE))}
+        status = {
+            s.step: [str(s.status), reason_lines(s.reasons)]
+            for s in pipeline_status(flow.p(), Cache(CACHE))
+        }
         second = flow.p().run(cache=CACHE)
         print(json.dumps({"status": status, "second": outcome(second)}))
         """
