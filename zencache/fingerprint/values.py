@@ -74,13 +74,20 @@ def use(obj: Any, node: Node, where: Where, depth: int = 0) -> None:
             return
         node.origin(origin)
         attributes = obj.__dict__
-        if "__wrapped__" in attributes:
-            # A library's decorator around a user function, and what it keeps on
-            # the wrapper: a singledispatch registry, the arguments it was given.
+        wrapped = attributes.get("__wrapped__")
+        if wrapped is None:
+            return
+        use(wrapped, node, where, deeper)
+        if isinstance(wrapped, types.FunctionType) and function_origin(wrapped) == USER:
+            # A library's decorator around a user function, and what it keeps on the
+            # wrapper: a singledispatch registry, the arguments it was given. (Around
+            # a library's own function, its version covers what the wrapper keeps.)
             for name, value in attributes.items():
-                if name == "__wrapped__":
-                    use(value, node, where, deeper)
-                elif name not in _WRAPPER_BOOKKEEPING and not callable(value):
+                if (
+                    name != "__wrapped__"
+                    and name not in _WRAPPER_BOOKKEEPING
+                    and not callable(value)
+                ):
                     use(value, node, where.inner(f".{name}", f"attribute '{name}' of"), deeper)
         return
     if isinstance(obj, types.MethodType):
