@@ -91,14 +91,11 @@ class Runner:
         self.results: dict[str, StepRun] = {}
         self._remaining_consumers = {name: len(c) for name, c in dag.consumers.items()}
         self._keep = {(h.invocation, h.output) for h in dag.output_handles()}
-        # How many inputs still read each upstream output in memory: all but the last
-        # get their own copy (see load_inputs), so that a step that changes an input
-        # in place cannot change what its siblings receive.
-        self._readers: dict[tuple[str, str], int] = {}
-        for ps in planned:
-            for handle in ps.invocation.inputs.values():
-                slot = (handle.invocation, handle.output)
-                self._readers[slot] = self._readers.get(slot, 0) + 1
+        # How many steps have still to read each step's outputs: all but the last get
+        # their own copy (see load_inputs), so that a step that changes an input in
+        # place cannot change what its siblings receive.
+        self._readers = dict(self._remaining_consumers)
+        self._have_read: set[str] = set()  # steps already counted off _readers
         self._failures: list[tuple[str, BaseException]] = []
         self.leases = Leases(cache, self.run_id)
         self.committer = Committer(self.index, self._on_committed)
@@ -255,14 +252,12 @@ class Runner:
         for name, handle in ps.invocation.inputs.items():
             slot = (handle.invocation, handle.output)
             if slot in values:
-                readers = self._readers.get(slot, 0)
-                if readers <= 1 and slot not in self._keep:
+                if self._readers.get(handle.invocation, 0) <= 1 and slot not in self._keep:
                     inputs[name] = values[slot]  # the last reader: nobody else sees a change
                     continue
                 # Others (or the run's result) still need the value as the step returned
                 # it: this reader gets its own, loaded from the store (a large array is
                 # mapped copy-on-write, so a reader that only reads copies nothing).
-                self._readers[slot] = readers - 1
             content_id = ids[handle.invocation][handle.output]
             try:
                 record = self.artifact_record(content_id)
@@ -283,6 +278,10 @@ class Runner:
                 damaged.update(exc.damaged)
         for name, exc in damaged.items():
             inputs[name] = self._recreate(ps.invocation.inputs[name], exc)
+        if ps.name not in self._have_read:  # a producer re-executed for repairs reads again
+            self._have_read.add(ps.name)
+            for upstream in ps.invocation.upstream:
+                self._readers[upstream] -= 1
         return inputs
 
     def _recreate(self, handle: ArtifactHandle, damage: Exception) -> Any:
