@@ -251,13 +251,17 @@ class Runner:
         values, ids = self.values, self.ids
         for name, handle in ps.invocation.inputs.items():
             slot = (handle.invocation, handle.output)
-            if slot in values:
-                if self._readers.get(handle.invocation, 0) <= 1 and slot not in self._keep:
-                    inputs[name] = values[slot]  # the last reader: nobody else sees a change
-                    continue
-                # Others (or the run's result) still need the value as the step returned
-                # it: this reader gets its own, loaded from the store (a large array is
-                # mapped copy-on-write, so a reader that only reads copies nothing).
+            # The last reader takes the value itself: nobody else sees a change. Others
+            # (or the run's result) still need it as the step returned it: they get their
+            # own, loaded from the store (a large array is mapped copy-on-write, so a
+            # reader that only reads copies nothing).
+            if (
+                slot in values
+                and self._readers.get(handle.invocation, 0) <= 1
+                and slot not in self._keep
+            ):
+                inputs[name] = values[slot]
+                continue
             content_id = ids[handle.invocation][handle.output]
             try:
                 record = self.artifact_record(content_id)
