@@ -50,7 +50,7 @@ from ..storage.index import Op
 from ..storage.records import ArtifactRecord, RunRecord, StepRecord, StepRun
 from ..storage.store import ObjectStore
 from .committer import Committer
-from .leases import Leases
+from .leases import HELD, Leases
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +177,12 @@ class Runner:
 
     # --- executing in this process ---------------------------------------------------------------
 
-    def decide(self, ps: PlannedStep, started: float, key: str = "") -> str | None:
-        """Skip, hit or miss. A miss returns its key (with its lease held when it caches);
-        skips and hits are recorded here and return None. No data is loaded.
+    def decide(
+        self, ps: PlannedStep, started: float, key: str = "", lease: bool = True
+    ) -> str | None:
+        """Skip, hit or miss. A miss returns its key (with its lease held when it caches,
+        waiting for another holder; `lease=False`: not taken, see `claim`); skips and
+        hits are recorded here and return None. No data is loaded.
         `key`: the step's key when the caller computed it already."""
         if self._failures:  # every skip goes back to a failure: the hit path skips this
             upstream = self.blocked_by(ps)
@@ -197,13 +200,26 @@ class Runner:
         )
         if hit is None:
             self.index.end_snapshot()
-            if caches:
+            if caches and lease:
                 self.committer.check()  # a failed commit (a full disk) stops the run here
                 hit = self.leases.acquire(key, while_waiting=self.committer.check)
         if hit is not None:
             self.record_hit(ps, key, hit, started)
             return None
         return key
+
+    def claim(self, ps: PlannedStep, key: str, started: float) -> bool | None:
+        """Try to take a missed key's lease without waiting: True when taken (execute
+        the step), False when it turned out a hit (recorded), None while another
+        process holds it (try again later, after collecting this run's own steps)."""
+        self.committer.check()
+        found = self.leases.attempt(key)
+        if found is HELD:
+            return None
+        if found is None:
+            return True
+        self.record_hit(ps, key, found, started)  # type: ignore[arg-type]
+        return False
 
     def execute_here(self, ps: PlannedStep, key: str, started: float) -> None:
         """A miss, in this process: load inputs, call, materialize, record."""
