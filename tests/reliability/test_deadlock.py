@@ -45,8 +45,8 @@ def _run_drivers(
     procs = [
         # A session each, so that a stuck driver is killed with its pool's workers.
         subprocess.Popen(
-            [sys.executable, "-c", code, "crossed", str(cache_dir), executor, ",".join(order)]
-            + [uuid.uuid4().hex],
+            [sys.executable, "-c", code, "crossed", str(cache_dir), executor]
+            + [",".join(order), uuid.uuid4().hex],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
