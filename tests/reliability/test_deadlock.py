@@ -37,6 +37,10 @@ def _orders(drivers: int, keys: list[str]) -> list[list[str]]:
     return [[keys[(i + j) % n] for j in range(n)] for i in range(drivers)]
 
 
+def tag(order: list[str]) -> tuple[str, str]:
+    return ",".join(order), uuid.uuid4().hex
+
+
 def _run_drivers(
     flows: Any, cache_dir: Path, executors: list[str], orders: list[list[str]]
 ) -> list[dict[str, Any]]:
@@ -45,8 +49,7 @@ def _run_drivers(
     procs = [
         # A session each, so that a stuck driver is killed with its pool's workers.
         subprocess.Popen(
-            [sys.executable, "-c", code, "crossed", str(cache_dir), executor]
-            + [",".join(order), uuid.uuid4().hex],
+            [sys.executable, "-c", code, "crossed", str(cache_dir), executor, *tag(order)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

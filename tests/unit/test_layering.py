@@ -18,6 +18,7 @@ PACKAGE = Path(zencache.__file__).parent
 LAYERS: list[set[str]] = [
     {"errors", "hashing"},
     {"storage.store"},
+    {"storage.index_check"},
     {"storage.index", "storage.lease_table", "storage.records", "storage.cache", "storage"},
     {"fingerprint"},
     {"materializers", "io"},

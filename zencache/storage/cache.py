@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from ..errors import CacheError
 from .index import Index
+from .index_check import walk_in_child
 from .lease_table import LeaseTable
 from .store import ObjectStore
 
@@ -69,6 +70,17 @@ class Cache:
     @property
     def index(self) -> Index:
         return self._shared(_indexes, lambda: Index(self.path / "index.lmdb"))
+
+    def checked_index(self) -> Index:
+        """The index, read through once in a child process first when this process has
+        not opened it yet: damage that makes LMDB abort or fault is then a
+        CorruptIndexError here instead of the end of this process (index_check.py).
+        For commands that read the whole index anyway (maintenance)."""
+        with _handles_lock:
+            opened = self.path.resolve() in _indexes
+        if not opened:
+            walk_in_child(self.path / "index.lmdb")
+        return self.index
 
     @property
     def leases(self) -> LeaseTable:

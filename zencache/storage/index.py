@@ -40,6 +40,7 @@ from typing import TypeVar
 import lmdb
 
 from ..errors import CacheVersionError, CorruptIndexError, CorruptObjectError, StorageFullError
+from .index_check import check_length
 from .records import (
     ArtifactRecord,
     EnvRecord,
@@ -60,7 +61,7 @@ INITIAL_MAP_SIZE = 64 << 20
 _MAX_MAP_SIZE = 1 << 40
 
 # What a damaged data.mdb raises while it is read (a flipped page, a truncated file).
-_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadTxnError)
+DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadTxnError)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class Index:
             raise CorruptIndexError(
                 f"{self.path} is a file, not an index folder; move it away or delete it"
             ) from exc
+        check_length(self.path / "data.mdb")  # a truncated file would be a SIGBUS
         try:
             self.env = self._open_env(map_size)
         except lmdb.InvalidError as exc:
@@ -203,7 +205,7 @@ class Index:
                 self._adopt()
             except lmdb.DiskError as exc:
                 raise self._full_error(exc) from exc
-            except _DAMAGE as exc:
+            except DAMAGE as exc:
                 raise self._damaged_error(exc) from exc
             except lmdb.Error as exc:
                 if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
@@ -248,7 +250,7 @@ class Index:
                 return None if value is None else decode_output_ids(value)
             except lmdb.MapResizedError:
                 self._adopt()
-            except _DAMAGE as exc:
+            except DAMAGE as exc:
                 self.end_snapshot()
                 raise self._damaged_error(exc) from exc
             except (ValueError, struct.error):
@@ -325,7 +327,7 @@ class Index:
                     return fn(txn)
             except lmdb.MapResizedError:
                 self._adopt()
-            except _DAMAGE as exc:
+            except DAMAGE as exc:
                 raise self._damaged_error(exc) from exc
 
     def _damaged_error(self, exc: Exception) -> CorruptIndexError:

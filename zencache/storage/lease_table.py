@@ -21,6 +21,7 @@ from typing import Any
 import lmdb
 
 from ..errors import CorruptIndexError, StorageFullError
+from .index_check import check_length
 
 # Leases are deleted when released; a few hundred bytes each, so this is room for
 # millions of abandoned ones. The map is address space: the file grows as used.
@@ -48,6 +49,7 @@ class LeaseTable:
         self.path = self.folder / f"{boot or 'synced'}.mdb"
         if boot is not None:
             self._remove_stale()
+        check_length(self.path, subdir=False)  # a truncated file would be a SIGBUS
         try:
             self.env = lmdb.open(
                 str(self.path),
