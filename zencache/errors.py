@@ -17,7 +17,8 @@
     │   └── StorageFullError                           disk or map full
     └── CacheError                                  2  the cache directory itself
         ├── CacheVersionError                       2  written by another format version
-        └── CorruptIndexError                       2  index.lmdb unreadable or foreign
+        ├── CorruptIndexError                       2  index.lmdb unreadable or foreign
+        └── ReadOnlyCacheError                      2  the cache can be read, not written
 
 Each exception knows its exit code; only the CLI turns exceptions into output.
 Messages say what failed, the subject and facts, then the fix.
@@ -102,4 +103,8 @@ class CacheVersionError(CacheError):
 
 
 class CorruptIndexError(CacheError):
+    pass
+
+
+class ReadOnlyCacheError(CacheError):
     pass

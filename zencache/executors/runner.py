@@ -200,6 +200,10 @@ class Runner:
         )
         if hit is None:
             self.index.end_snapshot()
+            if self.index.read_only:
+                raise self.index.read_only_error(
+                    f"record step {ps.name!r}, which must execute ({'a miss' if caches else 'not cached'})"
+                )
             if caches and lease:
                 self.committer.check()  # a failed commit (a full disk) stops the run here
                 hit = self.leases.acquire(key, while_waiting=self.committer.check)
@@ -400,6 +404,14 @@ class Runner:
             if s.key and s.status in ("executed", "cached")
         }
         latest_db = self.index.db("latest")
+        if self.index.read_only:
+            log.warning(
+                "the cache at %s is read-only here (%s): every step was served from it, and "
+                "this run is not recorded",
+                self.cache.path,
+                self.index.read_only,
+            )
+            return Run(record, self.cache, self.values)
 
         def write(txn: Any) -> None:
             for db, key, value in ops:

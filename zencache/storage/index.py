@@ -28,6 +28,7 @@ at a moment it holds no transaction, under `remap_guard`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -39,7 +40,13 @@ from typing import TypeVar
 
 import lmdb
 
-from ..errors import CacheVersionError, CorruptIndexError, CorruptObjectError, StorageFullError
+from ..errors import (
+    CacheVersionError,
+    CorruptIndexError,
+    CorruptObjectError,
+    ReadOnlyCacheError,
+    StorageFullError,
+)
 from .index_check import check_length
 from .records import (
     ArtifactRecord,
@@ -67,6 +74,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Op = tuple[str, bytes, bytes | None]  # database, key, value (None deletes)
+
+
+def _cannot_write(exc: lmdb.Error) -> bool:
+    """LMDB's open failed because this process may not write the folder or its files."""
+    text = str(exc)
+    return isinstance(exc, lmdb.ReadonlyError) or any(
+        os.strerror(code) in text for code in (errno.EROFS, errno.EACCES, errno.EPERM)
+    )
 
 
 class RemapNeeded(Exception):
@@ -102,8 +117,17 @@ class Index:
                 f"{self.path} is a file, not an index folder; move it away or delete it"
             ) from exc
         check_length(self.path / "data.mdb")  # a truncated file would be a SIGBUS
+        # Set when this process may read the index but not write it (a read-only mount,
+        # a cache of another user): reads work, writes raise ReadOnlyCacheError.
+        self.read_only = ""
         try:
-            self.env = self._open_env(map_size)
+            try:
+                self.env = self._open_env(map_size)
+            except lmdb.Error as exc:
+                if not _cannot_write(exc):
+                    raise
+                self.read_only = str(exc).rpartition(": ")[2] or "read-only"
+                self.env = self._open_env(map_size, read_only=True)
         except lmdb.InvalidError as exc:
             raise CorruptIndexError(
                 f"{self.path} is not a zencache index (damaged or foreign LMDB file); "
@@ -114,7 +138,8 @@ class Index:
         try:
             # Free the reader slots of processes that died (kill -9) holding a snapshot,
             # so their pages can be reused instead of growing the file.
-            self.env.reader_check()
+            if not self.read_only:
+                self.env.reader_check()
             self._refuse_foreign()
             self._dbs = self._open_dbs()
             self._steps, self._hits = self._dbs["steps"], self._dbs["hits"]
@@ -191,6 +216,8 @@ class Index:
     def transact(self, fn: Callable[[lmdb.Transaction], T], *, remap: bool = True) -> T:
         """Run `fn` in a write transaction; retried whole after the map grows.
         `remap=False`: raise RemapNeeded instead of resizing the map."""
+        if self.read_only:
+            raise self.read_only_error("record anything")
         while True:
             try:
                 with self.env.begin(write=True) as txn:
@@ -211,6 +238,13 @@ class Index:
                 if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
                     raise self._full_error(exc) from exc
                 raise
+
+    def read_only_error(self, action: str) -> ReadOnlyCacheError:
+        return ReadOnlyCacheError(
+            f"the cache at {self.path.parent} is read-only here ({self.read_only}), so "
+            f"zencache cannot {action}; what it holds can be read, and runs serve its hits: "
+            "point --cache-dir or ZENCACHE_DIR at a writable folder to record new results"
+        )
 
     def remap(self, need: RemapNeeded) -> None:
         """Resize as a `remap=False` transaction asked; call it holding no transaction."""
@@ -368,7 +402,22 @@ class Index:
             "run 'zencache cache gc'; entries committed before are intact"
         )
 
-    def _open_env(self, map_size: int) -> lmdb.Environment:
+    def _open_env(self, map_size: int, read_only: bool = False) -> lmdb.Environment:
+        if read_only:
+            # No lock file either (it cannot be written): this reader is not registered,
+            # so a writer running at the same time (the owner's) may reuse pages under
+            # it; such a read fails as damage, and a rerun reads the present.
+            with contextlib.suppress(OSError):
+                map_size = max(map_size, (self.path / "data.mdb").stat().st_size)
+            return lmdb.open(
+                str(self.path),
+                map_size=map_size,
+                max_dbs=len(DATABASES) + 1,
+                readonly=True,
+                lock=False,
+                readahead=False,
+                create=False,
+            )
         while True:
             try:
                 return lmdb.open(
@@ -383,6 +432,11 @@ class Index:
                 continue  # another process grew the map between sizing it and reading it
 
     def _open_dbs(self) -> dict[str, lmdb._Database]:
+        if self.read_only:
+            try:
+                return {name: self.env.open_db(name.encode(), create=False) for name in DATABASES}
+            except lmdb.Error as exc:
+                raise self.read_only_error("bring its index up to date") from exc
         while True:
             try:
                 return {name: self.env.open_db(name.encode()) for name in DATABASES}
@@ -432,8 +486,12 @@ class Index:
         if found == FORMAT:
             return
         if found in _UPGRADABLE:
+            if self.read_only:
+                raise self.read_only_error("upgrade its index to this version's format")
             self.transact(self._upgrade)
             return
+        if found is None and self.read_only:
+            return  # a new, empty index: nothing to read
         if found is not None:
             raise CacheVersionError(
                 f"the cache at {self.path.parent} was written by another zencache format "
