@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from ..core.plan import plan
 from ..errors import UsageError
 from ..storage.cache import Cache
-from . import collector
 from .base import Executor
 from .runner import Progress, Runner
 
@@ -88,15 +87,13 @@ def run_pipeline(
             'put the code that runs the pipeline under `if __name__ == "__main__":`'
         )
     chosen = make_executor(executor, max_workers, scheduler)
-    with collector.paused():  # see collector.py: the run's bookkeeping makes no cycles
-        dag = instance.trace()
-        planned = plan(dag)
-        params = {name: repr(value) for name, value in instance.params.items()}
-        runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
+    dag = instance.trace()
+    planned = plan(dag)
+    params = {name: repr(value) for name, value in instance.params.items()}
+    runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
     try:
         chosen.execute(runner)
     except KeyboardInterrupt:
         runner.finish("interrupted")
         raise
-    with collector.paused():
-        return runner.finish()
+    return runner.finish()
