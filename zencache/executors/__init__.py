@@ -15,7 +15,7 @@ import multiprocessing
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..core.plan import plan
+from ..core.plan import plan, short_repr
 from ..errors import UsageError
 from ..storage.cache import Cache
 from .base import Executor
@@ -89,7 +89,7 @@ def run_pipeline(
     chosen = make_executor(executor, max_workers, scheduler)
     dag = instance.trace()
     planned = plan(dag)
-    params = {name: repr(value) for name, value in instance.params.items()}
+    params = {name: short_repr(value) for name, value in instance.params.items()}
     runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
     try:
         chosen.execute(runner)

@@ -132,6 +132,7 @@ class Leases:
         its first miss."""
         self._swept = True
         self.table.remove_if([(k, h) for k, h in self.table.items() if self._is_dead(h)])
+        self.table.remove_unreadable()
 
     def release(self, *keys: str) -> None:
         """Release leases this run holds (after their step entries are committed)."""

@@ -79,6 +79,8 @@ class Runner:
         self.cache = cache
         self.index = cache.index
         self.store = cache.store
+        if force:
+            self.store.distrust_existing()
         self.dag = dag
         self.planned = {p.name: p for p in planned}
         self.params = params
@@ -280,8 +282,17 @@ class Runner:
         except (CorruptObjectError, MissingObjectError) as exc:
             log.warning("%s; re-executing step %r to recreate it", exc, handle.invocation)
             producer = self.planned[handle.invocation]
+            started = time.perf_counter()
             outputs = self.call(producer, self.load_inputs(producer))
             self.commit(producer, self.key(producer), outputs, 0.0)
+            earlier = self.results.get(producer.name)
+            if earlier is not None and earlier.status == "cached":
+                # It ran after all: the run record says so (its hit was damaged).
+                self.results[producer.name] = earlier._replace(
+                    status="executed",
+                    duration=earlier.duration + time.perf_counter() - started,
+                    outputs=self.ids[producer.name],
+                )
             return self.values.get(slot, outputs[handle.output])
 
     def artifact_record(self, content_id: str) -> ArtifactRecord | None:
@@ -357,9 +368,15 @@ class Runner:
         self.leases.release(*(key for key, _ in tokens))
 
     def flush(self) -> None:
-        """Wait until every queued record is committed (and raise if one could not be)."""
+        """Wait until every queued record is committed (and raise if one could not be).
+        Then no lease of this run belongs to a record in flight: any still held (a
+        Ctrl-C between taking one and the step's own cleanup) is released."""
         self.index.end_snapshot()
-        self.committer.drain()
+        try:
+            self.committer.drain()
+        finally:
+            if self.leases.held:
+                self.leases.release(*self.leases.held)
 
     def _release_inputs(self, ps: PlannedStep) -> None:
         for upstream in ps.invocation.upstream:

@@ -121,7 +121,14 @@ class Cache:
                 f"{self.path} exists and is not a zencache cache; pass an empty or new "
                 "folder as --cache-dir / ZENCACHE_DIR"
             )
-        (self.path / "objects").mkdir(parents=True, exist_ok=True)
+        objects = self.path / "objects"
+        try:
+            objects.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise CacheError(
+                f"{objects} is a file where the cache keeps its folder of objects; move it "
+                "away (the index is kept; steps whose objects are gone rerun)"
+            ) from None
         tag = self.path / "CACHEDIR.TAG"
         if not tag.exists():
             tag.write_text(_CACHEDIR_TAG)

@@ -78,8 +78,7 @@ class LeaseTable:
         name = key.encode()
 
         def swap(txn: lmdb.Transaction) -> dict[str, Any] | None:
-            raw = txn.get(name)
-            current = None if raw is None else json.loads(raw)
+            current = _decode(txn.get(name))  # unreadable: as good as free
             if current is None or current["expires"] <= now or current == replace:
                 txn.put(name, json.dumps(holder).encode())
                 return None
@@ -97,24 +96,35 @@ class LeaseTable:
 
     def holder(self, key: str) -> dict[str, Any] | None:
         with self.env.begin() as txn:
-            raw = txn.get(key.encode())
-        return None if raw is None else json.loads(raw)
+            return _decode(txn.get(key.encode()))
 
     def keys(self) -> list[str]:
         with self.env.begin() as txn:
             return [k.decode() for k in txn.cursor().iternext(values=False)]
 
     def items(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every readable lease (an unreadable one counts as free: see remove_unreadable)."""
         with self.env.begin() as txn:
-            return [(k.decode(), json.loads(v)) for k, v in txn.cursor().iternext()]
+            pairs = [(k.decode(errors="replace"), _decode(v)) for k, v in txn.cursor().iternext()]
+        return [(k, h) for k, h in pairs if h is not None]
+
+    def remove_unreadable(self) -> None:
+        """Delete records that are no lease (damaged, or written by something else)."""
+
+        def remove(txn: lmdb.Transaction) -> None:
+            cursor = txn.cursor()
+            bad = [k for k, v in cursor.iternext() if _decode(v) is None]
+            for key in bad:
+                txn.delete(key)
+
+        self._write(remove)
 
     def remove_if(self, leases: list[tuple[str, dict[str, Any]]]) -> None:
         """Delete each lease that still has exactly the holder given."""
 
         def remove(txn: lmdb.Transaction) -> None:
             for key, holder in leases:
-                raw = txn.get(key.encode())
-                if raw is not None and json.loads(raw) == holder:
+                if _decode(txn.get(key.encode())) == holder:
                     txn.delete(key.encode())
 
         if leases:
@@ -147,6 +157,25 @@ class LeaseTable:
                     path.unlink()
             except OSError:
                 pass  # another process removed it first
+
+
+def _decode(raw: bytes | None) -> dict[str, Any] | None:
+    """A lease record, or None when there is none or it is not one (damaged bytes, a
+    record without the fields every holder writes): such a lease is free."""
+    if raw is None:
+        return None
+    try:
+        holder = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if (
+        not isinstance(holder, dict)
+        or not isinstance(holder.get("expires"), int | float)
+        or not isinstance(holder.get("pid"), int)
+        or not isinstance(holder.get("host"), str)
+    ):
+        return None
+    return holder
 
 
 def _uptime() -> float:

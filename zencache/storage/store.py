@@ -74,6 +74,12 @@ class ObjectStore:
         self._seen_damage = False
         self._shards: set[Path] = set()  # shard folders seen to be real folders
 
+    def distrust_existing(self) -> None:
+        """From now on, re-hash an existing object before deduplicating against it (and
+        rewrite it when damaged), not only once damage has been seen: a forced rerun
+        (`--no-cache`) repairs what it writes, damaged chunks of the right size too."""
+        self._seen_damage = True
+
     # --- single objects ---------------------------------------------------------
 
     def path(self, object_id: ContentId) -> Path:
