@@ -28,6 +28,7 @@ from ..errors import CacheError
 from .index import Index
 from .index_check import walk_in_child
 from .lease_table import LeaseTable
+from .space import FULL_ERRNOS, full_error
 from .store import ObjectStore
 
 DEFAULT_DIRNAME = CACHE_DIRNAME
@@ -129,10 +130,20 @@ class Cache:
                 f"{objects} is a file where the cache keeps its folder of objects; move it "
                 "away (the index is kept; steps whose objects are gone rerun)"
             ) from None
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise full_error(self.path, 4096, "creating the cache's folders") from exc
+            raise
         tag = self.path / "CACHEDIR.TAG"
         if not tag.exists():
-            tag.write_text(_CACHEDIR_TAG)
-            (self.path / ".gitignore").write_text("*\n")
+            try:
+                (self.path / ".gitignore").write_text("*\n")
+                tag.write_text(_CACHEDIR_TAG)  # last: its presence says both are complete
+            except OSError as exc:
+                tag.unlink(missing_ok=True)
+                if exc.errno in FULL_ERRNOS:
+                    raise full_error(self.path, 4096, "creating the cache's marker files") from exc
+                raise
 
     def _looks_like_cache(self) -> bool:
         return any(

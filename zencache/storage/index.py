@@ -56,6 +56,7 @@ from .records import (
     decode_output_ids,
     hit_entry,
 )
+from .space import FULL_ERRNOS, full_error, is_nearly_full, reserve_lock_file
 
 FORMAT = b"zencache-index/3"
 # Upgraded in place when opened (see _upgrade): format 1 had no hit table, and
@@ -74,6 +75,15 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Op = tuple[str, bytes, bytes | None]  # database, key, value (None deletes)
+
+
+def _is_full(exc: lmdb.Error, path: Path) -> bool:
+    """LMDB failed for want of space: it says so (ENOSPC), or a commit's write failed
+    with EIO (what LMDB reports for a short write) on a disk that is nearly full."""
+    text = str(exc)
+    if getattr(exc, "errno", None) in FULL_ERRNOS or os.strerror(errno.ENOSPC) in text:
+        return True
+    return os.strerror(errno.EIO) in text and is_nearly_full(path, 1 << 20)
 
 
 def _cannot_write(exc: lmdb.Error) -> bool:
@@ -117,6 +127,7 @@ class Index:
                 f"{self.path} is a file, not an index folder; move it away or delete it"
             ) from exc
         check_length(self.path / "data.mdb")  # a truncated file would be a SIGBUS
+        reserve_lock_file(self.path / "lock.mdb", self.path.parent)  # a full disk: SIGBUS
         # Set when this process may read the index but not write it (a read-only mount,
         # a cache of another user): reads work, writes raise ReadOnlyCacheError.
         self.read_only = ""
@@ -134,6 +145,8 @@ class Index:
                 f"move it away or delete it to start an empty cache ({exc})"
             ) from exc
         except lmdb.Error as exc:
+            if _is_full(exc, self.path):
+                raise full_error(self.path.parent, 64 << 10, "creating the index") from exc
             raise CorruptIndexError(f"cannot open the index at {self.path}: {exc}") from exc
         try:
             # Free the reader slots of processes that died (kill -9) holding a snapshot,
@@ -235,7 +248,7 @@ class Index:
             except DAMAGE as exc:
                 raise self._damaged_error(exc) from exc
             except lmdb.Error as exc:
-                if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
+                if _is_full(exc, self.path):
                     raise self._full_error(exc) from exc
                 raise
 
@@ -397,10 +410,10 @@ class Index:
             self.env.set_mapsize(size * 2)
 
     def _full_error(self, exc: Exception) -> StorageFullError:
-        return StorageFullError(
-            f"cannot write the index at {self.path}: the disk is full ({exc}); free space or "
-            "run 'zencache cache gc'; entries committed before are intact"
-        )
+        # A commit writes new copies of the pages it changes and of the path up to
+        # the root: a few pages per entry, and the map's growth step at most.
+        needed = min(max(1 << 20, 4 * (self.path / "data.mdb").stat().st_size // 100), 64 << 20)
+        return full_error(self.path.parent, needed, f"a commit to the index {self.path} ({exc})")
 
     def _open_env(self, map_size: int, read_only: bool = False) -> lmdb.Environment:
         if read_only:
@@ -445,7 +458,7 @@ class Index:
             except lmdb.MapFullError:
                 self._grow()  # creating the databases of a new index in a tiny map
             except lmdb.Error as exc:
-                if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
+                if _is_full(exc, self.path):
                     raise self._full_error(exc) from exc
                 raise CorruptIndexError(
                     f"{self.path} is not a zencache index ({exc}); move it away or delete it"

@@ -22,6 +22,7 @@ import lmdb
 
 from ..errors import CorruptIndexError, StorageFullError
 from .index_check import check_length
+from .space import full_error, reserve_lock_file
 
 # Leases are deleted when released; a few hundred bytes each, so this is room for
 # millions of abandoned ones. The map is address space: the file grows as used.
@@ -44,12 +45,18 @@ class LeaseTable:
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if "No space" in str(exc):
+                raise full_error(self.folder.parent, 4096, "the leases folder") from exc
+            raise
         boot = boot_id()
         self.path = self.folder / f"{boot or 'synced'}.mdb"
         if boot is not None:
             self._remove_stale()
         check_length(self.path, subdir=False)  # a truncated file would be a SIGBUS
+        reserve_lock_file(Path(f"{self.path}-lock"), self.folder.parent)  # full disk: SIGBUS
         try:
             self.env = lmdb.open(
                 str(self.path),
@@ -62,6 +69,8 @@ class LeaseTable:
                 max_readers=254,
             )
         except lmdb.Error as exc:
+            if "No space" in str(exc):
+                raise full_error(self.folder.parent, 64 << 10, "creating the lease table") from exc
             raise CorruptIndexError(
                 f"cannot open the lease table {self.path} ({exc}); no run can be holding "
                 "it if none is running: delete it"
@@ -141,9 +150,7 @@ class LeaseTable:
             ) from exc
         except lmdb.Error as exc:
             if "No space" in str(exc):
-                raise StorageFullError(
-                    f"cannot write the lease table {self.path}: the disk is full ({exc})"
-                ) from exc
+                raise full_error(self.folder.parent, 64 << 10, "a lease") from exc
             raise
 
     def _remove_stale(self) -> None:

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptObjectError, MissingObjectError, StorageFullError, StoreError
+from ..errors import CorruptObjectError, MissingObjectError, StoreError
 from ..hashing import ContentId, digest_bytes
+from .space import FULL_ERRNOS, full_error
 
 log = logging.getLogger(__name__)
 
@@ -480,11 +481,8 @@ class ObjectStore:
                 tmp.unlink()
             if isinstance(exc, StoreError):
                 raise
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFullError(
-                    f"no space left to write to the cache at {self.root}: free disk space "
-                    "or run 'zencache cache gc'; nothing already cached was lost"
-                ) from exc
+            if exc.errno in FULL_ERRNOS:
+                raise full_error(self.root.parent, len(view), f"object {target.name}") from exc
             raise StoreError(f"cannot write object {target.name} under {self.root}: {exc}") from exc
 
 
