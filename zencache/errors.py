@@ -108,3 +108,11 @@ class CorruptIndexError(CacheError):
 
 class ReadOnlyCacheError(CacheError):
     pass
+
+
+class ZencacheWarning(UserWarning):
+    """Base of zencache's warnings: something the user should know, nothing failed."""
+
+
+class CacheSizeWarning(ZencacheWarning):
+    """The size limit evicted the latest run of a pipeline, or cannot be met at all."""

@@ -22,7 +22,7 @@ class LocalExecutor(Executor):
                 if key is not None:
                     runner.execute_here(ps, key, started)
         finally:
-            runner.flush()  # the queued records of what finished, however the run ends
+            runner.wait_for_commits()  # the queued records of what finished, however the run ends
 
 
 EXECUTOR = LocalExecutor
