@@ -17,7 +17,8 @@ PACKAGE = Path(zencache.__file__).parent
 # package paths; the longest one that prefixes a module names its layer.
 LAYERS: list[set[str]] = [
     {"errors", "hashing", "config"},
-    {"storage.store"},
+    {"storage.store", "storage.space"},
+    {"storage.index_check"},
     {"storage.index", "storage.lease_table", "storage.records", "storage.cache", "storage"},
     {"fingerprint"},
     {"materializers", "io"},

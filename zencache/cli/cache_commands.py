@@ -340,6 +340,13 @@ def verify_command(ctx: click.Context, repair: bool, as_json: bool) -> None:
 
 
 def _print_verify(report: maintenance.VerifyReport) -> None:
+    if report.salvage is not None:
+        copied = sum(report.salvage.entries.values())
+        click.echo(
+            f"the index was damaged; copied the {plural(copied, 'entry', 'entries')} LMDB "
+            f"could read into a new index (the damaged one is at {report.salvage.moved_to}; "
+            "delete it when you like); lost entries rerun"
+        )
     click.echo(
         f"checked {plural(report.objects_checked, 'object')} "
         f"({human_bytes(report.bytes_checked)}), "

@@ -223,7 +223,7 @@ def _small_output(run: Run) -> str | None:
     index = run.cache.index
     described = []
     for ref in refs:
-        step_name, _, output = ref.rpartition(".")
+        step_name, _, output = ref.partition(".")  # an output name may hold a dot
         content_id = run.steps[step_name].outputs.get(output)
         record = None if content_id is None else index.get_artifact(content_id)
         if record is None:

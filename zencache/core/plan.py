@@ -69,7 +69,13 @@ def plan_invocation(
             raise UnhashableParameterError(
                 f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step {inv.name!r}: {exc}"
             ) from exc
-        reprs[name] = _short_repr(value)
+        except RecursionError:
+            raise UnhashableParameterError(
+                f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step {inv.name!r}: "
+                f"a {type(value).__name__} nested too deeply or that refers to itself; pass "
+                "it as an artifact (the output of a step), or add it to ignore="
+            ) from None
+        reprs[name] = short_repr(value)
     inputs = inv.inputs
     names = tuple(sorted(inputs)) if len(inputs) > 1 else tuple(inputs)
     # The classes the parameters' values are instances of (or are) bring their
@@ -149,6 +155,11 @@ def output_materializers(step: Any) -> dict[str, type[BaseMaterializer] | None]:
     return result
 
 
-def _short_repr(value: Any) -> str:
-    text = repr(value)
+def short_repr(value: Any) -> str:
+    """A value's repr for records and messages, at most _REPR_LIMIT characters (a
+    parameter of 24 MB made every run record 24 MB)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to show>"
     return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."

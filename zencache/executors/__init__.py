@@ -18,10 +18,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..config import load_settings
-from ..core.plan import plan
+from ..core.plan import plan, short_repr
 from ..errors import CacheSizeWarning, UsageError, ZencacheError
 from ..storage.cache import Cache
-from . import collector
 from .base import Executor
 from .runner import Progress, Runner
 
@@ -92,19 +91,18 @@ def run_pipeline(
             'put the code that runs the pipeline under `if __name__ == "__main__":`'
         )
     chosen = make_executor(executor, max_workers, scheduler)
-    with collector.paused():  # see collector.py: the run's bookkeeping makes no cycles
-        dag = instance.trace()
-        planned = plan(dag)
-        params = {name: repr(value) for name, value in instance.params.items()}
-        runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
+    dag = instance.trace()
+    planned = plan(dag)
+    params = {name: short_repr(value) for name, value in instance.params.items()}
+    runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
     try:
         chosen.execute(runner)
     except KeyboardInterrupt:
         runner.write_run("interrupted")
         raise
-    with collector.paused():
-        run = runner.write_run()
-    limit_size(cache, run.record)
+    run = runner.write_run()
+    if not cache.index.read_only:
+        limit_size(cache, run.record)
     runner.raise_failures()
     return run
 

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import UnsafePathError
+from ..errors import MaterializerError, UnsafePathError
 from . import registry
 
 Files = Mapping[str, Any]  # relative path -> bytes-like
+_SANDBOX_DEPTH = ("a", "b", "c", "d", "e", "f", "g", "h", "artifact")
 
 
 class BaseMaterializer:
@@ -81,11 +82,35 @@ class BaseMaterializer:
     # --- what zencache calls ----------------------------------------------------------------
 
     def dump(self, data: Any) -> dict[str, Any]:
-        """The files for `data`: by default, whatever `save` writes under a fresh uri."""
+        """The files for `data`: by default, whatever `save` writes under a fresh uri.
+
+        The uri lies a few folders deep inside a private folder, so that a write
+        through `..` lands where it is seen; a save that leaves no file at all wrote
+        elsewhere (an absolute path). Either fails the step rather than record an
+        artifact without the value's bytes (one id for every value).
+        """
         with tempfile.TemporaryDirectory(prefix="zencache-save-") as tmp:
-            self.uri = tmp
+            sandbox = Path(tmp)
+            uri = sandbox.joinpath(*_SANDBOX_DEPTH)
+            uri.mkdir(parents=True)
+            self.uri = str(uri)
             self.save(data)
-            return read_tree(Path(tmp))
+            name = type(self).__qualname__
+            for dirpath, _, filenames in os.walk(sandbox):
+                for found in filenames:
+                    path = Path(dirpath, found)
+                    if not path.is_relative_to(uri):
+                        raise MaterializerError(
+                            f"materializer {name} wrote {os.path.relpath(path, uri)} "
+                            "outside its folder; write every file under self.uri"
+                        )
+            files = read_tree(uri)
+            if not files:
+                raise MaterializerError(
+                    f"materializer {name} wrote no file under self.uri (a path outside it, "
+                    "or nothing at all); write the value's files under self.uri"
+                )
+            return files
 
     def restore(self, files: Files, data_type: type) -> Any:
         """The value back from its files: by default, laid out under a fresh uri for `load`.
