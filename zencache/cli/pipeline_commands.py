@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import StepFailedError, ZencacheError
-from .app import cache_from, cache_group, main
+from . import output
+from .app import cache_from, cache_group, main, settings_from
+from .cache_commands import echo_json
 
 if TYPE_CHECKING:
     from ..core.runs import Run, StepEvent
@@ -38,9 +41,13 @@ def _param_option(fn: Any) -> Any:
 
 
 def _load(target: str, params: Sequence[str]) -> Target:
+    """Import and bind TARGET; a pipeline the module runs at import time is skipped (noted)."""
     from .target import load_target
 
-    return load_target(target, params)
+    loaded = load_target(target, params)
+    for line in loaded.notes():
+        click.echo(line, err=True)
+    return loaded
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -54,16 +61,17 @@ def _load(target: str, params: Sequence[str]) -> Target:
 )
 @click.option(
     "--executor",
-    default="local",
-    show_default=True,
-    help="Where steps run: local (in this process), processes (worker processes on this "
-    "machine), dask (a Dask cluster; see --scheduler).",
+    default=None,
+    help="Where steps run: local (one step at a time in this process), processes (worker "
+    "processes on this machine), dask (a Dask cluster; see --scheduler). Default: executor "
+    "under [tool.zencache] or $ZENCACHE_EXECUTOR, else local.",
 )
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="How many steps may run at once, for executors that run several.",
+    help="How many steps may run at once, for the processes and dask executors. Default: "
+    "workers under [tool.zencache] or $ZENCACHE_WORKERS, else one per core.",
 )
 @click.option(
     "--scheduler",
@@ -72,15 +80,23 @@ def _load(target: str, params: Sequence[str]) -> Target:
     help="The Dask scheduler for --executor dask, e.g. tcp://host:8786 (the cache directory "
     "must be on storage every worker shares); without it a local cluster is started.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the run as one JSON object (run_id, pipeline, status, duration, steps, output) "
+    "instead of the table; the steps' own prints go to stderr.",
+)
 @click.pass_context
 def run_command(
     ctx: click.Context,
     target: str,
     params: tuple[str, ...],
     no_cache: bool,
-    executor: str,
+    executor: str | None,
     workers: int | None,
     scheduler: str | None,
+    as_json: bool,
 ) -> None:
     """Run the pipeline TARGET (module:pipeline or path/file.py:pipeline), reusing the cache.
 
@@ -91,12 +107,17 @@ def run_command(
       zencache run examples/digits/pipeline.py:seed_pipeline --no-cache
     """
     from ..executors import make_executor, run_pipeline
+    from ..storage.cache import Cache
 
+    settings = settings_from(ctx)
+    executor = executor or settings.executor
+    workers = workers if workers is not None else settings.workers
     # An unknown executor, or a missing extra, fails before user code is imported.
     chosen = make_executor(executor, workers, scheduler)
     loaded = _load(target, params)
-    cache = cache_from(ctx)
-    progress = _Progress(loaded, sys.stderr.isatty())
+    cache = Cache(settings.cache_dir)
+    tty = not as_json and sys.stderr.isatty()
+    progress = _Progress(loaded, tty, parallel=executor != "local")
     started = time.perf_counter()
     try:
         run = run_pipeline(
@@ -113,7 +134,11 @@ def run_command(
     except Exception as exc:
         progress.close()
         if progress.events:
-            _echo_table(_failed_rows(cache, loaded.instance.name, progress.events))
+            rows = _failed_rows(cache, loaded.instance.name, progress.events)
+            if as_json:
+                echo_json(_run_json(None, loaded, rows, time.perf_counter() - started, "failed"))
+            else:
+                _echo_table(rows)
         failed = [e.name for e in progress.events if e.status == "failed"]
         if failed and not isinstance(exc, ZencacheError):
             # A user materializer (or other user code around the step) raised: still
@@ -121,58 +146,198 @@ def run_command(
             raise StepFailedError(f"step {failed[0]!r} failed: {_last_line(exc)}") from exc
         raise
     progress.close()
+    elapsed = time.perf_counter() - started
+    if as_json:
+        echo_json(_run_json(run, loaded, _run_rows(run), elapsed, run.status))
+        return
     _echo_table(_run_rows(run))
     counts: dict[str, int] = {}
     for step in run.steps.values():
         counts[step.status] = counts.get(step.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    elapsed = time.perf_counter() - started
     click.echo(f"\nrun {run.run_id}: {run.status} ({summary}) in {_duration(elapsed)}")
     shown = _small_output(run)
     if shown is not None:
         click.echo(f"output: {shown}")
 
 
-class _Progress:
-    """The run's progress callback: a live line on a TTY, else one plain line per step."""
+def _run_json(
+    run: Run | None, loaded: Target, rows: list[tuple[str, ...]], elapsed: float, status: str
+) -> dict[str, Any]:
+    """The documented shape of `run --json`."""
+    steps = [{"step": r[0], "status": r[1], "key": None if r[3] == "-" else r[3]} for r in rows]
+    if run is not None:
+        steps = [
+            {"step": name, "status": s.status, "duration": s.duration, "key": s.key or None}
+            for name, s in run.steps.items()
+        ]
+    document: dict[str, Any] = {
+        "run_id": run.run_id if run is not None else None,
+        "pipeline": loaded.instance.name,
+        "target": loaded.text,
+        "status": status,
+        "duration": elapsed,
+        "steps": steps,
+    }
+    if run is not None:
+        document["output"] = _json_output(run)
+    return document
 
-    def __init__(self, loaded: Target, tty: bool) -> None:
-        self.order = list(loaded.instance.trace().invocations)
+
+def _json_output(run: Run) -> Any:
+    """The pipeline's return value when it is a few JSON-able scalars, else None."""
+    if _small_output(run) is None or not run.record.output:
+        return None
+    value = run.output()
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+class _Progress:
+    """The run's progress callback: a live line on a TTY, else one plain line per step.
+
+    The live line shows the steps done, the time elapsed and the step running now,
+    redrawn by a ticker thread. While it is up, sys.stdout and sys.stderr (when they
+    are the terminal) are wrapped so that a step's prints clear the line first and
+    start on a fresh one, instead of sticking to it.
+    """
+
+    _TICK = 0.1  # seconds between redraws of the elapsed time
+
+    def __init__(self, loaded: Target, tty: bool, *, parallel: bool = False) -> None:
+        dag = loaded.instance.trace()
+        self.order = list(dag.invocations)
+        self.upstream = {name: inv.upstream for name, inv in dag.invocations.items()}
+        self.parallel = parallel
         self.tty = tty
         self.events: list[StepEvent] = []
         self.finished: set[str] = set()
-        self._cursor = 0  # everything before it has finished
+        self.started = time.perf_counter()
+        self._lock = threading.RLock()
         self._drawn = False
+        self._line_open = False  # the user's output left a line unfinished
+        self._last = ""
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._terminal = sys.stderr
+        self._guards: list[tuple[str, Any, _ClearingStream]] = []
         if tty:
-            self._draw(f"[0/{len(self.order)}] running {self._next() or '...'}")
+            for name in ("stdout", "stderr"):
+                stream = getattr(sys, name)
+                if _isatty(stream):
+                    guard = _ClearingStream(stream, self)
+                    setattr(sys, name, guard)
+                    self._guards.append((name, stream, guard))
+            self._redraw()
+            self._ticker = threading.Thread(
+                target=self._tick, name="zencache-progress", daemon=True
+            )
+            self._ticker.start()
 
     def __call__(self, event: StepEvent) -> None:
-        self.events.append(event)
-        self.finished.add(event.name)
-        took = _duration(event.duration)
-        done = f"[{event.done}/{event.total}] {event.name} {event.status} ({took})"
-        if not self.tty:
-            click.echo(done, err=True)
-            return
-        upcoming = self._next()
-        self._draw(f"{done}; running {upcoming}" if upcoming else done)
+        with self._lock:
+            self.events.append(event)
+            self.finished.add(event.name)
+            took = _duration(event.duration)
+            if not self.tty:
+                click.echo(
+                    f"[{event.done}/{event.total}] {event.name} {event.status} ({took})", err=True
+                )
+                return
+            self._last = f"{event.name} {event.status} ({took})"
+            self._redraw()
 
-    def _next(self) -> str | None:
-        # The local executor runs steps in this (topological) order, so the step
-        # running now is the first one that has not finished.
-        while self._cursor < len(self.order) and self.order[self._cursor] in self.finished:
-            self._cursor += 1
-        return self.order[self._cursor] if self._cursor < len(self.order) else None
+    def running(self) -> list[str]:
+        """The steps running now: the local executor runs the first unfinished step (in
+        topological order); a parallel one, those whose upstream steps all finished."""
+        ready = [
+            name
+            for name in self.order
+            if name not in self.finished and all(u in self.finished for u in self.upstream[name])
+        ]
+        return ready if self.parallel else ready[:1]
 
-    def _draw(self, line: str) -> None:
+    def line(self) -> str:
+        done = len(self.finished)
+        parts = [f"[{done}/{len(self.order)}] {_elapsed(time.perf_counter() - self.started)}"]
+        now = self.running()
+        if now:
+            shown = ", ".join(now[:3]) + (f" (+{len(now) - 3})" if len(now) > 3 else "")
+            parts.append(f"running {shown}")
+        if self._last:
+            parts.append(f"last: {self._last}")
+        return "  ".join(parts)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._TICK):
+            with self._lock:
+                self._redraw()
+
+    def _redraw(self) -> None:
+        if self._line_open or self._stop.is_set():
+            return  # never draw onto a line the step is still writing
         width = max(20, shutil.get_terminal_size().columns - 1)
-        click.echo("\r\x1b[K" + line[:width], err=True, nl=False)
+        self._terminal.write("\r\x1b[K" + self.line()[:width])
+        self._terminal.flush()
         self._drawn = True
 
-    def close(self) -> None:
+    def clear(self) -> None:
+        """Take the live line down (before anything else is written to the terminal)."""
         if self._drawn:
-            click.echo("\r\x1b[K", err=True, nl=False)
+            self._terminal.write("\r\x1b[K")
+            self._terminal.flush()
             self._drawn = False
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
+        with self._lock:
+            for name, stream, guard in self._guards:
+                if getattr(sys, name) is guard:
+                    setattr(sys, name, stream)
+            self._guards = []
+            if self._line_open:
+                self._terminal.write("\n")
+                self._line_open = False
+            self.clear()
+
+
+class _ClearingStream:
+    """A terminal stream whose writes first take the progress line down."""
+
+    def __init__(self, stream: Any, progress: _Progress) -> None:
+        self._stream = stream
+        self._progress = progress
+
+    def write(self, text: str) -> int:
+        with self._progress._lock:
+            self._progress.clear()
+            written = self._stream.write(text)
+            self._stream.flush()  # before the line is drawn again below it
+            if text:
+                self._progress._line_open = not text.endswith("\n")
+            return written
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _elapsed(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
 
 
 def _run_rows(run: Run) -> list[tuple[str, ...]]:
@@ -201,14 +366,16 @@ def _failed_rows(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> list
 def _echo_table(rows: list[tuple[str, ...]]) -> None:
     header = ("step", "status", "duration", "key")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
+    colored = output.color_enabled()
+    for number, row in enumerate([header, *rows]):
+        status = row[1].ljust(widths[1])
         cells = [
             row[0].ljust(widths[0]),
-            row[1].ljust(widths[1]),
+            output.paint(status, row[1], colored and number > 0),
             row[2].rjust(widths[2]),
             row[3],
         ]
-        click.echo("  ".join(cells).rstrip())
+        output.echo("  ".join(cells).rstrip(), colored=colored)
 
 
 def _duration(seconds: float) -> str:
@@ -266,12 +433,14 @@ def status_command(ctx: click.Context, target: str, params: tuple[str, ...], as_
     """
     statuses = _statuses(ctx, target, params)
     if as_json:
-        click.echo(json.dumps([s.to_json() for s in statuses], indent=2))
+        echo_json([s.to_json() for s in statuses])
         return
     width = max(len(s.step) for s in statuses)
+    colored = output.color_enabled()
     for s in statuses:
-        line = f"{s.step.ljust(width)}  {s.status.ljust(6)}  {'; '.join(s.reasons)}"
-        click.echo(line.rstrip())
+        status = output.paint(s.status.ljust(6), s.status, colored)
+        line = f"{s.step.ljust(width)}  {status}  {'; '.join(s.reasons)}"
+        output.echo(line.rstrip(), colored=colored)
 
 
 def _statuses(ctx: click.Context, target: str, params: Sequence[str]) -> list[StepStatus]:
@@ -304,7 +473,7 @@ def explain_command(
     loaded = _load(target, params)
     result = explain(loaded.instance, cache_from(ctx), step)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        echo_json(result.to_json())
         return
     for line in _explain_lines(result):
         click.echo(line)
@@ -376,8 +545,16 @@ def _explain_lines(e: Explanation) -> list[str]:
     show_default=True,
     help="text for a terminal, mermaid for Markdown, dot for Graphviz.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print {pipeline, steps: [{step, status, inputs: [{name, from, output}]}]}.",
+)
 @click.pass_context
-def dag_command(ctx: click.Context, target: str, params: tuple[str, ...], fmt: str) -> None:
+def dag_command(
+    ctx: click.Context, target: str, params: tuple[str, ...], fmt: str, as_json: bool
+) -> None:
     """Draw TARGET's steps, how artifacts flow between them, and each step's cache status.
 
     \b
@@ -399,9 +576,23 @@ def dag_command(ctx: click.Context, target: str, params: tuple[str, ...], fmt: s
             same = handle.output in (name, SINGLE_OUTPUT)
             label = name if same else f"{handle.output}->{name}"
             edges.setdefault((handle.invocation, inv.name), []).append(label)
+    if as_json:
+        steps = [
+            {
+                "step": inv.name,
+                "status": statuses[inv.name],
+                "inputs": [
+                    {"name": name, "from": h.invocation, "output": h.output}
+                    for name, h in sorted(inv.inputs.items())
+                ],
+            }
+            for inv in dag.invocations.values()
+        ]
+        echo_json({"pipeline": dag.pipeline, "steps": steps})
+        return
     render = {"text": _dag_text, "mermaid": _dag_mermaid, "dot": _dag_dot}[fmt]
     for line in render(dag.pipeline, list(dag.invocations), statuses, edges):
-        click.echo(line)
+        output.echo(line, colored=fmt == "text" and output.color_enabled())
 
 
 _COLORS = {"cached": "#c8e6c9", "stale": "#ffe0b2", "new": "#bbdefb"}
@@ -414,13 +605,15 @@ def _dag_text(
     edges: dict[tuple[str, str], list[str]],
 ) -> list[str]:
     lines = [f"pipeline {pipeline}"]
+    colored = output.color_enabled()
     width = max(len(s) for s in steps)
     for step in steps:
         inputs = [
             f"{src} ({', '.join(labels)})" for (src, dst), labels in edges.items() if dst == step
         ]
         arrow = f"  <- {'; '.join(inputs)}" if inputs else ""
-        lines.append(f"  {step.ljust(width)}  {f'[{statuses[step]}]'.ljust(8)}{arrow}".rstrip())
+        status = output.paint(f"[{statuses[step]}]".ljust(8), statuses[step], colored)
+        lines.append(f"  {step.ljust(width)}  {status}{arrow}".rstrip())
     return lines
 
 

@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..config import load_settings
 from ..errors import PipelineDefinitionError
 from ..storage.cache import Cache
 from .dag import Dag, Tracer
@@ -96,7 +97,7 @@ class PipelineInstance:
 
     def run(
         self,
-        executor: Any = "local",
+        executor: Any = None,
         max_workers: int | None = None,
         *,
         scheduler: Any = None,
@@ -108,9 +109,19 @@ class PipelineInstance:
 
         `executor`: "local", "processes", "dask" or an Executor instance;
         `scheduler`: a Dask scheduler address or distributed.Client (executor "dask").
+        Without them, `executor`, `workers` and the cache folder come from the project's
+        settings (`[tool.zencache]`, ZENCACHE_* variables: zencache.config), else local.
         """
         from ..executors import run_pipeline  # the executor layer sits above this one
 
+        if executor is None or (max_workers is None and isinstance(executor, str)):
+            settings = load_settings()
+            if executor is None:
+                executor = settings.executor
+            if max_workers is None and isinstance(executor, str):
+                max_workers = settings.workers
+            if cache is None:
+                cache = settings.cache_dir
         return run_pipeline(
             self,
             executor=executor,
