@@ -17,6 +17,7 @@ from ..materializers import registry
 from ..materializers.base import BaseMaterializer
 from .dag import Dag, Invocation
 from .keys import RUNTIME_MATERIALIZER, KeyParts, KeyTemplate
+from .step_config import BaseStepConfig, key_params
 
 _REPR_LIMIT = 200
 
@@ -56,16 +57,20 @@ def plan_invocation(
     options = step.options
     params: dict[str, str] = {}
     reprs: dict[str, str] = {}
-    for name, value in inv.params.items():
-        if name in options.ignore:
+    for given, value in inv.params.items():
+        if given in options.ignore:
             continue
-        try:
-            params[name] = hash_value(value)
-        except UnhashableParameterError as exc:
-            raise UnhashableParameterError(
-                f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step {inv.name!r}: {exc}"
-            ) from exc
-        reprs[name] = _short_repr(value)
+        # A ZenML step config enters field by field (`config.gamma`): status names the field.
+        pairs = key_params(given, value) if isinstance(value, BaseStepConfig) else ((given, value),)
+        for name, part in pairs:
+            try:
+                params[name] = hash_value(part)
+            except UnhashableParameterError as exc:
+                raise UnhashableParameterError(
+                    f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step "
+                    f"{inv.name!r}: {exc}"
+                ) from exc
+            reprs[name] = _short_repr(part)
     inputs = inv.inputs
     names = tuple(sorted(inputs)) if len(inputs) > 1 else tuple(inputs)
     memo = (step, tuple(params.items()), names)

@@ -128,6 +128,7 @@ def run_pipeline(
     if _skipped is not None:
         _skipped.append(instance.name)
         return SkippedRun(instance.name)  # type: ignore[return-value]
+    instance.pipeline.check_requirements()
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         raise UsageError(
             f"pipeline {instance.name!r} was run while a new process was importing the main "

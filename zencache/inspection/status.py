@@ -392,10 +392,12 @@ def _output_changes(ps: PlannedStep, record: StepRecord) -> list[Change]:
         new_cls, _, new_version = identity.rpartition("@")
         if old_cls == new_cls:
             detail = f"{_short_class(new_cls)} version {old_version} -> {new_version}"
-        else:
+        elif _short_class(old_cls) != _short_class(new_cls):
             detail = (
                 f"{_short_class(old_cls)}@{old_version} -> {_short_class(new_cls)}@{new_version}"
             )
+        else:  # same class name, another module: the short forms would read alike
+            detail = f"{old} -> {identity}"
         message = f"materializer changed: output {name} ({detail})"
         changes.append(Change("output", name, old, identity, message))
     return changes
