@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import typing
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -52,12 +53,11 @@ class BaseStepConfig:
         cached = cls.__dict__.get("_fields_cache")
         if cached is not None:
             return cached
-        try:
-            hints = typing.get_type_hints(cls)
-        except Exception:  # an annotation that cannot be evaluated is not checked
-            hints = {}
-            for klass in reversed(cls.__mro__):
-                hints.update(getattr(klass, "__annotations__", {}))
+        hints: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            namespace = getattr(sys.modules.get(klass.__module__), "__dict__", {})
+            for name, annotation in vars(klass).get("__annotations__", {}).items():
+                hints[name] = _evaluated(annotation, namespace)
         fields: dict[str, tuple[Any, Any]] = {}
         for name, annotation in hints.items():
             if name.startswith("_") or typing.get_origin(annotation) is ClassVar:
@@ -94,6 +94,17 @@ class BaseStepConfig:
         return f"{type(self).__name__}({inner})"
 
 
+def _evaluated(annotation: Any, namespace: dict[str, Any]) -> Any:
+    """A string annotation evaluated in its module (not in the class body, where the
+    methods `dict` and `json` would shadow the builtins); left as text if it fails."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, dict(namespace))
+    except Exception:
+        return annotation
+
+
 def _checked(owner: str, name: str, annotation: Any, value: Any) -> Any:
     """pydantic's lenient reading of the plain scalar types; other annotations are trusted."""
     if annotation is float and type(value) is int:
@@ -101,9 +112,10 @@ def _checked(owner: str, name: str, annotation: Any, value: Any) -> Any:
     if annotation in (int, float, str, bool) and not (
         isinstance(value, annotation) and (annotation is bool or type(value) is not bool)
     ):
+        kind = annotation.__name__
+        article = "an" if kind[0] in "aeiou" else "a"
         raise PipelineDefinitionError(
-            f"{owner}.{name} must be a {annotation.__name__} (got {value!r}); pass a "
-            f"{annotation.__name__}"
+            f"{owner}.{name} must be {article} {kind} (got {value!r}); pass {article} {kind}"
         )
     return value
 
