@@ -501,6 +501,17 @@ def test_every_listing_has_json_and_dag_json_has_the_edges(project: Path) -> Non
             },
         ],
     }
+    (project / "broken.py").write_text(
+        "from zencache import pipeline, step\n\n\n@step\ndef explode() -> int:\n"
+        "    print('about to fail')\n    raise ValueError('boom')\n\n\n@pipeline\n"
+        "def broken():\n    explode()\n"
+    )
+    failed = cli(project, "run", "broken.py:broken", "--json")
+    assert failed.returncode == 1
+    document = json.loads(failed.stdout)
+    assert document["status"] == "failed" and document["run_id"]
+    assert document["steps"][0]["status"] == "failed" and len(document["steps"][0]["key"]) == 32
+    assert "about to fail" in failed.stderr and "error: step 'explode'" in failed.stderr
     for command in (
         ["runs", "ls"],
         ["runs", "show", "latest"],
@@ -508,7 +519,7 @@ def test_every_listing_has_json_and_dag_json_has_the_edges(project: Path) -> Non
         ["cache", "stats"],
         ["cache", "status", "flow.py:flow"],
         ["explain", "flow.py:flow", "total"],
-        ["lineage", "latest:total"],
+        ["lineage", f"{run['run_id']}:total"],
         ["config"],
     ):
         json.loads(ok(cli(project, *command, "--json")))

@@ -184,3 +184,68 @@ def test_a_materializer_subclass_claims_only_the_types_it_declares() -> None:
     finally:
         registry._by_type_name.clear()
         registry._by_type_name.update(saved)
+
+
+_BOX_MATERIALIZER = """
+import os
+from zencache.materializers.base_materializer import BaseMaterializer
+
+
+class BoxMaterializer(BaseMaterializer):
+    def save(self, data):
+        with open(os.path.join(self.uri, "v"), "w") as f:
+            f.write(repr(data))
+
+    def load(self, data_type):
+        with open(os.path.join(self.uri, "v")) as f:
+            return eval(f.read())
+"""
+
+
+def test_a_materializer_reason_never_reads_the_same_on_both_sides(tmp_path: Any) -> None:
+    import types
+
+    from zencache.pipelines import pipeline
+    from zencache.steps import step
+
+    classes = []
+    for name in ("zc_test_mats_one", "zc_test_mats_two"):
+        module = types.ModuleType(name)
+        sys.modules[name] = module
+        exec(_BOX_MATERIALIZER, module.__dict__)
+        classes.append(module.BoxMaterializer)
+
+    def build(materializer: type) -> Any:
+        @step(materializers=materializer)
+        def make() -> dict:
+            return {"a": 1}
+
+        @pipeline
+        def flow():  # type: ignore[no-untyped-def]
+            make()
+
+        return flow
+
+    cache = Cache(tmp_path / "cache")
+    try:
+        build(classes[0])().run(cache=cache)
+        (status,) = pipeline_status(build(classes[1])(), cache)
+        assert status.status == "stale"
+        assert status.reasons == (
+            "materializer changed: output output (zc_test_mats_one:BoxMaterializer@1 -> "
+            "zc_test_mats_two:BoxMaterializer@1)",
+        )
+    finally:
+        cache.close()
+        for name in ("zc_test_mats_one", "zc_test_mats_two"):
+            sys.modules.pop(name, None)
+
+
+def test_a_package_reason_never_reads_the_same_on_both_sides() -> None:
+    from zencache.inspection.status import _describe_part
+
+    text = _describe_part("dist:scikit-learn", "scikit_learn==1.5", "scikit-learn==1.5", set())
+    assert text == "package scikit-learn scikit_learn==1.5 -> scikit-learn==1.5"
+    assert _describe_part("dist:numpy", "numpy==1.0", "numpy==2.0", set()) == (
+        "package numpy 1.0 -> 2.0"
+    )

@@ -8,6 +8,7 @@ the commands, so that `zencache --help` stays instant.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 import threading
@@ -134,11 +135,12 @@ def run_command(
     except Exception as exc:
         progress.close()
         if progress.events:
-            rows = _failed_rows(cache, loaded.instance.name, progress.events)
+            record = _failed_record(cache, loaded.instance.name, progress.events)
             if as_json:
-                echo_json(_run_json(None, loaded, rows, time.perf_counter() - started, "failed"))
+                took = time.perf_counter() - started
+                echo_json(_failed_json(record, loaded, progress.events, took))
             else:
-                _echo_table(rows)
+                _echo_table(_failed_rows(record, progress.events))
         failed = [e.name for e in progress.events if e.status == "failed"]
         if failed and not isinstance(exc, ZencacheError):
             # A user materializer (or other user code around the step) raised: still
@@ -148,7 +150,7 @@ def run_command(
     progress.close()
     elapsed = time.perf_counter() - started
     if as_json:
-        echo_json(_run_json(run, loaded, _run_rows(run), elapsed, run.status))
+        echo_json(_run_json(run, loaded, elapsed))
         return
     _echo_table(_run_rows(run))
     counts: dict[str, int] = {}
@@ -161,27 +163,45 @@ def run_command(
         click.echo(f"output: {shown}")
 
 
-def _run_json(
-    run: Run | None, loaded: Target, rows: list[tuple[str, ...]], elapsed: float, status: str
-) -> dict[str, Any]:
+def _run_json(run: Run, loaded: Target, elapsed: float) -> dict[str, Any]:
     """The documented shape of `run --json`."""
-    steps = [{"step": r[0], "status": r[1], "key": None if r[3] == "-" else r[3]} for r in rows]
-    if run is not None:
-        steps = [
-            {"step": name, "status": s.status, "duration": s.duration, "key": s.key or None}
-            for name, s in run.steps.items()
-        ]
-    document: dict[str, Any] = {
-        "run_id": run.run_id if run is not None else None,
+    return {
+        "run_id": run.run_id,
         "pipeline": loaded.instance.name,
         "target": loaded.text,
-        "status": status,
+        "status": run.status,
+        "duration": elapsed,
+        "steps": [
+            {"step": name, "status": s.status, "duration": s.duration, "key": s.key or None}
+            for name, s in run.steps.items()
+        ],
+        "output": _json_output(run),
+    }
+
+
+def _failed_json(
+    record: Any, loaded: Target, events: Sequence[StepEvent], elapsed: float
+) -> dict[str, Any]:
+    """`run --json` of a run that raised: its record's steps, else what progress saw."""
+    if record is not None:
+        steps = [
+            {"step": s.name, "status": s.status, "duration": s.duration, "key": s.key or None}
+            for s in record.steps
+        ]
+    else:
+        steps = [
+            {"step": e.name, "status": e.status, "duration": e.duration, "key": None}
+            for e in events
+        ]
+    return {
+        "run_id": record.run_id if record is not None else None,
+        "pipeline": loaded.instance.name,
+        "target": loaded.text,
+        "status": record.status if record is not None else "failed",
         "duration": elapsed,
         "steps": steps,
+        "output": None,
     }
-    if run is not None:
-        document["output"] = _json_output(run)
-    return document
 
 
 def _json_output(run: Run) -> Any:
@@ -224,6 +244,7 @@ class _Progress:
         self._ticker: threading.Thread | None = None
         self._terminal = sys.stderr
         self._guards: list[tuple[str, Any, _ClearingStream]] = []
+        self._handlers: list[tuple[logging.StreamHandler[Any], Any]] = []
         if tty:
             for name in ("stdout", "stderr"):
                 stream = getattr(sys, name)
@@ -231,6 +252,11 @@ class _Progress:
                     guard = _ClearingStream(stream, self)
                     setattr(sys, name, guard)
                     self._guards.append((name, stream, guard))
+            # Log records (--debug, the user's own logging) go through the guard too.
+            guards = {id(stream): guard for _, stream, guard in self._guards}
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.StreamHandler) and id(handler.stream) in guards:
+                    self._handlers.append((handler, handler.setStream(guards[id(handler.stream)])))
             self._redraw()
             self._ticker = threading.Thread(
                 target=self._tick, name="zencache-progress", daemon=True
@@ -297,6 +323,9 @@ class _Progress:
             self._ticker.join()
             self._ticker = None
         with self._lock:
+            for handler, stream in self._handlers:
+                handler.setStream(stream)
+            self._handlers = []
             for name, stream, guard in self._guards:
                 if getattr(sys, name) is guard:
                     setattr(sys, name, stream)
@@ -347,19 +376,25 @@ def _run_rows(run: Run) -> list[tuple[str, ...]]:
     ]
 
 
-def _failed_rows(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> list[tuple[str, ...]]:
-    """The table of a run that raised: from its run record (written before the error
-    was raised) when the newest one is ours, else from the progress events, without keys."""
+def _failed_record(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> Any:
+    """The run record of a run that raised (written before the error was raised), when
+    the newest one is ours; else None."""
     newest = cache.index.last("runs")
-    if newest is not None:
-        from ..storage.records import RunRecord
+    if newest is None:
+        return None
+    from ..storage.records import RunRecord
 
-        record = RunRecord.decode(newest[1])
-        seen = [(s.name, s.status) for s in record.steps]
-        if record.pipeline == pipeline and seen == [(e.name, e.status) for e in events]:
-            return [
-                (s.name, s.status, _duration(s.duration), s.key[:12] or "-") for s in record.steps
-            ]
+    record = RunRecord.decode(newest[1])
+    seen = [(s.name, s.status) for s in record.steps]
+    if record.pipeline == pipeline and seen == [(e.name, e.status) for e in events]:
+        return record
+    return None
+
+
+def _failed_rows(record: Any, events: Sequence[StepEvent]) -> list[tuple[str, ...]]:
+    """The table of a run that raised: from its record, else from the progress events."""
+    if record is not None:
+        return [(s.name, s.status, _duration(s.duration), s.key[:12] or "-") for s in record.steps]
     return [(e.name, e.status, _duration(e.duration), "-") for e in events]
 
 

@@ -441,6 +441,8 @@ def _describe_part(part: str, old: str | None, new: str | None, own: set[str]) -
         return f"Python {old} -> {new}" if old and new else f"Python {new or old}"
     if kind == "dist":
         if old and new:
+            if _version(old) == _version(new):  # the same version under another name
+                return f"package {rest} {old} -> {new}"
             return f"package {rest} {_version(old)} -> {_version(new)}"
         return f"now uses package {new}" if new else f"no longer uses package {old}"
     module, _, qualname = rest.partition(":")
