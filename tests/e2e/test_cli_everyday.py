@@ -588,3 +588,28 @@ def test_the_progress_line_on_a_terminal(project: Path) -> None:
     piped = cli(project, "run", "slow.py:slow")
     assert "\x1b" not in piped.stderr + piped.stdout
     assert "[2/2] slow_step cached" in piped.stderr
+
+
+def test_workers_do_not_run_the_pipeline_a_module_runs_at_import(project: Path) -> None:
+    # The worker imports the module to find the step; the module's own run() would
+    # wait for leases the driver holds (it hung before).
+    done = cli(project, "run", "noisy.py:noisy", "--executor", "processes", "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"first\s+executed", done.stdout) and re.search(
+        r"second\s+executed", done.stdout
+    )
+    assert len(json.loads(ok(cli(project, "runs", "ls", "--json")))) == 1
+
+
+def test_shell_completion_completes_commands_and_choices(project: Path) -> None:
+    def complete(words: str, cword: int) -> list[str]:
+        done = cli(
+            project, _ZENCACHE_COMPLETE="bash_complete", COMP_WORDS=words, COMP_CWORD=str(cword)
+        )
+        return [line.partition(",")[2] for line in done.stdout.splitlines()]
+
+    assert complete("zencache ca", 1) == ["cache"]
+    assert complete("zencache cache st", 2) == ["stats", "status"]
+    assert complete("zencache config w", 2) == ["workers"]
+    source = cli(project, _ZENCACHE_COMPLETE="bash_source")
+    assert "_zencache_completion()" in source.stdout

@@ -26,7 +26,7 @@ from typing import Any
 from ..core.pipeline import Pipeline, PipelineInstance
 from ..core.steps import Step, StepInstance
 from ..errors import TargetError, ZencacheError
-from ..executors import InspectionStop, runs_skipped
+from ..executors import runs_skipped, skipping
 from .params import annotations_of, coerce_params
 
 _FORMS = "module:pipeline or path/to/file.py:pipeline"
@@ -141,22 +141,14 @@ def _import_file(text: str, path: Path, stops: list[str]) -> types.ModuleType:
 def _execute(
     text: str, name: str, spec: importlib.machinery.ModuleSpec, stops: list[str]
 ) -> types.ModuleType:
-    """Run a module's code as an import would; an InspectionStop keeps what it defined."""
-    module = importlib.util.module_from_spec(spec)
-    # Registered before it runs, so that pickling, dataclasses and fingerprints find it.
-    sys.modules[name] = module
+    """Run a module's code as an import would, its runs skipped; a stop is noted."""
     try:
-        assert spec.loader is not None
-        spec.loader.exec_module(module)
-    except InspectionStop as stop:
+        module, stop = skipping.exec_module(name, spec)
+    except BaseException as exc:
+        raise _import_failure(text, name, exc) from exc
+    if stop is not None:
         where = _location(stop)[len(" (") : -len(")")] or f"in {name}"
         stops.append(f"{where}: {stop}")
-    except BaseException as exc:
-        sys.modules.pop(name, None)
-        raise _import_failure(text, name, exc) from exc
-    parent, _, child = name.rpartition(".")
-    if parent and parent in sys.modules:
-        setattr(sys.modules[parent], child, module)
     return module
 
 

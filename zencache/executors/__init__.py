@@ -10,10 +10,8 @@ import joblib and dask only when a run first needs a worker.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import multiprocessing
-from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +21,16 @@ from ..storage.cache import Cache
 from . import collector
 from .base import Executor
 from .runner import Progress, Runner
+from .skipping import InspectionStop, SkippedRun, runs_skipped, skip_run
+
+__all__ = [
+    "EXECUTORS",
+    "InspectionStop",
+    "SkippedRun",
+    "make_executor",
+    "run_pipeline",
+    "runs_skipped",
+]
 
 if TYPE_CHECKING:
     from ..core.pipeline import PipelineInstance
@@ -71,48 +79,6 @@ def make_executor(
     return module.EXECUTOR(max_workers=max_workers)
 
 
-class InspectionStop(BaseException):
-    """The user's module used the result of a run that was skipped because the command
-    only inspects. A BaseException, so that the module's `except Exception` lets it
-    through to the importer, which keeps what the module defined up to there."""
-
-
-class SkippedRun:
-    """What `run()` returns while a command only imports the user's code: nothing ran.
-
-    Reading anything from it stops the import (InspectionStop) rather than inventing
-    results the module might act on."""
-
-    def __init__(self, pipeline: str) -> None:
-        self._pipeline = pipeline
-
-    def __repr__(self) -> str:
-        return f"<run of {self._pipeline!r} skipped: the command only inspects>"
-
-    def __getattr__(self, name: str) -> Any:
-        raise InspectionStop(
-            f"the module used .{name} of the run of pipeline {self._pipeline!r}, which was "
-            "skipped because the command only inspects"
-        )
-
-
-# The pipelines whose run() was skipped, while a command imports the user's code
-# (None: runs execute). One per process: the CLI imports user code on one thread.
-_skipped: list[str] | None = None
-
-
-@contextlib.contextmanager
-def runs_skipped() -> Iterator[list[str]]:
-    """While it lasts, `run()` executes nothing, records nothing and returns a SkippedRun;
-    the names of the pipelines it was called for are collected in the yielded list."""
-    global _skipped
-    outer, _skipped = _skipped, []
-    try:
-        yield _skipped
-    finally:
-        _skipped = outer
-
-
 def run_pipeline(
     instance: PipelineInstance,
     *,
@@ -125,9 +91,9 @@ def run_pipeline(
     target: str = "",
 ) -> Run:
     """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed."""
-    if _skipped is not None:
-        _skipped.append(instance.name)
-        return SkippedRun(instance.name)  # type: ignore[return-value]
+    skipped = skip_run(instance.name)
+    if skipped is not None:  # the module calling run() is only being imported
+        return skipped  # type: ignore[return-value]
     instance.pipeline.check_requirements()
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         raise UsageError(

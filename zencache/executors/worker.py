@@ -9,7 +9,6 @@ Imports the runner's pure halves (`call_step`, `materialize`); no joblib, no das
 
 from __future__ import annotations
 
-import importlib
 import pickle
 import socket
 import sys
@@ -31,6 +30,7 @@ from ..materializers.artifacts import load_artifact
 from ..materializers.base import BaseMaterializer
 from ..storage.records import ArtifactRecord
 from ..storage.store import ObjectStore
+from . import skipping
 from .runner import call_step, materialize
 
 
@@ -44,7 +44,9 @@ class StepRef:
 
     def resolve(self) -> Any:
         try:
-            obj: Any = importlib.import_module(self.module)
+            # A pipeline the module runs at import time must not run in the worker:
+            # the driver may hold the very leases that run would wait for.
+            obj: Any = skipping.import_module(self.module)
         except ImportError as exc:
             raise StepFailedError(
                 f"worker on {socket.gethostname()} cannot import module {self.module!r} of step "
