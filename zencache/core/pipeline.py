@@ -147,11 +147,14 @@ class PipelineInstance:
         """
         from ..executors import run_pipeline  # the executor layer sits above this one
 
-        if executor is None or (max_workers is None and isinstance(executor, str)):
+        # The settings are read (~0.1 ms) only when something is left to them: the local
+        # executor runs one step at a time, so `workers` means nothing to it.
+        wants_workers = max_workers is None and isinstance(executor, str) and executor != "local"
+        if executor is None or wants_workers:
             settings = load_settings()
             if executor is None:
                 executor = settings.executor
-            if max_workers is None and isinstance(executor, str):
+            if max_workers is None and isinstance(executor, str) and executor != "local":
                 max_workers = settings.workers
             if cache is None:
                 cache = settings.cache_dir
