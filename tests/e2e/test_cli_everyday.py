@@ -613,3 +613,70 @@ def test_shell_completion_completes_commands_and_choices(project: Path) -> None:
     assert complete("zencache config w", 2) == ["workers"]
     source = cli(project, _ZENCACHE_COMPLETE="bash_source")
     assert "_zencache_completion()" in source.stdout
+
+
+BOXED_SCRIPT = """
+import json
+import os
+
+from zencache import pipeline, step
+from zencache.materializers.base_materializer import BaseMaterializer
+
+
+class Box:
+    def __init__(self, value):
+        self.value = value
+
+
+class BoxMaterializer(BaseMaterializer):
+    ASSOCIATED_TYPES = (Box,)
+
+    def save(self, data):
+        with open(os.path.join(self.uri, "box.json"), "w") as f:
+            json.dump(data.value, f)
+
+    def load(self, data_type):
+        with open(os.path.join(self.uri, "box.json")) as f:
+            return Box(json.load(f))
+
+
+@step
+def make(n: int = 2) -> Box:
+    return Box(list(range(n)))
+
+
+@step
+def unbox(box: Box) -> int:
+    return sum(box.value)
+
+
+@pipeline
+def boxed(n: int = 2):
+    return unbox(box=make(n=n))
+
+
+if __name__ == "__main__":
+    print(boxed().run().output())
+"""
+
+
+def test_a_script_and_the_cli_share_entries_with_a_script_defined_materializer(
+    project: Path,
+) -> None:
+    (project / "boxflow.py").write_text(BOXED_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, "boxflow.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    statuses = json.loads(ok(cli(project, "cache", "status", "boxflow.py:boxed", "--json")))
+    assert [(s["step"], s["status"]) for s in statuses] == [("make", "cached"), ("unbox", "cached")]
+    run = json.loads(ok(cli(project, "run", "boxflow.py:boxed", "--json")))
+    assert [s["status"] for s in run["steps"]] == ["cached", "cached"]
+    show = json.loads(ok(cli(project, "runs", "show", "latest", "--json")))
+    assert "boxflow:BoxMaterializer@1" in json.dumps(show)
+    assert "__main__" not in json.dumps(show)
