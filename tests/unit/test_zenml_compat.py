@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from zencache import Cache
+from zencache.cli.phrasing import reason_lines
 from zencache.errors import PipelineDefinitionError, UsageError
 from zencache.inspection.status import pipeline_status
 from zencache.steps import BaseStepConfig
@@ -94,7 +95,7 @@ def test_config_fields_enter_the_key_and_status_names_the_field(tmp_path: Any) -
         changed = flow(source=source(), trainer=trainer(config=TrainerConfig(C=5)))
         status = {s.step: s for s in pipeline_status(changed, cache)}
         assert status["trainer"].status == "stale"
-        assert status["trainer"].reasons == ("parameter config.C: 1 -> 5",)
+        assert reason_lines(status["trainer"].reasons) == ["parameter config.C: 1 -> 5"]
         assert changed.run(cache=cache).steps["trainer"].output() == 0.01
     finally:
         cache.close()
@@ -231,10 +232,10 @@ def test_a_materializer_reason_never_reads_the_same_on_both_sides(tmp_path: Any)
         build(classes[0])().run(cache=cache)
         (status,) = pipeline_status(build(classes[1])(), cache)
         assert status.status == "stale"
-        assert status.reasons == (
+        assert reason_lines(status.reasons) == [
             "materializer changed: output output (zc_test_mats_one:BoxMaterializer@1 -> "
-            "zc_test_mats_two:BoxMaterializer@1)",
-        )
+            "zc_test_mats_two:BoxMaterializer@1)"
+        ]
     finally:
         cache.close()
         for name in ("zc_test_mats_one", "zc_test_mats_two"):
@@ -242,10 +243,8 @@ def test_a_materializer_reason_never_reads_the_same_on_both_sides(tmp_path: Any)
 
 
 def test_a_package_reason_never_reads_the_same_on_both_sides() -> None:
-    from zencache.inspection.status import _describe_part
+    from zencache.cli.phrasing import describe_part
 
-    text = _describe_part("dist:scikit-learn", "scikit_learn==1.5", "scikit-learn==1.5", set())
+    text = describe_part("dist:scikit-learn", "scikit_learn==1.5", "scikit-learn==1.5")
     assert text == "package scikit-learn scikit_learn==1.5 -> scikit-learn==1.5"
-    assert _describe_part("dist:numpy", "numpy==1.0", "numpy==2.0", set()) == (
-        "package numpy 1.0 -> 2.0"
-    )
+    assert describe_part("dist:numpy", "numpy==1.0", "numpy==2.0") == ("package numpy 1.0 -> 2.0")

@@ -19,8 +19,8 @@ from ..errors import StepFailedError, ZencacheError
 from . import output
 from .app import cache_from, cache_group, main, settings_from
 from .cache_commands import echo_json
+from .durations import human_duration
 from .progress import Progress
-from .progress import duration as _duration
 
 if TYPE_CHECKING:
     from ..core.runs import Run, StepEvent
@@ -156,7 +156,9 @@ def run_command(
     for step in run.steps.values():
         counts[step.status] = counts.get(step.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    click.echo(f"\nrun {run.run_id}: {run.status} ({summary}) in {_duration(elapsed)}")
+    click.echo(
+        f"\nrun {run.run_id}: {run.status} ({summary}) in {human_duration(elapsed, precise=True)}"
+    )
     shown = _small_output(run)
     if shown is not None:
         click.echo(f"output: {shown}")
@@ -217,7 +219,7 @@ def _json_output(run: Run) -> Any:
 
 def _run_rows(run: Run) -> list[tuple[str, ...]]:
     return [
-        (name, step.status, _duration(step.duration), step.key[:12] or "-")
+        (name, step.status, human_duration(step.duration, precise=True), step.key[:12] or "-")
         for name, step in run.steps.items()
     ]
 
@@ -240,8 +242,11 @@ def _failed_record(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> An
 def _failed_rows(record: Any, events: Sequence[StepEvent]) -> list[tuple[str, ...]]:
     """The table of a run that raised: from its record, else from the progress events."""
     if record is not None:
-        return [(s.name, s.status, _duration(s.duration), s.key[:12] or "-") for s in record.steps]
-    return [(e.name, e.status, _duration(e.duration), "-") for e in events]
+        return [
+            (s.name, s.status, human_duration(s.duration, precise=True), s.key[:12] or "-")
+            for s in record.steps
+        ]
+    return [(e.name, e.status, human_duration(e.duration, precise=True), "-") for e in events]
 
 
 def _echo_table(rows: list[tuple[str, ...]]) -> None:
@@ -304,15 +309,18 @@ def status_command(ctx: click.Context, target: str, params: tuple[str, ...], as_
     Example:
       zencache cache status examples/digits/pipeline.py:digits -p gamma=0.01
     """
+    from .phrasing import reason_lines, status_json
+
     statuses = _statuses(ctx, target, params)
     if as_json:
-        echo_json([s.to_json() for s in statuses])
+        echo_json([status_json(s) for s in statuses])
         return
     width = max(len(s.step) for s in statuses)
     colored = output.color_enabled()
     for s in statuses:
+        reasons = "; ".join(reason_lines(s.reasons))
         status = output.paint(s.status.ljust(6), s.status, colored)
-        line = f"{s.step.ljust(width)}  {status}  {'; '.join(s.reasons)}"
+        line = f"{s.step.ljust(width)}  {status}  {reasons}"
         output.echo(line.rstrip(), colored=colored)
 
 
@@ -342,17 +350,20 @@ def explain_command(
       zencache explain examples/digits/pipeline.py:digits svc_trainer -p gamma=0.01
     """
     from ..inspection.status import explain
+    from .phrasing import explanation_json
 
     loaded = _load(target, params)
     result = explain(loaded.instance, cache_from(ctx), step)
     if as_json:
-        echo_json(result.to_json())
+        echo_json(explanation_json(result))
         return
     for line in _explain_lines(result):
         click.echo(line)
 
 
 def _explain_lines(e: Explanation) -> list[str]:
+    from .phrasing import change_text
+
     s = e.status
     lines = [
         f"step {e.step} of pipeline {e.pipeline}: {s.status}",
@@ -393,7 +404,7 @@ def _explain_lines(e: Explanation) -> list[str]:
         if e.changes:
             lines.append("changes since then:")
             for change in e.changes:
-                lines.append(f"  - {change.message}")
+                lines.append(f"  - {change_text(change)}")
                 if change.kind == "code" and change.before and change.after:
                     lines.append(f"      {change.before} -> {change.after}")
         elif s.status == "cached":

@@ -1,8 +1,8 @@
-"""The live progress line of `zencache run`, and how durations read.
+"""The live progress line of `zencache run`.
 
 On a terminal: one line on stderr, redrawn by a ticker thread with the steps done,
 the time elapsed and the step running now; the user's prints take it down first.
-Elsewhere: one plain line per finished step. Imports click only (and dag for types).
+Elsewhere: one plain line per finished step. Imports click and durations.
 """
 
 from __future__ import annotations
@@ -16,17 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .durations import human_duration
+
 if TYPE_CHECKING:
     from ..core.dag import Dag
     from ..core.runs import StepEvent
-
-
-def duration(seconds: float) -> str:
-    if seconds < 1.0:
-        return f"{seconds * 1000:.1f} ms"
-    if seconds < 120:
-        return f"{seconds:.2f} s"
-    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
 class Progress:
@@ -79,7 +73,7 @@ class Progress:
         with self._lock:
             self.events.append(event)
             self.finished.add(event.name)
-            took = duration(event.duration)
+            took = human_duration(event.duration, precise=True)
             if not self.tty:
                 click.echo(
                     f"[{event.done}/{event.total}] {event.name} {event.status} ({took})", err=True
