@@ -183,7 +183,7 @@ def _imported_parts(driver: dict[str, str]) -> dict[str, str]:
             continue
         obj: Any = sys.modules.get(module)
         try:
-            obj = obj if obj is not None else importlib.import_module(module)
+            obj = obj if obj is not None else skipping.import_module(module)
             for attr in qualname.split("."):
                 obj = getattr(obj, attr)
         except Exception as exc:
