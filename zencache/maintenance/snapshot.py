@@ -34,10 +34,11 @@ class StepRef:
 
 
 def open_index(cache: Cache) -> Index:
-    """The cache's index, refusing to create a cache that does not exist."""
+    """The cache's index, refusing to create a cache that does not exist; read through
+    in a child process first (Cache.checked_index), since maintenance reads it all."""
     if not cache.exists():
         raise CacheError(f"no cache at {cache.path}; run a pipeline first or pass --cache-dir")
-    return cache.index
+    return cache.checked_index()
 
 
 def decode_step(key: bytes, value: bytes) -> StepRecord:
