@@ -164,3 +164,30 @@ def test_a_cache_owned_by_another_user_can_be_read(built: Path, tmp_path: Path) 
     done = cli(project, project / "cache", "run", "flow.py:flow", user=nobody)
     assert done.returncode == 0, done.stderr
     assert "read-only" in done.stderr or "cannot write" in done.stderr
+
+
+def test_outputs_load_from_a_read_only_cache_in_python(read_only: tuple[Path, Path]) -> None:
+    """run.output() and a step's output load: the size limit's note of the use (an
+    advisory write) is skipped, not an error, where the index cannot be written."""
+    project, cache = read_only
+    before = _snapshot(project / "cache")
+    code = (
+        "import sys, warnings\n"
+        "sys.path.insert(0, '.')\n"
+        "from flow import flow\n"
+        "with warnings.catch_warnings():\n"
+        "    warnings.simplefilter('ignore')\n"
+        f"    run = flow().run(cache={str(cache)!r})\n"
+        "print(run.output(), len(run.steps['make'].output()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=project,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(sum(range(3000))), "3000"]
+    assert _snapshot(project / "cache") == before

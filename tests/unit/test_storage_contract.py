@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from zencache.errors import CorruptObjectError, MissingObjectError
+from zencache.errors import CorruptObjectError, MissingObjectError, ReadOnlyCacheError
 from zencache.hashing import digest_bytes
 from zencache.storage import protocols
 from zencache.storage.index import Index as LmdbIndex
@@ -161,6 +161,19 @@ def test_damaged_bytes_are_never_returned(store_impl: StoreImplementation, store
     assert store.get(object_id) == b"precious" * 100
 
 
+def test_a_distrusting_store_repairs_damage_it_has_not_seen(
+    store_impl: StoreImplementation, store: Any
+) -> None:
+    """After distrust_existing (a forced rerun), a put checks the object it would
+    dedupe against: damage nobody has read yet is rewritten too."""
+    object_id = store.put(b"unread" * 100)
+    store_impl.damage(store, object_id)
+    store.distrust_existing()
+    assert store.put(b"unread" * 100) == object_id
+    assert store.get(object_id) == b"unread" * 100
+    store.verify(object_id)
+
+
 @pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, 3 * CHUNK + 17])
 def test_blobs_round_trip_read_and_mapped(store: Any, size: int) -> None:
     data = bytes(i % 251 for i in range(size))
@@ -254,6 +267,13 @@ def _run(run_id: str, steps: tuple[StepRun, ...] = ()) -> RunRecord:
 def test_index_is_an_index(index: Any) -> None:
     assert isinstance(index, protocols.Index)
     assert isinstance(index.remap_guard, type(threading.RLock()))
+
+
+def test_a_writable_index_says_so_and_names_what_read_only_refuses(index: Any) -> None:
+    assert index.read_only == ""  # this process may write it
+    error = index.read_only_error("record anything")
+    assert isinstance(error, ReadOnlyCacheError)
+    assert "record anything" in str(error) and "\n" not in str(error)
 
 
 def test_raw_entries_write_read_list_count_and_delete(index: Any) -> None:

@@ -398,8 +398,12 @@ class Index:
 
         A run's own hits need no call: its run record names them. Unsynced and
         coarse (a use less than a minute after the recorded one is not written):
-        losing one to a crash only makes an entry look a little older.
+        losing one to a crash only makes an entry look a little older. Not noted at
+        all on a read-only index: reading what it holds must not fail for an advisory
+        write.
         """
+        if self.read_only:
+            return
         now = time.time() if now is None else now
 
         def stale(txn: lmdb.Transaction) -> list[bytes]:

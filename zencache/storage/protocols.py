@@ -5,7 +5,7 @@ can stand where the first one does.
 Each protocol lists exactly the methods code outside `storage/` calls; the
 file-system `store.ObjectStore` and the LMDB `index.Index` implement them, and
 tests/unit/test_storage_contract.py is the suite every implementation must pass.
-Imports hashing and records only (and the index's View types for annotations).
+Imports hashing only at run time (records, errors and the index's types for annotations).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from ..hashing import ContentId
 
 if TYPE_CHECKING:
+    from ..errors import ReadOnlyCacheError
     from .index import Op, RemapNeeded
     from .records import ArtifactRecord, EnvRecord, RunRecord, StepRecord
     from .store import Blob
@@ -80,6 +81,11 @@ class ObjectStore(ContentStore, Protocol):
         """Leftovers of interrupted writes."""
         ...
 
+    def distrust_existing(self) -> None:
+        """From now on, check an object already stored before deduplicating a put
+        against it, and rewrite it when damaged (a forced rerun repairs what it writes)."""
+        ...
+
 
 @runtime_checkable
 class View(Protocol):
@@ -114,6 +120,14 @@ class Index(Protocol):
     # Held around writes that run beside another thread's reads and around
     # resizing (see index.py); an index that never resizes may hold a plain lock.
     remap_guard: threading.RLock
+    # Why this process may read the index but not write it (a read-only mount, a
+    # cache of another user); empty when it may write. Writes then raise
+    # read_only_error(...), and runs serve hits without recording.
+    read_only: str
+
+    def read_only_error(self, action: str) -> ReadOnlyCacheError:
+        """The one-line error for `action` (what could not be done) on a read-only index."""
+        ...
 
     # --- raw entries -------------------------------------------------------------------
     def get(self, db: str, key: bytes) -> bytes | None: ...
