@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"materializers", "io"},
     {"core"},
     {"executors"},
-    {"inspection", "maintenance"},
+    {"inspection", "maintenance", "integrations"},
     {"cli", "__main__", "steps", "pipelines"},
 ]
 
@@ -89,7 +89,16 @@ def test_every_module_imports_only_lower_layers() -> None:
 
 def test_public_names_are_sorted_and_importable() -> None:
     assert zencache.__all__ == sorted(zencache.__all__)
-    assert set(zencache.__all__) == {"BaseMaterializer", "Cache", "Output", "pipeline", "step"}
+    assert set(zencache.__all__) == {
+        "BaseMaterializer",
+        "Cache",
+        "Output",
+        "get_step_context",
+        "log_metadata",
+        "log_metric",
+        "pipeline",
+        "step",
+    }
     for name in zencache.__all__:
         assert getattr(zencache, name) is not None
 

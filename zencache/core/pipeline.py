@@ -103,11 +103,16 @@ class PipelineInstance:
         cache: Cache | str | None = None,
         force: bool = False,
         progress: Callable[[StepEvent], None] | None = None,
+        hooks: Any = None,
+        strict_hooks: bool = False,
     ) -> Run:
         """Execute what is not cached and return the Run. `force=True` ignores hits.
 
         `executor`: "local", "processes", "dask" or an Executor instance;
-        `scheduler`: a Dask scheduler address or distributed.Client (executor "dask").
+        `scheduler`: a Dask scheduler address or distributed.Client (executor "dask");
+        `hooks`: objects (or names: "mlflow", "wandb", "module:attr") told about the
+        run as it goes, after the project's and installed ones (docs/integrations.md);
+        `strict_hooks`: a hook that raises fails the run (its cache entries are kept).
         """
         from ..executors import run_pipeline  # the executor layer sits above this one
 
@@ -119,6 +124,8 @@ class PipelineInstance:
             cache=cache if isinstance(cache, Cache) else Cache(cache),
             force=force,
             progress=progress,
+            hooks=hooks,
+            strict_hooks=strict_hooks,
         )
 
 

@@ -15,10 +15,12 @@ import multiprocessing
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..config import load_settings
 from ..core.plan import plan
 from ..errors import UsageError
 from ..storage.cache import Cache
 from . import collector
+from . import hooks as hook_registry
 from .base import Executor
 from .runner import Progress, Runner
 
@@ -79,8 +81,13 @@ def run_pipeline(
     force: bool = False,
     progress: Progress | None = None,
     target: str = "",
+    hooks: Any = None,
+    strict_hooks: bool = False,
 ) -> Run:
-    """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed."""
+    """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed.
+
+    `hooks`: hook objects or names for this run, called after the installed and the
+    project's hooks (hooks.py); `strict_hooks`: a hook that raises fails the run."""
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         raise UsageError(
             f"pipeline {instance.name!r} was run while a new process was importing the main "
@@ -88,12 +95,26 @@ def run_pipeline(
             'put the code that runs the pipeline under `if __name__ == "__main__":`'
         )
     chosen = make_executor(executor, max_workers, scheduler)
+    if hooks is not None and (isinstance(hooks, str) or not isinstance(hooks, list | tuple)):
+        hooks = [hooks]  # one hook, given alone
+    found = hook_registry.collect(hooks, strict=strict_hooks, project=load_settings().hooks)
     with collector.paused():  # see collector.py: the run's bookkeeping makes no cycles
         dag = instance.trace()
         planned = plan(dag)
         params = {name: repr(value) for name, value in instance.params.items()}
-        runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
+        runner = Runner(
+            cache,
+            dag,
+            planned,
+            params,
+            force=force,
+            progress=progress,
+            target=target,
+            hooks=found,
+            executor=chosen.name or type(chosen).__qualname__,
+        )
     try:
+        runner.run_started()
         chosen.execute(runner)
     except KeyboardInterrupt:
         runner.finish("interrupted")

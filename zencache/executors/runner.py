@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.context import StepContext, StepLog, activated
 from ..core.dag import ArtifactHandle, Dag
 from ..core.plan import PlannedStep
 from ..core.runs import Run, StepEvent
@@ -50,6 +51,7 @@ from ..storage.index import Op
 from ..storage.records import ArtifactRecord, RunRecord, StepRecord, StepRun
 from ..storage.store import ObjectStore
 from .committer import Committer
+from .hooks import Hooks
 from .leases import Leases
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ class Runner:
         force: bool = False,
         progress: Progress | None = None,
         target: str = "",
+        hooks: Hooks | None = None,
+        executor: str = "",
     ) -> None:
         self.cache = cache
         self.index = cache.index
@@ -101,6 +105,14 @@ class Runner:
         # Artifact records queued and not yet committed, for the steps that read them.
         self._queued_artifacts: dict[str, ArtifactRecord] = {}
         self._stored_envs: set[str] = set()  # environments known to be in the index
+        # What executed steps logged (zencache.log_metric, log_metadata): by step name
+        # for the run record and hooks, by key for a later hit on the same key.
+        self.logs: dict[str, StepLog] = {}
+        self._logs_by_key: dict[str, StepLog] = {}
+        # Hooks (hooks.py): None when the run has none, so that it pays nothing.
+        self.hooks = hooks or None
+        self.executor_name = executor
+        self._replayed: dict[str, tuple[StepLog, str]] = {}  # cached step -> its log, producer
         warn_unstable_params(planned)
 
     # --- the decision ---------------------------------------------------------------------
@@ -140,9 +152,11 @@ class Runner:
         step_run = StepRun(
             name, ps.step.identity, key, "cached", time.perf_counter() - started, outputs
         )
-        if self.progress is None:  # the hit path of a run without a progress display
+        if self.progress is None and self.hooks is None:  # the hit path of a plain run
             self.results[name] = step_run
         else:
+            if self.hooks is not None:
+                self.step_started(ps, key, cached=True)
             self._finish(step_run)
 
     def record_skip(self, ps: PlannedStep, upstream: str) -> None:
@@ -164,6 +178,8 @@ class Runner:
 
     def _finish(self, step_run: StepRun) -> None:
         self.results[step_run.name] = step_run
+        if self.hooks is not None:
+            self._step_ended(step_run)
         if self.progress is not None:
             self.progress(
                 StepEvent(
@@ -174,6 +190,120 @@ class Runner:
                     step_run.duration,
                 )
             )
+
+    # --- hooks (hooks.py): called in this process, whichever executor runs the steps ----------------
+
+    def run_started(self) -> None:
+        """on_run_start; with strict hooks, a failure here stops the run before any step."""
+        if self.hooks is None or not self.hooks.wants("on_run_start"):
+            return
+        self.hooks.call(
+            "on_run_start",
+            run_id=self.run_id,
+            pipeline=self.dag.pipeline,
+            params=dict(self.params),
+            steps=list(self.planned),
+            executor=self.executor_name,
+            cache_dir=str(self.cache.path),
+            target=self.target,
+            started=self.started,
+        )
+
+    def step_started(self, ps: PlannedStep, key: str, *, cached: bool) -> None:
+        hooks = self.hooks
+        if hooks is None or not hooks.wants("on_step_start"):
+            return
+        status = "replayed" if cached else "executing"
+        with activated(self.step_context(ps, key, status)):
+            hooks.call(
+                "on_step_start",
+                run_id=self.run_id,
+                pipeline=self.dag.pipeline,
+                step=ps.name,
+                step_identity=ps.step.identity,
+                key=key,
+                params=dict(ps.invocation.params),
+                cached=cached,
+                source="local" if cached else None,
+                upstream=list(ps.invocation.upstream),
+            )
+
+    def _step_ended(self, step_run: StepRun) -> None:
+        hooks = self.hooks
+        assert hooks is not None
+        if not hooks.wants("on_step_end"):
+            return
+        ps = self.planned[step_run.name]
+        status = step_run.status
+        produced_by = self.run_id if status == "executed" else ""
+        logged = self.logs.get(step_run.name) if status == "executed" else None
+        if status == "cached":
+            logged, produced_by = self.replayed_log(step_run.key)
+            self._replayed[step_run.name] = (logged, produced_by)
+        logged = logged or StepLog()
+        context = self.step_context(
+            ps, step_run.key, "replayed" if status == "cached" else "executing"
+        )
+        context.log = logged
+        with activated(context):
+            hooks.call(
+                "on_step_end",
+                run_id=self.run_id,
+                pipeline=self.dag.pipeline,
+                step=step_run.name,
+                step_identity=step_run.step,
+                status=status,
+                source="local" if status == "cached" else None,
+                key=step_run.key,
+                duration=step_run.duration,
+                params=dict(ps.invocation.params),
+                metrics=dict(logged.metrics),
+                metric_history={n: list(p) for n, p in logged.series().items()},
+                metadata=dict(logged.metadata),
+                outputs=dict(step_run.outputs),
+                error=step_run.error,
+                produced_by=produced_by,
+            )
+
+    def replayed_log(self, key: str) -> tuple[StepLog, str]:
+        """What the execution behind a cache entry logged, and the run that executed it."""
+        known = self._logs_by_key.get(key)
+        if known is not None:
+            return known, self.run_id
+        try:
+            record = self.index.get_step(key)
+        except Exception as exc:  # a damaged entry: the hit stands, its metrics are lost
+            log.warning("cannot read the entry of step key %s for its metrics: %s", key, exc)
+            record = None
+        if record is None:
+            return StepLog(), ""
+        found = StepLog.from_json(
+            {
+                "metrics": record.metrics,
+                "history": record.metric_history,
+                "metadata": record.metadata,
+            }
+        )
+        return found, record.run_id
+
+    def run_ended(self, run: Run | None, status: str) -> None:
+        hooks = self.hooks
+        if hooks is None or not hooks.wants("on_run_end"):
+            return
+        metrics = {name: dict(sl.metrics) for name, sl in self.logs.items() if sl.metrics}
+        for name, (replayed, _) in self._replayed.items():
+            if replayed.metrics:
+                metrics[name] = dict(replayed.metrics)
+        hooks.call(
+            "on_run_end",
+            run_id=self.run_id,
+            pipeline=self.dag.pipeline,
+            status=status,
+            duration=time.time() - self.started,
+            steps={name: r.status for name, r in self.results.items()},
+            metrics=metrics,
+            run=run,
+        )
 
     # --- executing in this process ---------------------------------------------------------------
 
@@ -203,6 +333,8 @@ class Runner:
         if hit is not None:
             self.record_hit(ps, key, hit, started)
             return None
+        if self.hooks is not None:
+            self.step_started(ps, key, cached=False)
         return key
 
     def execute_here(self, ps: PlannedStep, key: str, started: float) -> None:
@@ -213,7 +345,7 @@ class Runner:
             if new_key != key:
                 self.leases.release(key)
                 key = new_key
-            outputs = self.call(ps, inputs)
+            outputs = self.call(ps, inputs, key)
             self.commit(ps, key, outputs, time.perf_counter() - started)
         except BaseException as exc:
             self.leases.release(key)
@@ -260,17 +392,34 @@ class Runner:
         except (CorruptObjectError, MissingObjectError) as exc:
             log.warning("%s; re-executing step %r to recreate it", exc, handle.invocation)
             producer = self.planned[handle.invocation]
-            outputs = self.call(producer, self.load_inputs(producer))
-            self.commit(producer, self.key(producer), outputs, 0.0)
+            key = self.key(producer)
+            outputs = self.call(producer, self.load_inputs(producer), key)
+            self.commit(producer, key, outputs, 0.0)
             return self.values.get(slot, outputs[handle.output])
 
     def artifact_record(self, content_id: str) -> ArtifactRecord | None:
         """An artifact's record, also while it waits in the committer's queue."""
         return self._queued_artifacts.get(content_id) or self.index.get_artifact(content_id)
 
-    def call(self, ps: PlannedStep, inputs: dict[str, Any]) -> dict[str, Any]:
+    def call(self, ps: PlannedStep, inputs: dict[str, Any], key: str) -> dict[str, Any]:
         """Run the step's function and check what it returned against its outputs."""
-        return call_step(ps.name, ps.step, inputs, ps.invocation.params)
+        context = self.step_context(ps, key)
+        outputs = call_step(ps.name, ps.step, inputs, ps.invocation.params, context)
+        self.logs[ps.name] = context.log
+        return outputs
+
+    def step_context(self, ps: PlannedStep, key: str, status: str = "executing") -> StepContext:
+        """What `zencache.get_step_context()` returns while the step (or a hook for it) runs."""
+        return StepContext(
+            run_id=self.run_id,
+            pipeline=self.dag.pipeline,
+            step=ps.name,
+            key=key,
+            status=status,
+            output_names=ps.output_names,
+            output_ids=dict(self.ids.get(ps.name, {})),
+            params=dict(ps.invocation.params),
+        )
 
     def commit(self, ps: PlannedStep, key: str, outputs: dict[str, Any], duration: float) -> None:
         """Write the outputs' objects (durable on return), then queue their records."""
@@ -285,6 +434,7 @@ class Runner:
         key: str,
         artifacts: dict[str, ArtifactRecord],
         duration: float,
+        logged: StepLog | None = None,
     ) -> None:
         """Queue a step's artifact and step records (its objects already durable) for
         the committer, which commits them and then releases the step's lease. Local
@@ -292,6 +442,9 @@ class Runner:
         committer.py: never a committed entry; at most steps that had just finished.
         """
         ids = {name: a.content_id for name, a in artifacts.items()}
+        if logged is None:
+            logged = self.logs.get(ps.name) or StepLog()
+        self.logs[ps.name] = self._logs_by_key[key] = logged
         env = current_environment()  # the driver's, for steps a worker executed too
         record = StepRecord(
             key=key,
@@ -312,6 +465,9 @@ class Runner:
             param_values=encode_params(ps.invocation.params),
             module_file=module_file(ps.step.fn),
             env_id=env.env_id,
+            metrics=dict(logged.metrics),
+            metric_history={n: [list(p) for p in s] for n, s in logged.series().items()},
+            metadata=dict(logged.metadata),
         )
         ops: list[Op] = [
             ("artifacts", a.content_id.encode(), a.encode()) for a in artifacts.values()
@@ -373,6 +529,7 @@ class Runner:
             target=self.target,
             workdir=working_directory(),
             sys_path=user_sys_path(),
+            step_logs={name: sl.to_json() for name, sl in self.logs.items() if sl},
         )
         ops: list[Op] = [("runs", self.run_id.encode(), record.encode())]
         if self.index.get("envs", env.env_id.encode()) is None:
@@ -407,6 +564,10 @@ class Runner:
 
         self.index.transact(write)
         run = Run(record, self.cache, self.values)
+        if self.hooks is not None:
+            self.run_ended(run, status)
+            if not self._failures:
+                self.hooks.raise_errors()
         if self._failures and status != "interrupted":
             name, exc = self._failures[0]
             where = (
@@ -423,14 +584,20 @@ class Runner:
 
 
 def call_step(
-    name: str, step: Any, inputs: dict[str, Any], params: dict[str, Any]
+    name: str,
+    step: Any,
+    inputs: dict[str, Any],
+    params: dict[str, Any],
+    context: StepContext | None = None,
 ) -> dict[str, Any]:
-    """Call a step's function on loaded inputs and check what it returned.
+    """Call a step's function on loaded inputs and check what it returned; what it
+    logs (zencache.log_metric, log_metadata) goes to `context.log`.
 
     Shared by this process's runner and the workers of the parallel executors.
     """
     try:
-        returned = step.fn(**inputs, **params)
+        with activated(context):
+            returned = step.fn(**inputs, **params)
     except Exception as exc:
         raise StepFailedError(
             f"step {name!r} raised {type(exc).__name__}: {exc}",

@@ -220,6 +220,7 @@ class _Scheduler:
             store=str(runner.store.root),
             chunk_size=runner.store.chunk_size,
             code=code,
+            context=runner.step_context(ps, flight.key),
         )
 
     # --- outcomes -------------------------------------------------------------------------------
@@ -243,7 +244,7 @@ class _Scheduler:
             try:
                 for category, message in outcome.warnings:
                     warnings.warn(message, category, stacklevel=2)
-                runner.record(ps, key, outcome.artifacts, outcome.duration)
+                runner.record(ps, key, outcome.artifacts, outcome.duration, outcome.log)
             except Exception as exc:
                 self._fail(flight, exc)
                 return

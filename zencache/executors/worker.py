@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.context import StepContext, StepLog
 from ..errors import (
     CorruptObjectError,
     MissingObjectError,
@@ -89,6 +90,9 @@ class StepTask:
     # run (Dask): one that imported the module before it was edited, or that has
     # other package versions, must not store its result under the driver's key.
     code: str = ""
+    # What zencache.get_step_context() returns in the worker; what the step logs
+    # comes back in TaskResult.log.
+    context: StepContext | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,7 @@ class TaskResult:
     traceback_text: str = ""
     damaged_input: str = ""  # an input whose objects are missing or corrupt: the driver repairs
     warnings: tuple[tuple[type[Warning], str], ...] = ()
+    log: StepLog | None = None  # the step's metrics and metadata
 
 
 _stores: dict[tuple[str, int], ObjectStore] = {}
@@ -121,6 +126,7 @@ def run_task(task: StepTask) -> TaskResult:
         result.traceback_text,
         result.damaged_input,
         seen,
+        result.log,
     )
 
 
@@ -137,12 +143,13 @@ def _run(task: StepTask, started: float) -> TaskResult:
                 inputs[name] = load_artifact(store, record, types.get(name))
             except (CorruptObjectError, MissingObjectError):
                 return TaskResult(damaged_input=name)
-        outputs = call_step(task.name, step, inputs, task.params)
+        outputs = call_step(task.name, step, inputs, task.params, task.context)
         artifacts = materialize(store, task.materializers, outputs)
     except Exception as exc:
         text = "".join(traceback.format_exception(exc))  # what the local runner records
         return TaskResult(error=_portable(task.name, exc), traceback_text=text)
-    return TaskResult(artifacts, time.perf_counter() - started)
+    log = task.context.log if task.context is not None else None
+    return TaskResult(artifacts, time.perf_counter() - started, log=log)
 
 
 def _check_code(task: StepTask, step: Any) -> None:
