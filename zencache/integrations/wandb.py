@@ -62,6 +62,7 @@ class WandbHook:
         self.init_kwargs = init_kwargs
         self._runs: dict[str, Any] = {}  # zencache run id -> wandb Run
         self._series: dict[str, set[str]] = {}  # run id -> step metrics already defined
+        self._params: dict[str, dict[str, Any]] = {}  # run id -> step -> parameters
 
     def __repr__(self) -> str:
         return f"WandbHook(project={self.project!r}, mode={self.mode!r})"
@@ -92,6 +93,7 @@ class WandbHook:
             run.config.update({"params": dict(params)}, allow_val_change=True)
         self._runs[run_id] = run
         self._series[run_id] = set()
+        self._params[run_id] = {}
 
     def on_step_end(
         self,
@@ -113,8 +115,10 @@ class WandbHook:
         run = self._runs.get(run_id)
         if run is None:
             return  # on_run_start failed (reported)
-        if params:
-            run.config.update({"steps": {step: _config(params)}}, allow_val_change=True)
+        if params:  # W&B replaces a top-level key whole: the steps so far, and this one
+            steps = self._params[run_id]
+            steps[step] = _config(params)
+            run.config.update({"steps": dict(steps)}, allow_val_change=True)
         history = metric_history or {}
         defined = self._series[run_id]
         for name, value in metrics.items():
@@ -147,6 +151,7 @@ class WandbHook:
     def on_run_end(self, run_id: str, status: str, steps: dict[str, str], **_: Any) -> None:
         run = self._runs.pop(run_id, None)
         self._series.pop(run_id, None)
+        self._params.pop(run_id, None)
         if run is None:
             return
         counts: dict[str, int] = {}
