@@ -79,6 +79,7 @@ class MLflowHook:
         self.summary = summary
         self._client: Any = None
         self._runs: dict[str, _RunState] = {}  # by zencache run id
+        self._executed: dict[str, str] = {}  # cache key -> the MLflow run of its execution
 
     def __repr__(self) -> str:
         return f"MLflowHook(tracking_uri={self.tracking_uri!r}, experiment_name={self.experiment_name!r})"
@@ -134,10 +135,13 @@ class MLflowHook:
         **_: Any,
     ) -> None:
         state = self._runs.get(run_id)
-        if state is None:
-            return  # on_run_start failed (reported): nothing to nest under
+        if state is None or cached:
+            # on_run_start failed (reported): nothing to nest under. A cached step's run
+            # is made at its end, with all its tags: one MLflow call less (each is a
+            # transaction of the tracking store).
+            return
         child = self._child(state, run_id, pipeline, step, key, step_identity)
-        if self.autolog and not cached:
+        if self.autolog:
             self._start_autolog(state, step, child)
 
     def on_step_end(
@@ -164,10 +168,7 @@ class MLflowHook:
             return
         if state.autologging == step:
             self._stop_autolog(state)
-        child = state.steps.pop(step, None) or self._child(
-            state, run_id, pipeline, step, key, step_identity
-        )
-        state.steps.pop(step, None)
+        child = state.steps.pop(step, None)
         tags = {
             "zencache.status": status,
             "zencache.duration": f"{duration:.6f}",
@@ -178,8 +179,10 @@ class MLflowHook:
             tags["zencache.source"] = source
         if produced_by:
             tags["zencache.produced_by"] = produced_by
+        if status == "executed" and child is not None:
+            self._executed[key] = child
         if status == "cached":
-            producer = self._producer(state, key, child)
+            producer = self._producer(state, key)
             if producer:
                 tags["zencache.produced_by.mlflow_run_id"] = producer
             tags["mlflow.note.content"] = (
@@ -188,6 +191,10 @@ class MLflowHook:
             )
         if error:
             tags["zencache.error"] = error.strip().splitlines()[-1] if error.strip() else error
+        if child is None:  # not started: cached, skipped (or its start failed)
+            child = self._child(state, run_id, pipeline, step, key, step_identity, tags)
+            state.steps.pop(step, None)
+            tags = {}
         self._log(
             child,
             metrics=_metrics(metrics, metric_history or {}),
@@ -222,9 +229,17 @@ class MLflowHook:
     # --- helpers ----------------------------------------------------------------------------
 
     def _child(
-        self, state: _RunState, run_id: str, pipeline: str, step: str, key: str, identity: str
+        self,
+        state: _RunState,
+        run_id: str,
+        pipeline: str,
+        step: str,
+        key: str,
+        identity: str,
+        more: dict[str, str] | None = None,
     ) -> str:
         tags = {
+            **(more or {}),
             "mlflow.parentRunId": state.parent,
             "zencache.run_id": run_id,
             "zencache.pipeline": pipeline,
@@ -238,17 +253,24 @@ class MLflowHook:
         state.steps[step] = child.info.run_id
         return child.info.run_id
 
-    def _producer(self, state: _RunState, key: str, exclude: str) -> str:
-        """The MLflow run that logged the execution behind a cache entry (this experiment)."""
+    def _producer(self, state: _RunState, key: str) -> str:
+        """The MLflow run that logged the execution behind a cache entry: one this hook
+        logged, else the newest in this experiment."""
+        known = self._executed.get(key)
+        if known is not None:
+            return known
         if not re.fullmatch(r"[0-9a-zA-Z_.:-]*", key):
             return ""
         found = self.client.search_runs(
             [state.experiment_id],
             filter_string=f"tags.`zencache.key` = '{key}' and tags.`zencache.status` = 'executed'",
-            max_results=5,
+            max_results=1,
             order_by=["attributes.start_time DESC"],
         )
-        return next((r.info.run_id for r in found if r.info.run_id != exclude), "")
+        producer = found[0].info.run_id if found else ""
+        if producer:
+            self._executed[key] = producer
+        return producer
 
     def _log(
         self,
