@@ -96,8 +96,21 @@ class StepContext:
         return self.status == _REPLAYED
 
     @property
+    def cached(self) -> bool:
+        """True while hooks run for a step replayed from the cache."""
+        return self.status == _REPLAYED
+
+    @property
     def cache_key(self) -> str:
         return self.key
+
+    @property
+    def step_name(self) -> str:
+        return self.step
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.pipeline
 
     @property
     def output_uris(self) -> dict[str, str]:

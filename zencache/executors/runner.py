@@ -345,7 +345,7 @@ class Runner:
             if new_key != key:
                 self.leases.release(key)
                 key = new_key
-            outputs = self.call(ps, inputs, key)
+            outputs = self.call(ps, inputs)
             self.commit(ps, key, outputs, time.perf_counter() - started)
         except BaseException as exc:
             self.leases.release(key)
@@ -392,18 +392,17 @@ class Runner:
         except (CorruptObjectError, MissingObjectError) as exc:
             log.warning("%s; re-executing step %r to recreate it", exc, handle.invocation)
             producer = self.planned[handle.invocation]
-            key = self.key(producer)
-            outputs = self.call(producer, self.load_inputs(producer), key)
-            self.commit(producer, key, outputs, 0.0)
+            outputs = self.call(producer, self.load_inputs(producer))
+            self.commit(producer, self.key(producer), outputs, 0.0)
             return self.values.get(slot, outputs[handle.output])
 
     def artifact_record(self, content_id: str) -> ArtifactRecord | None:
         """An artifact's record, also while it waits in the committer's queue."""
         return self._queued_artifacts.get(content_id) or self.index.get_artifact(content_id)
 
-    def call(self, ps: PlannedStep, inputs: dict[str, Any], key: str) -> dict[str, Any]:
+    def call(self, ps: PlannedStep, inputs: dict[str, Any]) -> dict[str, Any]:
         """Run the step's function and check what it returned against its outputs."""
-        context = self.step_context(ps, key)
+        context = self.step_context(ps, self.key(ps))  # inputs loaded: their ids are final
         outputs = call_step(ps.name, ps.step, inputs, ps.invocation.params, context)
         self.logs[ps.name] = context.log
         return outputs
