@@ -124,7 +124,11 @@ class CorruptIndexError(CacheError):
 
 
 class ZencacheWarning(UserWarning):
-    """The base of zencache's warnings: filter them all with this category."""
+    """Base of zencache's warnings: something the user should know, nothing failed."""
+
+
+class CacheSizeWarning(ZencacheWarning):
+    """The size limit evicted the latest run of a pipeline, or cannot be met at all."""
 
 
 class HookFailedWarning(ZencacheWarning):
