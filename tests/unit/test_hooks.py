@@ -181,7 +181,7 @@ def test_entry_points_of_an_installed_package_are_found_and_called_first(
         site,
         "zc_plugin",
         "zc_plugin_mod",
-        {"zz-tracker": "zc_plugin_mod:Other", "a-tracker": "zc_plugin_mod:Hook"},
+        {"zz-tracker": "zc_plugin_mod:Other", "a-tracker": "zc_plugin_mod:Hook [tracing]"},
     )
     found = {ep.name: ep.value for ep in entry_points()}
     assert found["a-tracker"] == "zc_plugin_mod:Hook"

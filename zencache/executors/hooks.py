@@ -107,8 +107,8 @@ def _section(text: str, group: str) -> Iterable[tuple[str, str]]:
             continue
         if inside:
             name, sep, value = line.partition("=")
-            if sep:
-                yield name.strip(), value.strip()
+            if sep:  # `module:attr [extra]`: the extras name optional dependencies
+                yield name.strip(), value.partition("[")[0].strip()
 
 
 def _plugins_disabled() -> set[str] | None:
