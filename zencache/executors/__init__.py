@@ -18,13 +18,22 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..config import load_settings
-from ..core.plan import plan
+from ..core.plan import plan, short_repr
 from ..errors import CacheSizeWarning, UsageError, ZencacheError
 from ..storage.cache import Cache
-from . import collector
 from . import hooks as hook_registry
 from .base import Executor
 from .runner import Progress, Runner
+from .skipping import InspectionStop, SkippedRun, runs_skipped, skip_run
+
+__all__ = [
+    "EXECUTORS",
+    "InspectionStop",
+    "SkippedRun",
+    "make_executor",
+    "run_pipeline",
+    "runs_skipped",
+]
 
 if TYPE_CHECKING:
     from ..core.pipeline import PipelineInstance
@@ -86,11 +95,17 @@ def run_pipeline(
     target: str = "",
     hooks: Any = None,
     strict_hooks: bool = False,
+    project_hooks: tuple[str, ...] | None = None,
 ) -> Run:
     """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed.
 
     `hooks`: hook objects or names for this run, called after the installed and the
-    project's hooks (hooks.py); `strict_hooks`: a hook that raises fails the run."""
+    project's hooks (hooks.py; `project_hooks`: the project's, when the caller read the
+    settings already); `strict_hooks`: a hook that raises fails the run."""
+    skipped = skip_run(instance.name)
+    if skipped is not None:  # the module calling run() is only being imported
+        return skipped  # type: ignore[return-value]
+    instance.pipeline.check_requirements()
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         raise UsageError(
             f"pipeline {instance.name!r} was run while a new process was importing the main "
@@ -100,31 +115,32 @@ def run_pipeline(
     chosen = make_executor(executor, max_workers, scheduler)
     if hooks is not None and (isinstance(hooks, str) or not isinstance(hooks, list | tuple)):
         hooks = [hooks]  # one hook, given alone
-    found = hook_registry.collect(hooks, strict=strict_hooks, project=load_settings().hooks)
-    with collector.paused():  # see collector.py: the run's bookkeeping makes no cycles
-        dag = instance.trace()
-        planned = plan(dag)
-        params = {name: repr(value) for name, value in instance.params.items()}
-        runner = Runner(
-            cache,
-            dag,
-            planned,
-            params,
-            force=force,
-            progress=progress,
-            target=target,
-            hooks=found,
-            executor=chosen.name or type(chosen).__qualname__,
-        )
+    if project_hooks is None:
+        project_hooks = load_settings().hooks
+    found = hook_registry.collect(hooks, strict=strict_hooks, project=project_hooks)
+    dag = instance.trace()
+    planned = plan(dag)
+    params = {name: short_repr(value) for name, value in instance.params.items()}
+    runner = Runner(
+        cache,
+        dag,
+        planned,
+        params,
+        force=force,
+        progress=progress,
+        target=target,
+        hooks=found,
+        executor=chosen.name or type(chosen).__qualname__,
+    )
     try:
         runner.run_started()
         chosen.execute(runner)
     except KeyboardInterrupt:
         runner.write_run("interrupted")
         raise
-    with collector.paused():
-        run = runner.write_run()
-    limit_size(cache, run.record)
+    run = runner.write_run()
+    if not cache.index.read_only:
+        limit_size(cache, run.record)
     runner.raise_failures()
     runner.raise_hook_errors()
     return run

@@ -23,7 +23,6 @@ memoized per process and sys.path, so a run pays a few stats for them).
 
 from __future__ import annotations
 
-import gc
 import importlib
 import inspect
 import logging
@@ -35,7 +34,6 @@ from typing import Any
 
 from ..errors import HookError, HookFailedWarning, UsageError
 from ..fingerprint.distributions import installed
-from . import collector
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +236,6 @@ class Hooks:
         self._reported: set[str] = set()
         self.errors: list[tuple[str, str, BaseException]] = []  # strict mode's failures
         self._deferred: Warning | None = None  # a report the warnings filter made an error
-        # Hooks are user code: they run with the garbage collector as the application
-        # had it, not paused as for the run's own bookkeeping (collector.py).
-        self.gc_enabled = gc.isenabled()
 
     def __bool__(self) -> bool:
         return bool(self.objects)
@@ -249,14 +244,13 @@ class Hooks:
         return bool(self.methods[method])
 
     def call(self, method: str, **fields: Any) -> None:
-        with collector.running_user_code(self.gc_enabled and not gc.isenabled()):
-            for m in self.methods[method]:
-                names = m.names
-                kwargs = fields if names is None else {k: fields[k] for k in names & fields.keys()}
-                try:
-                    m.fn(**kwargs)
-                except Exception as exc:
-                    self._failed(m.label, method, exc)
+        for m in self.methods[method]:
+            names = m.names
+            kwargs = fields if names is None else {k: fields[k] for k in names & fields.keys()}
+            try:
+                m.fn(**kwargs)
+            except Exception as exc:
+                self._failed(m.label, method, exc)
 
     def _failed(self, label: str, method: str, exc: Exception) -> None:
         log.debug("hook %s: %s raised", label, method, exc_info=exc)
