@@ -9,6 +9,7 @@ Imports the DAG, records and the index; owns no policy about when a run ends.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from ..core.dag import Dag
 from ..fingerprint.environment import current_environment, user_sys_path, working_directory
@@ -24,8 +25,9 @@ def build(
     started: float,
     steps: tuple[StepRun, ...],
     target: str,
+    step_logs: dict[str, dict[str, Any]] | None = None,
 ) -> RunRecord:
-    """The record of a run that ends now."""
+    """The record of a run that ends now; `step_logs`: what executed steps logged."""
     handles = dag.output_handles()
     return RunRecord(
         run_id=run_id,
@@ -41,6 +43,7 @@ def build(
         target=target,
         workdir=working_directory(),
         sys_path=user_sys_path(),
+        step_logs=step_logs or {},
     )
 
 
