@@ -429,7 +429,9 @@ def test_a_dask_worker_with_old_code_refuses_to_run_the_step(
         # Edited and reloaded in the driver; the workers keep the module they imported.
         module_file.write_text(STALE_MODULE.format(delta=2))
         importlib.reload(edited_steps)
-        with pytest.raises(StepFailedError, match="has other code for step 'answer'"):
+        with pytest.raises(
+            StepFailedError, match=r"step 'answer' was not run: the worker on .* holds other code"
+        ):
             edited_steps.ask().run(executor=DaskExecutor(dask_client), cache=cache)
     finally:
         cache.close()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import UsageError
+from . import output
 from .app import cache_from, cache_group
 from .durations import human_duration
 
@@ -74,7 +75,8 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
+    """A JSON document on the real stdout (output.py keeps it pure under --json)."""
+    output.data(json.dumps(data, indent=2))
 
 
 def note(message: str) -> None:

@@ -23,6 +23,16 @@ from ..errors import CacheSizeWarning, UsageError, ZencacheError
 from ..storage.cache import Cache
 from .base import Executor
 from .runner import Progress, Runner
+from .skipping import InspectionStop, SkippedRun, runs_skipped, skip_run
+
+__all__ = [
+    "EXECUTORS",
+    "InspectionStop",
+    "SkippedRun",
+    "make_executor",
+    "run_pipeline",
+    "runs_skipped",
+]
 
 if TYPE_CHECKING:
     from ..core.pipeline import PipelineInstance
@@ -84,6 +94,10 @@ def run_pipeline(
     target: str = "",
 ) -> Run:
     """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed."""
+    skipped = skip_run(instance.name)
+    if skipped is not None:  # the module calling run() is only being imported
+        return skipped  # type: ignore[return-value]
+    instance.pipeline.check_requirements()
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         raise UsageError(
             f"pipeline {instance.name!r} was run while a new process was importing the main "

@@ -1,8 +1,10 @@
 """`processes`: independent steps in parallel worker processes on this machine (joblib's loky).
 
 Workers are started on the first miss, so a fully cached run starts none, and
-live for one run: a run always executes the code the driver fingerprinted, never
-a module a long-lived worker imported before it was edited. Steps are sent by
+live for one run. A worker imports the step's modules when it starts, so a module
+saved after the driver imported it (an edit while a run is under way) would be
+what runs: each worker checks, before running a step, that its code has the
+driver's fingerprint, and fails the step with a message otherwise. Steps are sent by
 name when their module is importable (workers get the driver's sys.path) and by
 value with cloudpickle otherwise, so a script needs no `if __name__ == "__main__":`
 guard. Each worker's BLAS/OpenMP thread pools are sized to its share of the CPUs,
@@ -61,7 +63,9 @@ class _LokyPool:
         self.executor = ProcessPoolExecutor(max_workers=workers, env=env)
         self.capacity = workers
         self.broken: tuple[type[BaseException], ...] = (BrokenProcessPool,)
-        self.check_code = False  # workers live for one run: they import the current code
+        # Workers import the modules as they are on disk now, which may no longer be
+        # what the driver imported and fingerprinted.
+        self.check_code = True
 
     def submit(self, task: StepTask) -> concurrent.futures.Future[TaskResult]:
         return self.executor.submit(run_task, task)

@@ -47,6 +47,7 @@ from .execute import DamagedInputs, call_step, materialize
 from .execute import load_inputs as load_stored_inputs
 from .leases import HELD, Leases
 from .unstable_params import UnstableParameterWarning, warn_unstable_params
+from .untracked import report_untracked
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,11 @@ class Runner:
         self.results: dict[str, StepRun] = {}
         self._remaining_consumers = {name: len(c) for name, c in dag.consumers.items()}
         self._keep = {(h.invocation, h.output) for h in dag.output_handles()}
+        # How many steps have still to read each step's outputs: all but the last get
+        # their own copy (see load_inputs), so that a step that changes an input in
+        # place cannot change what its siblings receive.
+        self._readers = dict(self._remaining_consumers)
+        self._have_read: set[str] = set()  # steps already counted off _readers
         self._failures: list[tuple[str, BaseException]] = []
         self.leases = Leases(cache, self.run_id)
         self.committer = Committer(self.index, self._on_committed)
@@ -102,6 +108,7 @@ class Runner:
         self._queued_artifacts: dict[str, ArtifactRecord] = {}
         self._stored_envs: set[str] = set()  # environments known to be in the index
         warn_unstable_params(planned)
+        report_untracked(planned)
 
     # --- the decision ---------------------------------------------------------------------
 
@@ -267,7 +274,15 @@ class Runner:
         values, ids = self.values, self.ids
         for name, handle in ps.invocation.inputs.items():
             slot = (handle.invocation, handle.output)
-            if slot in values:
+            # The last reader takes the value itself: nobody else sees a change. Others
+            # (or the run's result) still need it as the step returned it: they get their
+            # own, loaded from the store (a large array is mapped copy-on-write, so a
+            # reader that only reads copies nothing).
+            if (
+                slot in values
+                and self._readers.get(handle.invocation, 0) <= 1
+                and slot not in self._keep
+            ):
                 inputs[name] = values[slot]
                 continue
             content_id = ids[handle.invocation][handle.output]
@@ -290,6 +305,10 @@ class Runner:
                 damaged.update(exc.damaged)
         for name, exc in damaged.items():
             inputs[name] = self._recreate(ps.invocation.inputs[name], exc)
+        if ps.name not in self._have_read:  # a producer re-executed for repairs reads again
+            self._have_read.add(ps.name)
+            for upstream in ps.invocation.upstream:
+                self._readers[upstream] -= 1
         return inputs
 
     def _recreate(self, handle: ArtifactHandle, damage: Exception) -> Any:

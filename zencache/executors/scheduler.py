@@ -29,7 +29,7 @@ from ..core.plan import PlannedStep
 from ..errors import StepFailedError
 from ..materializers import registry
 from .runner import Runner
-from .worker import StepRef, StepTask, TaskResult, step_reference
+from .worker import StepRef, StepTask, TaskResult, outside_main, step_reference
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Pool(Protocol):
 
     capacity: int  # tasks in flight at most
     broken: tuple[type[BaseException], ...]  # outcomes that mean the pool lost every task
-    check_code: bool  # workers outlive runs: they verify the code of steps sent by name
+    check_code: bool  # workers verify that they hold the code the driver fingerprinted
 
     def submit(self, task: StepTask) -> Any: ...
 
@@ -254,9 +254,12 @@ class _Scheduler:
         reference = self.references.get(id(step))
         if reference is None:
             reference = self.references[id(step)] = step_reference(step)
-        code = ""
-        if self._pool().check_code and isinstance(reference, StepRef) and ps.fingerprint:
-            code = ps.fingerprint.digest
+        code, parts = "", None
+        if self._pool().check_code and ps.fingerprint:
+            if isinstance(reference, StepRef):
+                code = ps.fingerprint.digest
+            else:  # sent by value: the modules it reaches are imported by the worker
+                parts = outside_main(ps.fingerprint.parts)
         return StepTask(
             name=ps.name,
             step=reference,
@@ -267,6 +270,7 @@ class _Scheduler:
             store=str(runner.store.root),
             chunk_size=runner.store.chunk_size,
             code=code,
+            code_parts=parts,
         )
 
     # --- outcomes -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import MaterializerError, UnsafePathError
+from ..hashing import module_label
 from . import registry
 
 Files = Mapping[str, Any]  # relative path -> bytes-like
@@ -49,7 +50,9 @@ class BaseMaterializer:
 
     @classmethod
     def identity(cls) -> str:
-        return f"{cls.__module__}:{cls.__qualname__}@{cls.VERSION}"
+        # A script's materializer is named after its file, as its steps are, so that
+        # `python flow.py` and `zencache run flow.py:p` share their entries.
+        return f"{module_label(cls.__module__)}:{cls.__qualname__}@{cls.VERSION}"
 
     @property
     def artifact(self) -> BaseMaterializer:
