@@ -6,8 +6,9 @@ joblib; they load when a materializer or executor needs them.
 
 from .core.pipeline import pipeline
 from .core.steps import Output, step
+from .inputs.types import Dir, File
 from .materializers.base import BaseMaterializer
 from .storage.cache import Cache
 
-__all__ = ["BaseMaterializer", "Cache", "Output", "pipeline", "step"]
+__all__ = ["BaseMaterializer", "Cache", "Dir", "File", "Output", "pipeline", "step"]
 __version__ = "0.1.0"

@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"errors", "hashing"},
     {"storage.store"},
     {"storage.index", "storage.lease_table", "storage.records", "storage.cache", "storage"},
-    {"fingerprint"},
+    {"fingerprint", "inputs"},
     {"materializers", "io"},
     {"core"},
     {"executors"},
@@ -89,7 +89,15 @@ def test_every_module_imports_only_lower_layers() -> None:
 
 def test_public_names_are_sorted_and_importable() -> None:
     assert zencache.__all__ == sorted(zencache.__all__)
-    assert set(zencache.__all__) == {"BaseMaterializer", "Cache", "Output", "pipeline", "step"}
+    assert set(zencache.__all__) == {
+        "BaseMaterializer",
+        "Cache",
+        "Dir",
+        "File",
+        "Output",
+        "pipeline",
+        "step",
+    }
     for name in zencache.__all__:
         assert getattr(zencache, name) is not None
 

@@ -7,12 +7,15 @@ choices are computed here once per invocation; nothing here touches the cache.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import PipelineDefinitionError, UnhashableParameterError
+from ..errors import PipelineDefinitionError, UnhashableParameterError, UsageError
 from ..fingerprint import Fingerprint, fingerprint
 from ..hashing import hash_value
+from ..inputs.external import External, step_externals
+from ..inputs.trees import StatMemo
 from ..materializers import registry
 from ..materializers.base import BaseMaterializer
 from .dag import Dag, Invocation
@@ -38,20 +41,33 @@ class PlannedStep:
     # input comes from, in input_names order, and the key's fixed fields.
     input_slots: tuple[tuple[str, str], ...]
     key_template: KeyTemplate
+    # Paths and environment variables it reads (in the key; recorded in its entry).
+    externals: tuple[External, ...] = ()
 
 
-def plan(dag: Dag) -> list[PlannedStep]:
-    """Static key parts of every invocation, in topological order."""
+def plan(dag: Dag, memo: StatMemo | None = None, cwd: str | None = None) -> list[PlannedStep]:
+    """Static key parts of every invocation, in topological order.
+
+    Path parameters are hashed now, relative ones against `cwd` (default: the
+    current directory), with `memo`'s file digests (default: none kept).
+    """
     # A step invoked many times with the same parameters has the same static parts:
-    # computed once per plan (the registry and fingerprints cannot change meanwhile).
-    shared: dict[Any, Any] = {}
+    # computed once per plan (the registry, fingerprints, files and environment
+    # variables are read once per run).
+    shared: dict[Any, Any] = {
+        _CONTEXT: (memo or StatMemo(None), os.getcwd() if cwd is None else cwd)
+    }
     return [plan_invocation(dag.pipeline, inv, shared) for inv in dag.invocations.values()]
+
+
+_CONTEXT = object()  # the key of (memo, cwd) in a plan's shared dict
 
 
 def plan_invocation(
     pipeline: str, inv: Invocation, shared: dict[Any, Any] | None = None
 ) -> PlannedStep:
-    """`shared` memoizes per-step work across the invocations of one plan."""
+    """`shared` memoizes per-step work across the invocations of one plan (and
+    holds the stat memo and working directory that path parameters are read with)."""
     step = inv.step
     options = step.options
     params: dict[str, str] = {}
@@ -71,23 +87,43 @@ def plan_invocation(
     memo = (step, tuple(params.items()), names)
     found = None if shared is None else shared.get(memo)
     if found is None:
-        found = _static_parts(step, params, names)
+        context = None if shared is None else shared.get(_CONTEXT)
+        memo_, cwd = context or (StatMemo(None), os.getcwd())
+        found = _static_parts(step, inv.params, params, names, memo_, cwd, pipeline, inv.name)
         if shared is not None:
             shared[memo] = found
-    parts, fp, materializers, outputs, template = found
+    parts, fp, materializers, outputs, template, externals = found
     if len(names) == 1:  # most invocations: no generator to run
         handle = inputs[names[0]]
         slots: tuple[tuple[str, str], ...] = ((handle.invocation, handle.output),)
     else:
         slots = tuple((inputs[n].invocation, inputs[n].output) for n in names)
     return PlannedStep(
-        inv, inv.name, step, parts, fp, materializers, outputs, reprs, names, slots, template
+        inv,
+        inv.name,
+        step,
+        parts,
+        fp,
+        materializers,
+        outputs,
+        reprs,
+        names,
+        slots,
+        template,
+        externals,
     )
 
 
 def _static_parts(
-    step: Any, params: dict[str, str], input_names: tuple[str, ...]
-) -> tuple[KeyParts, Fingerprint | None, dict[str, type[BaseMaterializer] | None], KeyTemplate]:
+    step: Any,
+    values: dict[str, Any],
+    params: dict[str, str],
+    input_names: tuple[str, ...],
+    memo: StatMemo,
+    cwd: str,
+    pipeline: str,
+    name: str,
+) -> tuple[Any, ...]:
     """What every invocation of `step` with these parameters and inputs shares."""
     materializers = output_materializers(step)
     outputs = tuple(
@@ -100,8 +136,16 @@ def _static_parts(
     else:
         fp = fingerprint(step.fn)
         code = fp.digest
-    parts = KeyParts.make(step.identity, code, params, outputs)
-    return parts, fp, materializers, tuple(materializers), KeyTemplate(parts.static, input_names)
+    env_names = (*step.options.env, *(fp.env if fp is not None else ()))
+    try:
+        externals = step_externals(step, values, env_names, memo, cwd)
+    except UsageError as exc:
+        raise type(exc)(f"pipeline {pipeline!r}, step {name!r}: {exc}") from exc
+    parts = KeyParts.make(
+        step.identity, code, params, outputs, tuple((e.name, e.digest) for e in externals)
+    )
+    template = KeyTemplate(parts.static, input_names)
+    return parts, fp, materializers, tuple(materializers), template, externals
 
 
 def output_materializers(step: Any) -> dict[str, type[BaseMaterializer] | None]:

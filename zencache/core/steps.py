@@ -50,6 +50,8 @@ class StepOptions:
     materializers: Any = None  # one class for every output, or {output name: class}
     ignore: frozenset[str] = frozenset()
     deterministic: bool = True
+    by_name: frozenset[str] = frozenset()  # path parameters keyed by their text only
+    env: tuple[str, ...] = ()  # environment variables in the key
 
 
 class Step(dag.StepLike, Generic[P, R]):
@@ -68,12 +70,13 @@ class Step(dag.StepLike, Generic[P, R]):
                     f"step {self.name!r} takes *{param.name}; steps take named inputs only, "
                     "so list each input or parameter explicitly"
                 )
-        unknown = options.ignore - set(self.signature.parameters)
-        if unknown:
-            raise PipelineDefinitionError(
-                f"step {self.name!r}: ignore= names {sorted(unknown)}, which are not parameters of "
-                f"{self.name}{self.signature}; fix the names"
-            )
+        for option in ("ignore", "by_name"):
+            unknown = getattr(options, option) - set(self.signature.parameters)
+            if unknown:
+                raise PipelineDefinitionError(
+                    f"step {self.name!r}: {option}= names {sorted(unknown)}, which are not "
+                    f"parameters of {self.name}{self.signature}; fix the names"
+                )
         self._outputs: tuple[OutputSpec, ...] | None = None
         self._input_types: dict[str, Any] | None = None
         # Each parameter's name and default (inspect.Parameter.empty if none), in
@@ -159,6 +162,8 @@ def step(
     materializers: Any = None,
     ignore: tuple[str, ...] | list[str] = (),
     deterministic: bool = True,
+    by_name: tuple[str, ...] | list[str] = (),
+    env: tuple[str, ...] | list[str] = (),
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -171,15 +176,32 @@ def step(
     materializers: Any = None,
     ignore: tuple[str, ...] | list[str] = (),
     deterministic: bool = True,
+    by_name: tuple[str, ...] | list[str] = (),
+    env: tuple[str, ...] | list[str] = (),
 ) -> Any:
     """Make `fn` a step. `version=` pins its code fingerprint; `ignore=` keeps
-    parameters (say `verbose`) out of the key; `cache=False` always executes."""
+    parameters (say `verbose`) out of the key; `cache=False` always executes.
+    Path parameters enter the key by content; `by_name=` keys the listed ones by
+    their text only (an output location, a name). `env=` puts the named
+    environment variables' values in the key (literal reads in the code do too)."""
+    if isinstance(by_name, str) or isinstance(env, str):
+        raise PipelineDefinitionError(
+            "by_name= and env= take a tuple of names, not one string: write "
+            'env=("MODE",) with the trailing comma'
+        )
+    for variable in env:
+        if not isinstance(variable, str) or not variable or "=" in variable:
+            raise PipelineDefinitionError(
+                f"env= names {variable!r}, which is not an environment variable name"
+            )
     options = StepOptions(
         cache=cache,
         version=None if version is None else str(version),
         materializers=materializers,
         ignore=frozenset(ignore),
         deterministic=deterministic,
+        by_name=frozenset(by_name),
+        env=tuple(sorted(set(env))),
     )
     if fn is None:
         return lambda f: Step(f, options)

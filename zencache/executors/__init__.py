@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.plan import plan
 from ..errors import UsageError
+from ..inputs.trees import StatMemo
 from ..storage.cache import Cache
 from . import collector
 from .base import Executor
@@ -90,7 +91,9 @@ def run_pipeline(
     chosen = make_executor(executor, max_workers, scheduler)
     with collector.paused():  # see collector.py: the run's bookkeeping makes no cycles
         dag = instance.trace()
-        planned = plan(dag)
+        memo = StatMemo(cache.index)
+        planned = plan(dag, memo)
+        memo.flush()
         params = {name: repr(value) for name, value in instance.params.items()}
         runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
     try:

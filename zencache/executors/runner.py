@@ -41,6 +41,7 @@ from ..fingerprint.environment import (
     working_directory,
 )
 from ..hashing import canonical_encoding
+from ..inputs.trees import encode_entries
 from ..materializers import registry
 from ..materializers.artifacts import load_artifact, save_artifact
 from ..materializers.base import BaseMaterializer
@@ -101,6 +102,7 @@ class Runner:
         # Artifact records queued and not yet committed, for the steps that read them.
         self._queued_artifacts: dict[str, ArtifactRecord] = {}
         self._stored_envs: set[str] = set()  # environments known to be in the index
+        self._stored_trees: set[str] = set()  # folder listings known to be in the index
         warn_unstable_params(planned)
 
     # --- the decision ---------------------------------------------------------------------
@@ -312,6 +314,7 @@ class Runner:
             param_values=encode_params(ps.invocation.params),
             module_file=module_file(ps.step.fn),
             env_id=env.env_id,
+            external={e.name: e.record for e in ps.externals},
         )
         ops: list[Op] = [
             ("artifacts", a.content_id.encode(), a.encode()) for a in artifacts.values()
@@ -320,6 +323,13 @@ class Runner:
             self._stored_envs.add(env.env_id)
             if self.index.get("envs", env.env_id.encode()) is None:
                 ops.append(("envs", env.env_id.encode(), env.encode()))
+        for external in ps.externals:
+            if external.entries and external.record["digest"] not in self._stored_trees:
+                # A folder's listing, once per content: what `cache status` diffs against.
+                self._stored_trees.add(external.record["digest"])
+                tree_key = external.record["digest"].encode()
+                if self.index.get("trees", tree_key) is None:
+                    ops.append(("trees", tree_key, encode_entries(external.entries)))
         ops.append(("steps", key.encode(), record.encode()))
         for a in artifacts.values():
             self._queued_artifacts[a.content_id] = a

@@ -34,6 +34,9 @@ class Fingerprint:
     digest: str  # 32 lowercase hex digits, xxh3_128 over the sorted parts
     parts: Mapping[str, str]  # read-only; dict(fp.parts) is JSON-serialisable
     untracked: tuple[str, ...]  # what the fingerprint cannot see, for `explain`
+    # Environment variables the code reads by literal name (os.environ["X"], os.getenv):
+    # their values enter the key when the step is planned, not this digest.
+    env: tuple[str, ...] = ()
 
     def __hash__(self) -> int:
         return hash(self.digest)
@@ -78,6 +81,7 @@ def _collect(root: object) -> Fingerprint:
 
     merged: dict[str, set[str]] = {}
     notes: set[str] = set()
+    env: set[str] = set()
     seen: set[int] = set()
     stack = [start]
     while stack:
@@ -85,6 +89,7 @@ def _collect(root: object) -> Fingerprint:
         for key, value in node.parts:
             merged.setdefault(key, set()).add(value)
         notes.update(node.notes)
+        env.update(node.env)
         for ref in node.refs:
             if id(ref) not in seen:
                 seen.add(id(ref))
@@ -96,7 +101,12 @@ def _collect(root: object) -> Fingerprint:
     hasher = Hasher("zencache/fingerprint/v1")
     for key, value in parts.items():
         hasher.text(key).text(value)
-    return Fingerprint(hasher.hexdigest(), types.MappingProxyType(parts), tuple(sorted(notes)))
+    return Fingerprint(
+        hasher.hexdigest(),
+        types.MappingProxyType(parts),
+        tuple(sorted(notes)),
+        tuple(sorted(env)),
+    )
 
 
 def _one_value(values: set[str]) -> str:

@@ -16,6 +16,7 @@ class Node:
     parts: list[tuple[str, str]] = field(default_factory=list)
     refs: list[object] = field(default_factory=list)  # user functions and classes
     notes: list[str] = field(default_factory=list)
+    env: set[str] = field(default_factory=set)  # environment variables read by literal name
 
     def part(self, name: str, value: str) -> None:
         self.parts.append((name, value))

@@ -8,6 +8,7 @@ cache; never an executor or the CLI, and it prints nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from ..core.keys import RUNTIME_MATERIALIZER, cache_key
 from ..core.plan import PlannedStep, plan
 from ..errors import UsageError
+from ..inputs.external import ENV_PREFIX, External
+from ..inputs.trees import DIR, FILE, LINK, MISSING, Entry, StatMemo, decode_entries
 from ..storage.cache import Cache
 from ..storage.index import Index
 from ..storage.records import StepRecord
@@ -34,7 +37,7 @@ _VALUE_REPR_LIMIT = 60
 class Change:
     """One ingredient of the key that differs from the last recorded one."""
 
-    kind: str  # identity | code | parameter | output | input | cache
+    kind: str  # identity | code | parameter | output | input | path | env | cache
     name: str  # the part, parameter, output or input name; "" when not applicable
     before: str | None  # None: absent before, or unknown
     after: str | None  # None: absent now, or not computable yet (upstream reruns)
@@ -83,6 +86,8 @@ class Explanation:
     changes: tuple[Change, ...]  # against `previous`, whatever the status
     untracked: tuple[str, ...]
     upstream: tuple[str, ...] = field(default=())
+    # What it reads from outside now: "path:<param>" / "env:<NAME>" -> what its entry records.
+    external: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def key(self) -> str | None:
@@ -106,6 +111,7 @@ class Explanation:
             "previous": self.previous,
             "changes": [c.to_json() for c in self.changes],
             "untracked": list(self.untracked),
+            "external": self.external,
         }
 
 
@@ -170,6 +176,7 @@ def explain(instance: PipelineInstance, cache: Cache, step: str) -> Explanation:
         changes=changes,
         untracked=fp.untracked if fp else (),
         upstream=tuple(ps.invocation.upstream),
+        external={e.name: e.record for e in ps.externals},
     )
 
 
@@ -179,9 +186,11 @@ class _Walk:
     def __init__(self, instance: PipelineInstance, cache: Cache) -> None:
         dag = instance.trace()
         self.pipeline = dag.pipeline
-        self.planned = {ps.name: ps for ps in plan(dag)}
         # A status check must not create a cache where there was none.
         self.index: Index | None = cache.index if cache.exists() else None
+        memo = StatMemo(self.index)
+        self.planned = {ps.name: ps for ps in plan(dag, memo)}
+        memo.flush()  # the next status (or run) hashes only what changed since
         self.ids: dict[str, dict[str, str]] = {}
         self.previous: dict[str, StepRecord] = {}
 
@@ -253,8 +262,21 @@ class _Walk:
             *_identity_and_code_changes(ps, record),
             *_param_changes(ps, record),
             *_output_changes(ps, record),
+            *_external_changes(ps, record, self._listing),
             *self._input_changes(ps, record.inputs, input_ids, recorded=True),
         ]
+
+    def _listing(self, digest: str) -> tuple[Entry, ...] | None:
+        """A folder's recorded entries, if the index kept them."""
+        if self.index is None:
+            return None
+        data = self.index.get("trees", digest.encode())
+        if data is None:
+            return None
+        try:
+            return decode_entries(data)
+        except (ValueError, TypeError, KeyError):
+            return None
 
     def _input_changes(
         self, ps: PlannedStep, before: Mapping[str, str], now: Mapping[str, str], recorded: bool
@@ -399,6 +421,150 @@ def _output_changes(ps: PlannedStep, record: StepRecord) -> list[Change]:
         message = f"materializer changed: output {name} ({detail})"
         changes.append(Change("output", name, old, identity, message))
     return changes
+
+
+def _external_changes(ps: PlannedStep, record: StepRecord, listing: Any) -> list[Change]:
+    """Paths whose content and environment variables whose value differ from the entry's."""
+    before = record.external
+    now: dict[str, External] = {e.name: e for e in ps.externals}
+    changes = []
+    for name in sorted(set(before) | set(now)):
+        old = before.get(name)
+        new = now[name].record if name in now else None
+        if old == new:
+            continue
+        if name.startswith(ENV_PREFIX):
+            changes.append(_env_change(name, old, new))
+        elif new is None:
+            message = f"path {old['path']}: no longer an input"  # type: ignore[index]
+            changes.append(Change("path", name, old["digest"], None, message))  # type: ignore[index]
+        elif old is None:
+            message = f"{_describe_path(new)}: now tracked by content"
+            changes.append(Change("path", name, None, new["digest"], message))
+        elif old.get("path") != new.get("path"):
+            continue  # the parameter's own change says which path it names now
+        elif old.get("kind") == new.get("kind") and old.get("digest") == new.get("digest"):
+            continue
+        else:
+            changes.extend(_path_changes(name, old, new, now[name].entries, listing))
+    return changes
+
+
+def _env_change(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> Change:
+    variable = name[len(ENV_PREFIX) :]
+    if new is None:
+        return Change("env", variable, _env_text(old), None, f"env {variable}: no longer read")
+    if old is None:
+        message = f"env {variable}: now in the key (= {_env_text(new)})"
+        return Change("env", variable, None, _env_text(new), message)
+    if old.get("redacted") or new.get("redacted"):
+        message = f"env {variable}: changed (its value is not recorded: it looks like a secret)"
+        return Change("env", variable, None, None, message)
+    before, after = _env_text(old), _env_text(new)
+    return Change("env", variable, before, after, f"env {variable}: {before} -> {after}")
+
+
+def _env_text(entry: dict[str, Any] | None) -> str:
+    if entry is None or entry.get("value") is None:
+        return "set" if entry and entry.get("set") else "unset"
+    return json.dumps(entry["value"], ensure_ascii=False)
+
+
+def _describe_path(entry: dict[str, Any]) -> str:
+    path, kind = entry["path"], entry["kind"]
+    if kind == FILE:
+        return f"file {path} ({_size(entry.get('size', 0))})"
+    if kind == DIR:
+        return f"folder {_folder(path)} ({_count(entry.get('count', 0))}, {_size(entry.get('size', 0))})"
+    if kind == LINK:
+        return f"link {path} (to {entry.get('target', '?')}, which does not exist)"
+    return f"{path} (missing)"
+
+
+def _path_changes(
+    name: str,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    current: tuple[Entry, ...],
+    listing: Any,
+) -> list[Change]:
+    path, before, after = new["path"], old["kind"], new["kind"]
+    digest_old, digest_new = old.get("digest"), new.get("digest")
+
+    def change(message: str) -> Change:
+        return Change("path", name, digest_old, digest_new, message)
+
+    if before == FILE and after == FILE:
+        sizes = f"{_size(old.get('size', 0))} -> {_size(new.get('size', 0))}"
+        if old.get("size") == new.get("size"):
+            sizes = f"{_size(new.get('size', 0))}, same size"
+        return [change(f"file {path} changed ({sizes})")]
+    if after == MISSING:
+        return [change(f"{_describe_path(old)} is missing now")]
+    if before == MISSING:
+        return [change(f"{_describe_path(new)} exists now (it was missing)")]
+    if before == DIR and after == DIR:
+        old_entries = listing(digest_old)
+        if old_entries is None:  # gc removed its listing, or an older zencache ran it
+            counts = f"{_describe_path(old)[7:]} -> {_describe_path(new)[7:]}"
+            return [change(f"folder {_folder(path)} changed {counts}")]
+        messages = _folder_changes(_folder(path), old_entries, current)
+        if not messages:  # only empty folders came or went
+            messages = [f"folder {_folder(path)} changed (its sub-folders)"]
+        return [change(m) for m in messages]
+    return [change(f"{path}: was {_describe_path(old)}, now {_describe_path(new)}")]
+
+
+def _folder_changes(
+    folder: str, old: tuple[Entry, ...], new: tuple[Entry, ...], shown: int = 3
+) -> list[str]:
+    """`3 files changed in data/images/ (a.png, b.png, c.png)`, added, removed, renamed."""
+    before = {e.path: e for e in old if e.kind != DIR}
+    after = {e.path: e for e in new if e.kind != DIR}
+    changed = sorted(p for p in before.keys() & after.keys() if before[p] != after[p])
+    removed = sorted(before.keys() - after.keys())
+    added = sorted(after.keys() - before.keys())
+    renamed = []
+    by_content = {}
+    for p in removed:
+        by_content.setdefault((before[p].kind, before[p].digest), []).append(p)
+    for p in list(added):
+        sources = by_content.get((after[p].kind, after[p].digest))
+        if sources:
+            source = sources.pop(0)
+            renamed.append(f"{source} -> {p}")
+            removed.remove(source)
+            added.remove(p)
+    lines = []
+    for names, verb in ((changed, "changed in"), (added, "added to"), (removed, "removed from")):
+        if names:
+            lines.append(f"{_count(len(names))} {verb} {folder} ({_some(names, shown)})")
+    if renamed:
+        lines.append(f"{_count(len(renamed))} renamed in {folder} ({_some(renamed, shown)})")
+    return lines
+
+
+def _some(names: list[str], shown: int) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
+def _count(n: int) -> str:
+    return f"{n:,} file" + ("" if n == 1 else "s")
+
+
+def _folder(path: str) -> str:
+    return path if path.endswith("/") else path + "/"
+
+
+def _size(n: int) -> str:
+    """Decimal units, one decimal: 12.1 MB."""
+    if n < 1000:
+        return f"{n} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        n /= 1000  # type: ignore[assignment]
+        if n < 999.95 or unit == "TB":
+            return f"{n:.1f} {unit}"
+    return f"{n} B"  # not reached
 
 
 def _reasons(changes: Iterable[Change]) -> tuple[str, ...]:

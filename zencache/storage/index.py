@@ -11,6 +11,10 @@ Imports records, hashing and errors only. One environment, named databases:
     runs       run id (time-ordered) -> RunRecord
     envs       environment id -> EnvRecord
     latest     "pipeline/step" -> last cache key, for status and explain
+    stats      a file's (device, inode, size, mtime_ns, ctime_ns) -> its bytes digest:
+               the stat memo of file inputs (inputs/trees.py owns its policy)
+    trees      a folder input's tree digest -> its entries (name, kind, size, digest),
+               so that `cache status` can say which files in it changed
 
 (Leases live apart, in lease_table.py: they need no durability.)
 
@@ -49,11 +53,12 @@ from .records import (
     hit_entry,
 )
 
-FORMAT = b"zencache-index/3"
-# Upgraded in place when opened (see _upgrade): format 1 had no hit table, and
-# formats 1 and 2 kept the leases in the index.
-_UPGRADABLE = (b"zencache-index/1", b"zencache-index/2")
-DATABASES = ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest")
+FORMAT = b"zencache-index/4"
+# Upgraded in place when opened (see _upgrade): format 1 had no hit table,
+# formats 1 and 2 kept the leases in the index, and formats 1 to 3 had no stat
+# memo or folder listings (their tables are created empty when the index opens).
+_UPGRADABLE = (b"zencache-index/1", b"zencache-index/2", b"zencache-index/3")
+DATABASES = ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest", "stats", "trees")
 _RETIRED = ("leases",)
 INITIAL_MAP_SIZE = 64 << 20
 # A single put larger than this is a bug, not a reason to grow forever.
@@ -146,6 +151,11 @@ class Index:
             return out
 
         return self._read(collect)
+
+    def get_many(self, db: str, keys: list[bytes]) -> list[bytes | None]:
+        """Several values of one database, read in one transaction."""
+        handle = self._dbs[db]
+        return self._read(lambda txn: [txn.get(key, db=handle) for key in keys])
 
     def keys(self, db: str) -> list[bytes]:
         return self._read(lambda txn: list(txn.cursor(db=self._dbs[db]).iternext(values=False)))
@@ -410,7 +420,7 @@ class Index:
             )
 
     def _upgrade(self, txn: lmdb.Transaction) -> None:
-        """Bring format 1 or 2 to the current one, in one transaction."""
+        """Bring formats 1 to 3 to the current one, in one transaction."""
         found = txn.get(b"format", db=self._dbs["meta"])
         if found not in _UPGRADABLE:
             return  # another process upgraded it meanwhile

@@ -53,6 +53,9 @@ class StepRecord:
     # The environment it was recorded in: audits compare against it even after gc
     # removed the run record that executed it ("" in entries of older versions).
     env_id: str = ""
+    # What it read from outside the pipeline: "path:<param>" -> {path, kind, digest,
+    # size[, count]} and "env:<NAME>" -> {name, value} (inputs/external.py).
+    external: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         head = _COUNT.pack(RECORD_VERSION, len(self.output_ids))
