@@ -18,6 +18,7 @@ import click
 
 from ..errors import StepFailedError, ZencacheError
 from .app import cache_from, cache_group, main
+from .runs_commands import external_lines
 
 if TYPE_CHECKING:
     from ..core.runs import Run, StepEvent
@@ -338,6 +339,9 @@ def _explain_lines(e: Explanation) -> list[str]:
     for name, i in e.inputs.items():
         content = i["content_id"] or "(unknown until the upstream step runs)"
         lines.append(f"    {name.ljust(width)}  <- {i['from']}  {content}")
+    if e.external:
+        lines.append("  read from outside (by content)")
+        lines += [f"    {line}" for line in external_lines(e.external)]
     lines.append(f"  static part of the key  {e.static}")
     if e.previous is None:
         lines.append("last recorded key: none (never run in this pipeline)")

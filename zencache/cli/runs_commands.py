@@ -6,7 +6,8 @@ diagnostics to stderr.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -161,6 +162,11 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
         format_table(("STEP", "STATUS", "TIME", "KEY", "OUTPUTS", "PARAMS"), rows, right={2})
     )
     for s in r.steps:
+        entry = details.entries.get(s.name)
+        if entry is not None and entry.external:
+            click.echo(f"{s.name} read:")
+            click.echo("\n".join(f"  {line}" for line in external_lines(entry.external)))
+    for s in r.steps:
         if s.error:
             last = s.error.strip().splitlines()[-1] if s.error.strip() else ""
             click.echo(f"{s.name}: {last}")
@@ -191,6 +197,33 @@ def lineage_command(ctx: click.Context, artifact: str, as_json: bool) -> None:
     click.echo("\n".join(_render(root, "")))
 
 
+def external_lines(external: dict[str, dict[str, Any]]) -> list[str]:
+    """What a step read from outside: `file data.csv  <digest>  (12.1 MB)`, `env MODE = "x"`."""
+    lines = []
+    for name, entry in sorted(external.items()):
+        if name.startswith("env:"):
+            if entry.get("redacted"):
+                value = "(set; not recorded)"
+            elif entry.get("value") is None:
+                value = "unset"
+            else:
+                value = json.dumps(entry["value"], ensure_ascii=False)
+            lines.append(f"env {entry.get('name', name[4:])} = {value}")
+            continue
+        kind = entry.get("kind", "?")
+        label = {"file": "file", "dir": "folder", "link": "link", "missing": "missing"}.get(
+            kind, kind
+        )
+        facts = ""
+        if kind == "file":
+            facts = f"  ({entry.get('size', 0):,} bytes)"
+        elif kind == "dir":
+            facts = f"  ({entry.get('count', 0):,} files, {entry.get('size', 0):,} bytes)"
+        digest = short(entry["digest"]) if entry.get("digest") and kind != "link" else ""
+        lines.append(f"{label} {entry.get('path', name)}  {digest}{facts}".rstrip())
+    return lines
+
+
 def _render(node: maintenance.LineageNode, indent: str) -> list[str]:
     head = f"{indent}{node.name}  [{node.step} in {node.pipeline}]"
     if node.repeated:
@@ -203,6 +236,8 @@ def _render(node: maintenance.LineageNode, indent: str) -> list[str]:
     )
     if node.params:
         lines.append(f"{detail}params: {_params(node.params)}")
+    for line in external_lines(node.external):
+        lines.append(f"{detail}{line}")
     if node.untracked:
         lines.append(f"{detail}untracked by the fingerprint: {', '.join(node.untracked)}")
     if node.other_producers:

@@ -46,6 +46,7 @@ from ..materializers import registry
 from ..materializers.artifacts import load_artifact, save_artifact
 from ..materializers.base import BaseMaterializer
 from ..materializers.params import encode_params
+from ..materializers.paths import PathMaterializer
 from ..storage.cache import Cache
 from ..storage.index import Op
 from ..storage.records import ArtifactRecord, RunRecord, StepRecord, StepRun
@@ -54,6 +55,7 @@ from .committer import Committer
 from .leases import Leases
 
 log = logging.getLogger(__name__)
+_PATH_MATERIALIZER = PathMaterializer.identity()
 
 Progress = Callable[[StepEvent], None]
 
@@ -276,9 +278,14 @@ class Runner:
 
     def commit(self, ps: PlannedStep, key: str, outputs: dict[str, Any], duration: float) -> None:
         """Write the outputs' objects (durable on return), then queue their records."""
-        self.record(ps, key, materialize(self.store, ps.materializers, outputs), duration)
+        artifacts = materialize(self.store, ps.materializers, outputs)
+        self.record(ps, key, artifacts, duration)
         for name, value in outputs.items():
             if self._remaining_consumers.get(ps.name) or (ps.name, name) in self._keep:
+                if artifacts[name].materializer == _PATH_MATERIALIZER:
+                    # Downstream gets the cache's read-only copy, never the path the
+                    # step wrote (which it may move or edit afterwards).
+                    value = load_artifact(self.store, artifacts[name], type(value))
                 self.values[(ps.name, name)] = value
 
     def record(
