@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from zencache import Cache, Dir, File, pipeline, step
-from zencache.errors import UsageError
+from zencache.errors import StepFailedError, UsageError
 from zencache.inspection.status import explain, pipeline_status
 
 # --- steps under test ------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_the_stat_memo_spares_hashing_settled_files(
 def test_a_missing_file_is_an_input_and_two_missing_paths_differ(
     project: Path, check: Check, cache: Cache
 ) -> None:
-    with pytest.raises(Exception):  # the step itself fails on a missing file
+    with pytest.raises(StepFailedError):  # the step itself fails on a missing file
         file_pipeline(path=Path("nothing.csv")).run(cache=cache)
     (project / "data.csv").write_text("here\n")
     check(file_pipeline(), {"read_file": "new"})
