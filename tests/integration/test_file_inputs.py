@@ -499,3 +499,101 @@ def test_writes_to_the_environment_are_not_inputs(project: Path, cache: Cache) -
     fp = fingerprint(sets)
     assert fp.env == ()
     assert not any("environment" in n for n in fp.untracked)
+
+
+# --- outputs that are files ------------------------------------------------------------------------
+
+
+@step
+def write_folder(n: int) -> Path:
+    out = Path("written")
+    (out / "sub").mkdir(parents=True, exist_ok=True)
+    (out / "a.txt").write_text("a" * n)
+    (out / "sub" / "big.bin").write_bytes(b"\x01" * (3 << 20))
+    (out / "link").unlink(missing_ok=True)
+    (out / "link").symlink_to("a.txt")
+    return out
+
+
+@step
+def write_file(text: str) -> Path:
+    out = Path("model.txt")
+    out.write_text(text)
+    return out
+
+
+@step
+def describe(folder: Path, model: Path) -> dict:
+    return {
+        "folder": sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")),
+        "a": (folder / "a.txt").read_text(),
+        "link": os.readlink(folder / "link"),
+        "model": model.read_text(),
+        "model_name": model.name,
+        "where": str(folder),
+    }
+
+
+@pipeline
+def output_pipeline(n: int = 3, text: str = "weights"):
+    return describe(folder=write_folder(n=n), model=write_file(text=text))
+
+
+def _read_only(path: Path) -> bool:
+    return not any(
+        os.stat(p).st_mode & 0o222 for p in [path, *path.rglob("*")] if not p.is_symlink()
+    )
+
+
+def test_a_returned_path_is_stored_by_content_and_handed_on_read_only(
+    project: Path, cache: Cache
+) -> None:
+    first = output_pipeline().run(cache=cache)
+    value = first.output()
+    assert value["a"] == "aaa" and value["model"] == "weights"
+    assert value["folder"] == ["a.txt", "link", "sub", "sub/big.bin"]
+    assert value["link"] == "a.txt" and value["model_name"] == "model.txt"
+    copy = Path(value["where"])
+    assert copy.is_relative_to(cache.path) and _read_only(copy)
+
+    # Editing or removing the originals cannot change what the cache hands on.
+    (project / "model.txt").write_text("tampered")
+    import shutil
+
+    shutil.rmtree(project / "written")
+    again = output_pipeline().run(cache=cache)
+    assert {s.status for s in again.steps.values()} == {"cached"}
+    loaded = cache.index.get_step(again.steps["write_file"].key)
+    assert loaded is not None
+    path = again.steps["write_file"].output()
+    assert isinstance(path, Path) and path.read_text() == "weights"
+
+
+def test_an_unchanged_rewrite_of_a_path_output_spares_downstream(
+    project: Path, cache: Cache
+) -> None:
+    output_pipeline().run(cache=cache)
+
+    @step
+    def write_file(text: str) -> Path:  # new code, same bytes
+        out = Path("model.txt")
+        out.write_text(text.upper().lower())
+        return out
+
+    @pipeline
+    def changed(n: int = 3, text: str = "weights"):
+        return describe(folder=write_folder(n=n), model=write_file(text=text))
+
+    run = changed().run(cache=cache)
+    assert run.steps["write_file"].status == "executed"
+    assert run.steps["describe"].status == "cached"  # early cutoff: same content id
+
+
+def test_gc_and_clear_remove_read_only_copies(project: Path, cache: Cache) -> None:
+    from zencache.maintenance import clear
+
+    output_pipeline().run(cache=cache).output()
+    assert (cache.path / "files").is_dir()
+    clear(cache)
+    assert not (cache.path / "files").exists()
+    assert cache.index.count("trees") == 0 and cache.index.count("stats") == 0

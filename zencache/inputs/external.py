@@ -13,6 +13,7 @@ errors and this package only.
 from __future__ import annotations
 
 import collections.abc
+import json
 import os
 import pathlib
 import re
@@ -102,6 +103,38 @@ def env_external(name: str) -> External:
     if value is not None and _SECRET.search(name):
         record = {"name": name, "value": None, "set": True, "redacted": True, "digest": digest}
     return External(f"{ENV_PREFIX}{name}", digest, record)
+
+
+def moved_since(recorded: dict[str, dict[str, Any]], memo: StatMemo, cwd: str) -> list[str]:
+    """What a step entry read from outside that is not the same now: one phrase per
+    path or variable (`file data.csv changed since`, `env MODE: "a" -> "b"`)."""
+    moved = []
+    for name, entry in sorted(recorded.items()):
+        if name.startswith(ENV_PREFIX):
+            now = env_external(entry.get("name", name[len(ENV_PREFIX) :]))
+            if now.record == entry:
+                continue
+            if entry.get("redacted") or now.record.get("redacted"):
+                if entry.get("digest") != now.record.get("digest"):
+                    moved.append(f"env {now.record['name']} changed (its value is not recorded)")
+                continue
+            before, after = (
+                "unset" if e.get("value") is None else json.dumps(e["value"], ensure_ascii=False)
+                for e in (entry, now.record)
+            )
+            moved.append(f"env {now.record['name']}: {before} -> {after}")
+            continue
+        given = entry.get("path", "")
+        try:
+            now = path_external(name, given, None, memo, cwd)
+        except InputPathError as exc:
+            moved.append(f"{given} cannot be read now ({exc})")
+            continue
+        if (now.record["kind"], now.record["digest"]) != (entry.get("kind"), entry.get("digest")):
+            kind = {FILE: "file", DIR: "folder"}.get(entry.get("kind", ""), "path")
+            state = "is missing now" if now.record["kind"] == MISSING else "changed since"
+            moved.append(f"{kind} {given} {state}")
+    return moved
 
 
 # Types that never hold a path: most parameters are these, and skip the walk.
