@@ -4,7 +4,8 @@
     ├── UsageError (ValueError)                     2  bad input from the user
     │   ├── UnhashableParameterError (TypeError)    2
     │   ├── PipelineDefinitionError                 2
-    │   └── TargetError                             2  CLI target cannot be loaded
+    │   ├── TargetError                             2  CLI target cannot be loaded
+    │   └── ConfigError                             2  a setting or pyproject.toml is wrong
     ├── StepFailedError (RuntimeError)                 a step raised; cause kept
     ├── StepOutputError (TypeError)                    a step returned the wrong shape or type
     ├── MaterializerError (TypeError)                  no materializer, or it failed
@@ -34,6 +35,10 @@ class UsageError(ZencacheError, ValueError):
 
 
 class UnhashableParameterError(UsageError, TypeError):
+    pass
+
+
+class ConfigError(UsageError):
     pass
 
 

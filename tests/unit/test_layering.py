@@ -16,7 +16,7 @@ PACKAGE = Path(zencache.__file__).parent
 # Lowest first. A module may import its own layer and those before it. Entries are
 # package paths; the longest one that prefixes a module names its layer.
 LAYERS: list[set[str]] = [
-    {"errors", "hashing"},
+    {"errors", "hashing", "config"},
     {"storage.store"},
     {"storage.index", "storage.lease_table", "storage.records", "storage.cache", "storage"},
     {"fingerprint", "inputs"},

@@ -9,8 +9,10 @@ Sits on store and index and owns no policy. Layout of a cache directory:
       leases/          who is executing which key now (lease_table.py)
       objects/         content-addressed objects (store.py)
 
-The location is resolved when a Cache is made: the explicit path, else
-$ZENCACHE_DIR, else ./.zencache in the current directory (like .git or .dvc).
+The location is resolved when a Cache is made: the explicit path, else the
+project settings (zencache.config: $ZENCACHE_DIR, `cache_dir` under
+[tool.zencache], the nearest .zencache up the tree, else .zencache beside the
+project marker or in the working directory), like .git or .dvc.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from ..config import CACHE_DIRNAME, load_settings
 from ..errors import CacheError
 from .index import Index
 from .lease_table import LeaseTable
 from .store import ObjectStore
 
-DEFAULT_DIRNAME = ".zencache"
+DEFAULT_DIRNAME = CACHE_DIRNAME
 ENV_VAR = "ZENCACHE_DIR"
 
 _CACHEDIR_TAG = (
@@ -45,7 +48,7 @@ H = TypeVar("H", Index, LeaseTable)
 
 def resolve_cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
     if path is None:
-        path = os.environ.get(ENV_VAR) or DEFAULT_DIRNAME
+        return load_settings().cache_dir
     return Path(path).expanduser().absolute()
 
 
