@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
-from ..errors import UsageError, ZencacheError
+from ..errors import UsageError
 from ..hashing import Hasher
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ class StatMemo:
         ops = [("stats", key, bytes.fromhex(digest)) for key, digest in self._new.items()]
         try:
             self.index.write(ops)
-        except (ZencacheError, OSError) as exc:
+        except Exception as exc:  # a read-only or full cache: logged, not raised
             log.warning("could not record %d file digests in the index: %s", len(ops), exc)
         else:
             self._found.update(self._new)
