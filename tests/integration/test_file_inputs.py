@@ -243,6 +243,13 @@ def test_the_stat_memo_spares_hashing_settled_files(
     assert content_of(str(folder), again) == first
     assert again.hashed_bytes == 0
 
+    (folder / "3.bin").write_bytes(b"edited")  # in place: same inode, its row replaced
+    edited = StatMemo(cache.index)
+    assert content_of(str(folder), edited).digest != first.digest
+    edited.flush()
+    assert edited.hashed_bytes == 6
+    assert cache.index.count("stats") == 20
+
 
 def test_a_missing_file_is_an_input_and_two_missing_paths_differ(
     project: Path, check: Check, cache: Cache

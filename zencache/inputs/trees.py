@@ -8,7 +8,9 @@ a parameter names is followed (it names what it points to). Imports hashing,
 errors and the storage index only.
 
 Hashing a 10 GB folder on every run is not acceptable, so the digest of each
-file is memoized in the index under (device, inode, size, mtime_ns, ctime_ns).
+file is memoized in the index: (device, inode) -> (size, mtime_ns, ctime_ns,
+digest), trusted only while all five fields match (one row per file, so the
+table grows with the files seen, not with their versions).
 A memo is written only for a file whose timestamps are older than RACY_NS (the
 "racy git" problem: a write in the same timestamp tick as the hash would leave
 every stat field unchanged), so a memo is never trusted for a file that could
@@ -52,6 +54,9 @@ MAX_ENTRIES_SETTING = "ZENCACHE_MAX_TREE_ENTRIES"
 SEGMENT = 8 << 20
 _THREADS = 2
 _MEMO_KEY = struct.Struct("<BQQQqq")  # format, device, inode, size, mtime_ns, ctime_ns
+_FILE_ID = struct.calcsize("<BQQ")  # the index row's key: format, device, inode
+_STAT = _MEMO_KEY.size - _FILE_ID  # then the row: size, mtime_ns, ctime_ns, digest
+_ROW = _STAT + 16
 _MEMO_FORMAT = 1
 
 FILE, DIR, LINK, MISSING = "file", "dir", "link", "missing"
@@ -123,13 +128,17 @@ class StatMemo:
         self.hashed_bytes = 0  # for tests and benchmarks: what the memo did not spare
 
     def lookup(self, keys: list[bytes]) -> list[str | None]:
+        """The memoized digest of each file (by memo_key), or None."""
         if self.index is None or not keys:
             return [self._new.get(k) for k in keys]
         missing = [k for k in keys if k not in self._found and k not in self._new]
         if missing:
-            for key, value in zip(missing, self.index.get_many("stats", missing), strict=True):
-                if value is not None and len(value) == 16:
-                    self._found[key] = value.hex()
+            rows = self.index.get_many("stats", [k[:_FILE_ID] for k in missing])
+            for key, value in zip(missing, rows, strict=True):
+                # The row of this file (device, inode) vouches only for the same size
+                # and timestamps: any write since moved ctime at least.
+                if value is not None and len(value) == _ROW and value[:_STAT] == key[_FILE_ID:]:
+                    self._found[key] = value[_STAT:].hex()
         return [self._found.get(k) or self._new.get(k) for k in keys]
 
     def remember(self, key: bytes, digest: str) -> None:
@@ -141,7 +150,12 @@ class StatMemo:
         if self.index is None or not self._new:
             self._new.clear()
             return
-        ops = [("stats", key, bytes.fromhex(digest)) for key, digest in self._new.items()]
+        # One row per file (device, inode): a new version of a file replaces its row,
+        # so the table grows with the files seen, not with their versions.
+        ops = [
+            ("stats", key[:_FILE_ID], key[_FILE_ID:] + bytes.fromhex(digest))
+            for key, digest in self._new.items()
+        ]
         try:
             self.index.write(ops)
         except Exception as exc:  # a read-only or full cache: logged, not raised

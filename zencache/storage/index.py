@@ -11,7 +11,7 @@ Imports records, hashing and errors only. One environment, named databases:
     runs       run id (time-ordered) -> RunRecord
     envs       environment id -> EnvRecord
     latest     "pipeline/step" -> last cache key, for status and explain
-    stats      a file's (device, inode, size, mtime_ns, ctime_ns) -> its bytes digest:
+    stats      a file's (device, inode) -> (size, mtime_ns, ctime_ns, its bytes digest):
                the stat memo of file inputs (inputs/trees.py owns its policy)
     trees      a folder input's tree digest -> its entries (name, kind, size, digest),
                so that `cache status` can say which files in it changed
