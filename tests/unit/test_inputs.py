@@ -175,7 +175,11 @@ def test_a_format_3_index_gains_the_memo_and_listing_tables(tmp_path: Path) -> N
 def test_literal_environment_reads_are_found_in_every_spelling() -> None:
     def reads() -> tuple:
         import os as local_os
+        from os import environ as local_environ
         from os import getenv as local_getenv
+        from os import sep, unsetenv  # several names in one statement
+
+        del sep, unsetenv
 
         return (
             os.environ["A"],
@@ -187,10 +191,11 @@ def test_literal_environment_reads_are_found_in_every_spelling() -> None:
             local_os.environ.get("G"),
             local_getenv("H"),
             [os.environ.get("I") for _ in range(1)],
+            local_environ["J"],
         )
 
     names, notes = env_reads(reads)
-    assert names == set("ABCDEFGHI")
+    assert names == set("ABCDEFGHIJ")
     assert notes == []
 
 

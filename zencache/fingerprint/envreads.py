@@ -65,10 +65,12 @@ def _scan(
                 local_imports[nxt.argval] = getattr(pending_module, str(ins.argval), None)
             continue
         if op in ("STORE_FAST", "STORE_DEREF", "STORE_NAME") and pending_module is not None:
-            prev = instructions[pos - 1]
-            if prev.opname == "IMPORT_NAME":
+            if instructions[pos - 1].opname == "IMPORT_NAME":  # `import os` (as x)
                 local_imports[ins.argval] = pending_module
-            pending_module = None
+                pending_module = None
+            continue  # after IMPORT_FROM: `from os import a, b` stores each in turn
+        if op == "POP_TOP":
+            pending_module = None  # the end of a `from ... import` statement
             continue
         if op not in _HEAD_OPS:
             continue
