@@ -26,7 +26,7 @@ import os
 import stat
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from ..errors import UsageError
-from ..hashing import Hasher
 
 if TYPE_CHECKING:
     from ..storage.index import Index
@@ -212,32 +211,39 @@ def content_of(path: str, memo: StatMemo) -> PathContent:
 
 
 def _tree(root: str, memo: StatMemo) -> PathContent:
-    limit = max_entries()
+    folders = _scan(root, max_entries())
+    paths: list[tuple[str, os.stat_result]] = []
+    for relative, items in folders:
+        prefix = f"{root}/{relative}/" if relative else f"{root}/"
+        paths.extend((prefix + name, value) for name, kind, value in items if kind == FILE)
+    digests = iter(_file_digests(paths, memo))
     entries: list[Entry] = []
-    files: list[tuple[str, os.stat_result]] = []  # (relative path, stat), in entry order
-    slots: list[int] = []  # index in entries of each file
-    for relative, kind, value in _walk(root, limit):
-        if kind == FILE:
-            files.append((relative, value))
-            slots.append(len(entries))
-            entries.append(Entry(relative, FILE, value.st_size, ""))
-        else:
-            entries.append(Entry(relative, kind, 0, value))
-    digests = _file_digests([(os.path.join(root, r), st) for r, st in files], memo)
-    for slot, digest in zip(slots, digests, strict=True):
-        entries[slot] = Entry(entries[slot].path, FILE, entries[slot].size, digest)
-    total = sum(st.st_size for _, st in files)
-    return PathContent(DIR, _tree_digest(entries), total, len(files), tuple(entries))
+    listing: dict[str, list[tuple[str, str, str]]] = {}  # folder -> (name, kind, digest)
+    for relative, items in folders:
+        prefix = f"{relative}/" if relative else ""
+        direct = listing[relative] = []
+        for name, kind, value in items:
+            if kind == FILE:
+                digest = next(digests)
+                entries.append(Entry(prefix + name, FILE, value.st_size, digest))
+            else:
+                digest = value
+                entries.append(Entry(prefix + name, kind, 0, value))
+            direct.append((name, kind, digest))
+    total = sum(st.st_size for _, st in paths)
+    return PathContent(DIR, _tree_digest(listing), total, len(paths), tuple(entries))
 
 
-def _walk(root: str, limit: int) -> Iterator[tuple[str, str, Any]]:
-    """(relative path, kind, stat or link target) of every entry below root, in sorted
-    order, depth first; folders are yielded before their contents (value "")."""
+def _scan(root: str, limit: int) -> list[tuple[str, list[tuple[str, str, Any]]]]:
+    """Every folder below root (relative path, "" for root itself) with its entries
+    (name, kind, and the stat of a file, the target of a link, "" for a folder), names
+    sorted, parents before their sub-folders."""
     count = 0
     stack = [""]
+    out: list[tuple[str, list[tuple[str, str, Any]]]] = []
     while stack:
         relative = stack.pop()
-        folder = os.path.join(root, relative) if relative else root
+        folder = f"{root}/{relative}" if relative else root
         try:
             with os.scandir(folder) as it:
                 found = sorted(it, key=lambda e: e.name)
@@ -249,49 +255,82 @@ def _walk(root: str, limit: int) -> Iterator[tuple[str, str, Any]]:
                 f"folder {root} holds more than {limit:,} entries; pass a smaller folder, "
                 f"or raise the limit with {MAX_ENTRIES_SETTING}"
             )
+        items: list[tuple[str, str, Any]] = []
         subfolders = []
         for entry in found:
-            name = f"{relative}/{entry.name}" if relative else entry.name
             try:
                 if entry.is_symlink():
-                    yield name, LINK, os.readlink(entry.path)
+                    items.append((entry.name, LINK, os.readlink(entry.path)))
                 elif entry.is_dir(follow_symlinks=False):
-                    if os.path.isfile(os.path.join(entry.path, CACHEDIR_TAG)):
+                    if os.path.isfile(f"{entry.path}/{CACHEDIR_TAG}"):
                         continue  # a cache folder (ours, or another tool's) is no input
-                    yield name, DIR, ""
-                    subfolders.append(name)
+                    items.append((entry.name, DIR, ""))
+                    subfolders.append(f"{relative}/{entry.name}" if relative else entry.name)
                 else:
-                    st = entry.stat(follow_symlinks=False)
-                    if not stat.S_ISREG(st.st_mode):
-                        raise InputPathError(
-                            f"{entry.path} is {_special_kind(st.st_mode)}, which has no content "
-                            "to hash; move it out of the folder"
-                        )
-                    yield name, FILE, st
-            except InputPathError:
-                raise
+                    items.append((entry.name, FILE, entry.path))  # its stat follows
             except OSError as exc:
                 raise InputPathError(_os_reason(exc, entry.path)) from exc
+        out.append((relative, items))
         stack.extend(reversed(subfolders))
+    _stat_files(out)
+    return out
 
 
-def _tree_digest(entries: list[Entry]) -> str:
-    """The Merkle digest over a folder's flat, sorted entry list: each folder's digest
-    is over its direct entries (name, kind, digest), the sub-folders' computed first."""
-    children: dict[str, list[tuple[str, str, str]]] = {"": []}
-    for entry in entries:
-        parent, _, name = entry.path.rpartition("/")
-        children[parent].append((name, entry.kind, entry.digest))
-        if entry.kind == DIR:
-            children[entry.path] = []
+def _stat_files(folders: list[tuple[str, list[tuple[str, str, Any]]]]) -> None:
+    """Replace each file's path by its lstat, refusing what is not a regular file.
+    Stat calls release the GIL: two threads take ~2/3 of the time for many files."""
+    paths = [value for _, items in folders for _, kind, value in items if kind == FILE]
+    if len(paths) >= _PARALLEL_STATS:
+        half = len(paths) // 2
+        with ThreadPoolExecutor(_THREADS, thread_name_prefix="zencache-stat") as pool:
+            first, second = pool.map(_lstat_all, (paths[:half], paths[half:]))
+        stats = first + second
+    else:
+        stats = _lstat_all(paths)
+    found = iter(stats)
+    for _, items in folders:
+        for i, (name, kind, value) in enumerate(items):
+            if kind == FILE:
+                st = next(found)
+                if not stat.S_ISREG(st.st_mode):
+                    raise InputPathError(
+                        f"{value} is {_special_kind(st.st_mode)}, which has no content to "
+                        "hash; move it out of the folder"
+                    )
+                items[i] = (name, FILE, st)
+
+
+def _lstat_all(paths: list[str]) -> list[os.stat_result]:
+    out = []
+    for path in paths:
+        try:
+            out.append(os.lstat(path))
+        except OSError as exc:
+            raise InputPathError(_os_reason(exc, path)) from exc
+    return out
+
+
+_PARALLEL_STATS = 2000
+
+
+def _tree_digest(listing: dict[str, list[tuple[str, str, str]]]) -> str:
+    """The Merkle digest of a folder: over its direct entries' (name, kind, digest),
+    a sub-folder's digest computed first. A POSIX name, a link target and a digest
+    never hold a NUL, so NUL-separated fields with a count are unambiguous, and one
+    encode per folder costs less than a length prefix per field."""
     digests: dict[str, str] = {}
-    for folder in sorted(children, key=lambda p: -p.count("/") - (p != "")):
-        h = Hasher("zencache/tree/v1").text(str(len(children[folder])))
-        for name, kind, digest in children[folder]:
-            full = f"{folder}/{name}" if folder else name
-            h.text(name).text(kind).text(digests[full] if kind == DIR else digest)
-        digests[folder] = h.hexdigest()
+    for folder in reversed(listing):  # parents were listed before their sub-folders
+        prefix = f"{folder}/" if folder else ""
+        fields = [_TREE_DOMAIN, str(len(listing[folder]))]
+        for name, kind, digest in listing[folder]:
+            fields += (name, kind, digests[prefix + name] if kind == DIR else digest)
+        digests[folder] = xxhash.xxh3_128_hexdigest(
+            "\0".join(fields).encode("utf-8", "surrogatepass")
+        )
     return digests[""]
+
+
+_TREE_DOMAIN = "zencache/tree/v1"
 
 
 def _file_digests(files: list[tuple[str, os.stat_result]], memo: StatMemo) -> list[str]:
