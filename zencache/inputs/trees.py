@@ -26,7 +26,6 @@ import os
 import stat
 import struct
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -371,13 +370,19 @@ def file_digest(path: str, *, parallel: bool = True) -> tuple[str, os.stat_resul
         if not stat.S_ISREG(st.st_mode):
             raise InputPathError(f"{path} is {_special_kind(st.st_mode)}, not a file")
         size = st.st_size
-        offsets = range(0, size, SEGMENT)
-        read: Callable[[int], bytes] = lambda offset: _segment(fd, offset, path)  # noqa: E731
+        offsets = list(range(0, size, SEGMENT))
         if parallel and len(offsets) > 1:
+            # Each thread hashes a contiguous half with one reused buffer (a fresh
+            # 8 MiB bytes object per segment cost its page faults every time).
+            half = (len(offsets) + 1) // 2
             with ThreadPoolExecutor(_THREADS, thread_name_prefix="zencache-hash") as pool:
-                pieces = list(pool.map(read, offsets))
+                parts = pool.map(
+                    lambda chunk: _hash_segments(fd, chunk, size, path),
+                    (offsets[:half], offsets[half:]),
+                )
+                pieces = [piece for part in parts for piece in part]
         else:
-            pieces = [read(offset) for offset in offsets]
+            pieces = _hash_segments(fd, offsets, size, path)
         after = os.fstat(fd)
     finally:
         os.close(fd)
@@ -389,12 +394,26 @@ def file_digest(path: str, *, parallel: bool = True) -> tuple[str, os.stat_resul
     return h.hexdigest(), after
 
 
-def _segment(fd: int, offset: int, path: str) -> bytes:
-    try:
-        data = os.pread(fd, SEGMENT, offset)
-    except OSError as exc:
-        raise InputPathError(_os_reason(exc, path)) from exc
-    return xxhash.xxh3_128_digest(data)
+_PREADV = getattr(os, "preadv", None)
+
+
+def _hash_segments(fd: int, offsets: list[int], size: int, path: str) -> list[bytes]:
+    """The digest of each SEGMENT-sized piece at `offsets`, read into one buffer."""
+    if not offsets:
+        return []
+    buffer = bytearray(min(SEGMENT, size))
+    view = memoryview(buffer)
+    out = []
+    for offset in offsets:
+        try:
+            if _PREADV is None:  # no preadv (older macOS): a fresh bytes object each time
+                out.append(xxhash.xxh3_128_digest(os.pread(fd, SEGMENT, offset)))
+                continue
+            n = _PREADV(fd, [buffer], offset)
+        except OSError as exc:
+            raise InputPathError(_os_reason(exc, path)) from exc
+        out.append(xxhash.xxh3_128_digest(view[:n]))
+    return out
 
 
 def _special_kind(mode: int) -> str:
