@@ -1,8 +1,10 @@
 """From a traced DAG to what a cache lookup needs: static key parts per invocation.
 
 Shared by the executors and by `cache status`/`explain`, so that what is checked
-is exactly what is run. Fingerprints, parameter digests and materializer
-choices are computed here once per invocation; nothing here touches the cache.
+is exactly what is run. Fingerprints, parameter digests, materializer choices and
+what a step reads from outside (path contents, environment variables) are
+computed here once per invocation; nothing here writes the cache (the caller
+flushes the stat memo that path contents were read with).
 """
 
 from __future__ import annotations
