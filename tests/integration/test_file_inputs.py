@@ -604,3 +604,19 @@ def test_gc_and_clear_remove_read_only_copies(project: Path, cache: Cache) -> No
     clear(cache)
     assert not (cache.path / "files").exists()
     assert cache.index.count("trees") == 0 and cache.index.count("stats") == 0
+
+
+def test_the_processes_executor_hashes_paths_and_hands_on_copies(
+    project: Path, cache: Cache
+) -> None:
+    (project / "data.csv").write_text("a,b\n")
+    local = output_pipeline().run(cache=Cache(project / "local-cache"))
+    run = output_pipeline().run(cache=cache, executor="processes", max_workers=2)
+    assert {n: s.status for n, s in run.steps.items()} == dict.fromkeys(run.steps, "executed")
+    value = run.output()
+    assert {k: v for k, v in value.items() if k != "where"} == {
+        k: v for k, v in local.output().items() if k != "where"
+    }
+    assert Path(value["where"]).is_relative_to(cache.path)
+    assert file_pipeline().run(cache=cache, executor="processes").output() == "a,b\n"
+    Cache(project / "local-cache").close()
