@@ -620,3 +620,15 @@ def test_the_processes_executor_hashes_paths_and_hands_on_copies(
     assert Path(value["where"]).is_relative_to(cache.path)
     assert file_pipeline().run(cache=cache, executor="processes").output() == "a,b\n"
     Cache(project / "local-cache").close()
+
+
+def test_without_its_recorded_listing_a_folder_change_is_summed_up(
+    project: Path, cache: Cache
+) -> None:
+    folder = _images(project)
+    folder_pipeline().run(cache=cache)
+    cache.index.write([("trees", key, None) for key in cache.index.keys("trees")])
+    (folder / "new.png").write_bytes(b"12345")
+    (status,) = pipeline_status(folder_pipeline(), cache)
+    assert status.status == "stale"
+    assert status.reasons == ("folder images/ changed (4 files, 240 B -> 5 files, 245 B)",)

@@ -475,10 +475,14 @@ def _describe_path(entry: dict[str, Any]) -> str:
     if kind == FILE:
         return f"file {path} ({_size(entry.get('size', 0))})"
     if kind == DIR:
-        return f"folder {_folder(path)} ({_count(entry.get('count', 0))}, {_size(entry.get('size', 0))})"
+        return f"folder {_folder(path)} ({_folder_facts(entry)})"
     if kind == LINK:
         return f"link {path} (to {entry.get('target', '?')}, which does not exist)"
     return f"{path} (missing)"
+
+
+def _folder_facts(entry: dict[str, Any]) -> str:
+    return f"{_count(entry.get('count', 0))}, {_size(entry.get('size', 0))}"
 
 
 def _path_changes(
@@ -506,8 +510,8 @@ def _path_changes(
     if before == DIR and after == DIR:
         old_entries = listing(digest_old)
         if old_entries is None:  # gc removed its listing, or an older zencache ran it
-            counts = f"{_describe_path(old)[7:]} -> {_describe_path(new)[7:]}"
-            return [change(f"folder {_folder(path)} changed {counts}")]
+            counts = f"{_folder_facts(old)} -> {_folder_facts(new)}"
+            return [change(f"folder {_folder(path)} changed ({counts})")]
         messages = _folder_changes(_folder(path), old_entries, current)
         if not messages:  # only empty folders came or went
             messages = [f"folder {_folder(path)} changed (its sub-folders)"]
