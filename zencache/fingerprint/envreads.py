@@ -20,7 +20,8 @@ import types
 from typing import Any
 
 _CHAIN_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
-_HEAD_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF", "LOAD_FAST"})
+_FAST_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW"})
+_HEAD_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF"}) | _FAST_OPS
 _SKIP = frozenset({"EXTENDED_ARG", "CACHE", "NOP"})
 _READ_OPS = frozenset({"BINARY_SUBSCR", "BINARY_OP"})
 _WRITE_OPS = frozenset({"STORE_SUBSCR", "DELETE_SUBSCR"})
@@ -89,7 +90,7 @@ def _scan(
 
 
 def _head(fn: types.FunctionType, op: str, name: Any, local_imports: dict[str, Any]) -> Any:
-    if op == "LOAD_FAST":
+    if op in _FAST_OPS:
         return local_imports.get(name)
     if op in ("LOAD_DEREF", "LOAD_CLASSDEREF"):
         freevars = fn.__code__.co_freevars
