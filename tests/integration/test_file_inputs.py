@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from zencache import Cache, Dir, File, pipeline, step
+from zencache.cli.phrasing import reason_lines
 from zencache.errors import StepFailedError, UsageError
 from zencache.inspection.status import explain, pipeline_status
 
@@ -148,7 +149,7 @@ class Check:
         fresh = Cache(self.tmp_path / f"fresh-{len(self.caches)}")
         self.caches.append(fresh)
         assert run.output() == instance.run(cache=fresh).output()
-        return {n: s.reasons for n, s in statuses.items()}
+        return {n: tuple(reason_lines(s.reasons)) for n, s in statuses.items()}
 
 
 @pytest.fixture
@@ -261,7 +262,7 @@ def test_a_missing_file_is_an_input_and_two_missing_paths_differ(
     (project / "data.csv").unlink()
     statuses = pipeline_status(file_pipeline(), cache)
     assert statuses[0].status == "stale"
-    assert statuses[0].reasons == ("file data.csv (5 B) is missing now",)
+    assert reason_lines(statuses[0].reasons) == ["file data.csv (5 B) is missing now"]
 
     from zencache.inputs.external import path_external
     from zencache.inputs.trees import StatMemo
@@ -480,7 +481,7 @@ def test_env_values_are_recorded_and_secrets_are_not(
     monkeypatch.setenv("ZC_TEST_API_TOKEN", "other")
     statuses = pipeline_status(flow(), cache)
     assert statuses[0].status == "stale"
-    assert "not recorded" in statuses[0].reasons[0]
+    assert "not recorded" in reason_lines(statuses[0].reasons)[0]
 
 
 def test_a_computed_env_name_is_reported_as_untracked(project: Path, cache: Cache) -> None:
@@ -631,4 +632,6 @@ def test_without_its_recorded_listing_a_folder_change_is_summed_up(
     (folder / "new.png").write_bytes(b"12345")
     (status,) = pipeline_status(folder_pipeline(), cache)
     assert status.status == "stale"
-    assert status.reasons == ("folder images/ changed (4 files, 240 B -> 5 files, 245 B)",)
+    assert reason_lines(status.reasons) == [
+        "folder images/ changed (4 files, 240 B -> 5 files, 245 B)"
+    ]

@@ -6,8 +6,7 @@ diagnostics to stderr.
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -23,6 +22,7 @@ from .cache_commands import (
     plural,
     short,
 )
+from .external import external_lines
 
 if TYPE_CHECKING:
     from .. import maintenance
@@ -195,33 +195,6 @@ def lineage_command(ctx: click.Context, artifact: str, as_json: bool) -> None:
     else:
         click.echo(f"step {root.name!r} of run {found.run_id}")
     click.echo("\n".join(_render(root, "")))
-
-
-def external_lines(external: dict[str, dict[str, Any]]) -> list[str]:
-    """What a step read from outside: `file data.csv  <digest>  (12.1 MB)`, `env MODE = "x"`."""
-    lines = []
-    for name, entry in sorted(external.items()):
-        if name.startswith("env:"):
-            if entry.get("redacted"):
-                value = "(set; not recorded)"
-            elif entry.get("value") is None:
-                value = "unset"
-            else:
-                value = json.dumps(entry["value"], ensure_ascii=False)
-            lines.append(f"env {entry.get('name', name[4:])} = {value}")
-            continue
-        kind = entry.get("kind", "?")
-        label = {"file": "file", "dir": "folder", "link": "link", "missing": "missing"}.get(
-            kind, kind
-        )
-        facts = ""
-        if kind == "file":
-            facts = f"  ({entry.get('size', 0):,} bytes)"
-        elif kind == "dir":
-            facts = f"  ({entry.get('count', 0):,} files, {entry.get('size', 0):,} bytes)"
-        digest = short(entry["digest"]) if entry.get("digest") and kind != "link" else ""
-        lines.append(f"{label} {entry.get('path', name)}  {digest}{facts}".rstrip())
-    return lines
 
 
 def _render(node: maintenance.LineageNode, indent: str) -> list[str]:
