@@ -635,3 +635,23 @@ def test_without_its_recorded_listing_a_folder_change_is_summed_up(
     assert reason_lines(status.reasons) == [
         "folder images/ changed (4 files, 240 B -> 5 files, 245 B)"
     ]
+
+
+@step
+def optional_config(path: Path) -> str:
+    return path.read_text() if path.exists() else "<defaults>"
+
+
+@pipeline
+def optional_pipeline(path: Path = Path("config.toml")):
+    return optional_config(path=path)
+
+
+def test_a_missing_file_that_appears_later_is_seen(project: Path, check: Check) -> None:
+    check(optional_pipeline(), {"optional_config": "new"})
+    check(optional_pipeline(), {"optional_config": "cached"})
+    (project / "config.toml").write_text("x = 1\n")
+    reasons = check(optional_pipeline(), {"optional_config": "stale"})
+    assert reasons["optional_config"] == ("file config.toml (6 B) exists now (it was missing)",)
+    (project / "config.toml").unlink()
+    check(optional_pipeline(), {"optional_config": "cached"})  # missing again: the first key
