@@ -151,14 +151,23 @@ def test_env_digests_distinguish_unset_and_empty(monkeypatch: pytest.MonkeyPatch
 # --- the stat memo's table ---------------------------------------------------------------------------
 
 
-def test_a_format_3_index_gains_the_memo_and_listing_tables(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("version", "tables"),
+    [
+        (3, ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest")),
+        (4, ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest", "pins", "used")),
+    ],
+)
+def test_an_older_index_gains_the_memo_and_listing_tables(
+    tmp_path: Path, version: int, tables: tuple[str, ...]
+) -> None:
     path = tmp_path / "index.lmdb"
     path.mkdir()
-    env = lmdb.open(str(path), max_dbs=10)
-    with env.begin(write=True) as txn:  # what format 3 created
-        for name in ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest"):
+    env = lmdb.open(str(path), max_dbs=12)
+    with env.begin(write=True) as txn:  # what that format created
+        for name in tables:
             env.open_db(name.encode(), txn=txn)
-        txn.put(b"format", b"zencache-index/3", db=env.open_db(b"meta", txn=txn))
+        txn.put(b"format", f"zencache-index/{version}".encode(), db=env.open_db(b"meta", txn=txn))
     env.close()
     index = Index(path)
     try:

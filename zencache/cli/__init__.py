@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (register commands)
     cache_commands,
     pipeline_commands,
     runs_commands,
+    size_commands,
 )
 from .app import main
 

@@ -11,6 +11,9 @@ Imports records, hashing and errors only. One environment, named databases:
     runs       run id (time-ordered) -> RunRecord
     envs       environment id -> EnvRecord
     latest     "pipeline/step" -> last cache key, for status and explain
+    pins       run id -> when it was pinned: runs that size-limit eviction keeps
+    used       cache key -> last load outside a run (float64); a run's own uses
+               are its run record
     stats      a file's (device, inode) -> (size, mtime_ns, ctime_ns, its bytes digest):
                the stat memo of file inputs (inputs/trees.py owns its policy)
     trees      a folder input's tree digest -> its entries (name, kind, size, digest),
@@ -37,6 +40,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -53,14 +57,30 @@ from .records import (
     hit_entry,
 )
 
-FORMAT = b"zencache-index/4"
+FORMAT = b"zencache-index/5"
 # Upgraded in place when opened (see _upgrade): format 1 had no hit table,
-# formats 1 and 2 kept the leases in the index, and formats 1 to 3 had no stat
-# memo or folder listings (their tables are created empty when the index opens).
-_UPGRADABLE = (b"zencache-index/1", b"zencache-index/2", b"zencache-index/3")
-DATABASES = ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest", "stats", "trees")
+# formats 1 and 2 kept the leases in the index, format 3 had no pins and used
+# tables, and format 4 no stat memo or folder listings (opening the databases
+# creates the missing tables empty).
+_UPGRADABLE = tuple(f"zencache-index/{n}".encode() for n in (1, 2, 3, 4))
+DATABASES = (
+    "meta",
+    "steps",
+    "hits",
+    "artifacts",
+    "runs",
+    "envs",
+    "latest",
+    "pins",
+    "used",
+    "stats",
+    "trees",
+)
 _RETIRED = ("leases",)
 INITIAL_MAP_SIZE = 64 << 20
+# Last uses (the `used` table): float64 seconds, written at most once a minute per key.
+_STAMP = struct.Struct("<d")
+_USE_GRANULARITY = 60.0
 # A single put larger than this is a bug, not a reason to grow forever.
 _MAX_MAP_SIZE = 1 << 40
 
@@ -266,6 +286,29 @@ class Index:
                 log.warning("the index entry of step key %s is damaged; re-executing it", key)
                 return None
 
+    def record_use(self, keys: Iterable[str], now: float | None = None) -> None:
+        """Note that step entries' outputs were loaded outside a run (size-limit LRU).
+
+        A run's own hits need no call: its run record names them. Unsynced and
+        coarse (a use less than a minute after the recorded one is not written):
+        losing one to a crash only makes an entry look a little older.
+        """
+        now = time.time() if now is None else now
+
+        def stale(txn: lmdb.Transaction) -> list[bytes]:
+            used = self._dbs["used"]
+            return [
+                key.encode()
+                for key in keys
+                if (found := txn.get(key.encode(), db=used)) is None
+                or _STAMP.unpack(found)[0] < now - _USE_GRANULARITY
+            ]
+
+        changed = self._read(stale)
+        if changed:
+            stamp = _STAMP.pack(now)
+            self.write([("used", key, stamp) for key in changed])
+
     def end_snapshot(self) -> None:
         """End the lookup snapshot, so that old pages can be reused and the map resized."""
         txn = getattr(self._local, "snapshot", None)
@@ -420,7 +463,7 @@ class Index:
             )
 
     def _upgrade(self, txn: lmdb.Transaction) -> None:
-        """Bring formats 1 to 3 to the current one, in one transaction."""
+        """Bring formats 1 to 4 to the current one, in one transaction."""
         found = txn.get(b"format", db=self._dbs["meta"])
         if found not in _UPGRADABLE:
             return  # another process upgraded it meanwhile
