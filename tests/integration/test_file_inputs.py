@@ -15,7 +15,7 @@ import pytest
 
 from zencache import Cache, Dir, File, pipeline, step
 from zencache.cli.phrasing import reason_lines
-from zencache.errors import StepFailedError, UsageError
+from zencache.errors import StepFailedError, UntrackedInputWarning, UsageError
 from zencache.inspection.status import explain, pipeline_status
 
 # --- steps under test ------------------------------------------------------------------------
@@ -495,6 +495,8 @@ def test_a_computed_env_name_is_reported_as_untracked(project: Path, cache: Cach
 
     found = explain(flow(), cache, "computed")
     assert any("computed" in note and "env=" in note for note in found.untracked)
+    with pytest.warns(UntrackedInputWarning, match=r"name is computed.*env="):
+        flow().run(cache=cache)
 
 
 def test_writes_to_the_environment_are_not_inputs(project: Path, cache: Cache) -> None:
