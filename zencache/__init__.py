@@ -4,11 +4,23 @@ The public facade: re-exports only. Importing it loads no numpy, scikit-learn or
 joblib; they load when a materializer or executor needs them.
 """
 
+from .core.context import get_step_context, log_metadata, log_metric
 from .core.pipeline import pipeline
 from .core.steps import Output, step
 from .inputs.types import Dir, File
 from .materializers.base import BaseMaterializer
 from .storage.cache import Cache
 
-__all__ = ["BaseMaterializer", "Cache", "Dir", "File", "Output", "pipeline", "step"]
+__all__ = [
+    "BaseMaterializer",
+    "Cache",
+    "Dir",
+    "File",
+    "Output",
+    "get_step_context",
+    "log_metadata",
+    "log_metric",
+    "pipeline",
+    "step",
+]
 __version__ = "0.1.0"

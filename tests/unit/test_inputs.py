@@ -252,3 +252,13 @@ def test_env_and_by_name_are_checked_when_the_step_is_defined() -> None:
 
     with pytest.raises(PipelineDefinitionError, match="by_name= names"):
         step(by_name=("nope",))(fn)
+
+
+SETTING_NAME = "ZC_FROM_A_CONSTANT"
+
+
+def test_a_module_constant_holding_the_name_counts_as_literal() -> None:
+    def reads() -> str | None:
+        return os.environ.get(SETTING_NAME)
+
+    assert env_reads(reads) == ({"ZC_FROM_A_CONSTANT"}, [])

@@ -97,6 +97,9 @@ def test_public_names_are_sorted_and_importable() -> None:
         "Dir",
         "File",
         "Output",
+        "get_step_context",
+        "log_metadata",
+        "log_metric",
         "pipeline",
         "step",
     }

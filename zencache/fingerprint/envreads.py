@@ -86,7 +86,26 @@ def _scan(
             continue
         nxt = instructions[end] if end < len(instructions) else None
         prev = instructions[pos - 1] if pos else None
+        nxt = _as_constant(fn, nxt, local_imports)
         _classify(what, nxt, instructions, end, prev, names, notes, reader)
+
+
+class _Constant:
+    """A name the code loads whose value is a string now (`os.environ.get(SETTING)`
+    with a module-level SETTING = "X"): read as the literal it holds; the
+    fingerprint tracks the constant itself."""
+
+    opname = "LOAD_CONST"
+
+    def __init__(self, value: str) -> None:
+        self.argval = value
+
+
+def _as_constant(fn: types.FunctionType, ins: Any, local_imports: dict[str, Any]) -> Any:
+    if ins is None or ins.opname not in ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF"):
+        return ins
+    value = _head(fn, ins.opname, ins.argval, local_imports)
+    return _Constant(value) if isinstance(value, str) else ins
 
 
 def _head(fn: types.FunctionType, op: str, name: Any, local_imports: dict[str, Any]) -> Any:
