@@ -7,12 +7,15 @@ joblib; they load when a materializer or executor needs them.
 from .core.context import get_step_context, log_metadata, log_metric
 from .core.pipeline import pipeline
 from .core.steps import Output, step
+from .inputs.types import Dir, File
 from .materializers.base import BaseMaterializer
 from .storage.cache import Cache
 
 __all__ = [
     "BaseMaterializer",
     "Cache",
+    "Dir",
+    "File",
     "Output",
     "get_step_context",
     "log_metadata",

@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"storage.store", "storage.space"},
     {"storage.index_check"},
     {"storage.index", "storage.lease_table", "storage.records", "storage.cache", "storage"},
-    {"fingerprint"},
+    {"fingerprint", "inputs"},
     {"materializers", "io"},
     {"maintenance"},
     {"core"},
@@ -94,6 +94,8 @@ def test_public_names_are_sorted_and_importable() -> None:
     assert set(zencache.__all__) == {
         "BaseMaterializer",
         "Cache",
+        "Dir",
+        "File",
         "Output",
         "get_step_context",
         "log_metadata",

@@ -22,6 +22,7 @@ from .cache_commands import (
     plural,
     short,
 )
+from .external import external_lines
 
 if TYPE_CHECKING:
     from .. import maintenance
@@ -169,6 +170,11 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
             if found["metadata"]:
                 click.echo(f"{name}: metadata {_values(found['metadata'])}")
     for s in r.steps:
+        entry = details.entries.get(s.name)
+        if entry is not None and entry.external:
+            click.echo(f"{s.name} read:")
+            click.echo("\n".join(f"  {line}" for line in external_lines(entry.external)))
+    for s in r.steps:
         if s.error:
             last = s.error.strip().splitlines()[-1] if s.error.strip() else ""
             click.echo(f"{s.name}: {last}")
@@ -217,6 +223,8 @@ def _render(node: maintenance.LineageNode, indent: str) -> list[str]:
     )
     if node.params:
         lines.append(f"{detail}params: {_params(node.params)}")
+    for line in external_lines(node.external):
+        lines.append(f"{detail}{line}")
     if node.untracked:
         lines.append(f"{detail}untracked by the fingerprint: {', '.join(node.untracked)}")
     if node.other_producers:

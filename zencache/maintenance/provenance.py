@@ -167,6 +167,7 @@ class LineageNode:
     created: float
     untracked: tuple[str, ...] = ()
     inputs: list[LineageInput] = field(default_factory=list)
+    external: dict[str, dict[str, Any]] = field(default_factory=dict)  # files, env vars read
     other_producers: tuple[str, ...] = ()  # other step keys with the same output
     repeated: bool = False  # already expanded higher in this tree (a shared ancestor)
 
@@ -189,6 +190,7 @@ class LineageNode:
             outputs=self.outputs,
             created=self.created,
             untracked=list(self.untracked),
+            external=self.external,
             other_producers=list(self.other_producers),
             inputs=[i.to_json() for i in self.inputs],
         )
@@ -295,6 +297,7 @@ def lineage(cache: Cache, ref: str) -> Lineage:
             run_id=record.run_id,
             created=record.created,
             untracked=record.untracked,
+            external=dict(record.external),
             other_producers=others,
             repeated=record.key in seen,
         )
