@@ -7,7 +7,7 @@ joblib; they load when a materializer or executor needs them.
 from .core.pipeline import pipeline
 from .core.steps import Output, step
 from .materializers.base import BaseMaterializer
-from .storage.cache import Cache
+from .results import Cache
 
 __all__ = ["BaseMaterializer", "Cache", "Output", "pipeline", "step"]
 __version__ = "0.1.0"

@@ -23,8 +23,8 @@ LAYERS: list[set[str]] = [
     {"materializers", "io"},
     {"core"},
     {"executors"},
-    {"inspection", "maintenance"},
-    {"cli", "__main__", "steps", "pipelines"},
+    {"inspection", "maintenance", "results"},
+    {"cli", "__main__", "steps", "pipelines", "repository"},
 ]
 
 
