@@ -59,9 +59,11 @@ def describe(value: Any) -> dict[str, Any]:
     """The value itself when small, else what its type says about it."""
     cls = type(value)
     module = cls.__module__.partition(".")[0]
+    if module == "numpy" and getattr(value, "shape", None) == () and hasattr(value, "item"):
+        return {"kind": "value", "value": jsonable(value.item())}  # a scalar or 0-d array
     if module == "numpy" and hasattr(value, "shape") and hasattr(value, "dtype"):
         return _array(value)
-    if module == "pandas" and hasattr(value, "dtypes"):
+    if module == "pandas" and hasattr(value, "columns") and hasattr(value, "dtypes"):
         return _frame(value)
     if module == "pandas" and hasattr(value, "dtype") and hasattr(value, "shape"):
         return _series(value)
