@@ -76,7 +76,7 @@ def test_runs_are_listed_newest_first_and_filtered(public: Cache) -> None:
     assert [r.id for r in public.runs()] == [third.run_id, second.run_id, first.run_id]
     assert [r.id for r in public.runs(pipeline="experiment")] == [third.run_id, first.run_id]
     assert [r.id for r in public.runs(pipeline="experiment", limit=1)] == [third.run_id]
-    assert [r.id for r in public.runs(status="completed")][0] == third.run_id
+    assert public.runs(status="completed")[0].id == third.run_id
     assert public.runs(status="failed") == []
     assert public.runs(pipeline="nope") == []
     assert public.pipelines() == ["experiment", "other"]
@@ -96,7 +96,7 @@ def test_a_run_is_found_by_every_name(public: Cache) -> None:
     assert public.run("other@latest").id == second.run_id
     assert public.run(first.run_id).id == first.run_id
     assert public.run(first.run_id.rpartition("-")[2]).id == first.run_id
-    with pytest.raises(UsageError, match="no run of pipeline 'nope'.*experiment, other"):
+    with pytest.raises(UsageError, match=r"no run of pipeline 'nope'.*experiment, other"):
         public.run("nope@latest")
     with pytest.raises(UsageError, match="fewer than 3 runs of pipeline 'experiment'"):
         public.run("experiment@latest~2")
