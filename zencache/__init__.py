@@ -7,7 +7,27 @@ joblib; they load when a materializer or executor needs them.
 from .core.pipeline import pipeline
 from .core.steps import Output, step
 from .materializers.base import BaseMaterializer
-from .results import Cache
+from .results import Artifact, Cache
 
-__all__ = ["BaseMaterializer", "Cache", "Output", "pipeline", "step"]
+
+def __getattr__(name: str) -> object:
+    # Run and StepResult are what runs return: their module loads the
+    # materializers, which `import zencache` does not need.
+    if name in ("Run", "StepResult"):
+        from .core import runs
+
+        return getattr(runs, name)
+    raise AttributeError(f"module 'zencache' has no attribute {name!r}")
+
+
+__all__ = [
+    "Artifact",
+    "BaseMaterializer",
+    "Cache",
+    "Output",
+    "Run",
+    "StepResult",
+    "pipeline",
+    "step",
+]
 __version__ = "0.1.0"

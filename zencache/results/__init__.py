@@ -2,11 +2,28 @@
 (`Cache().runs()`, `Cache().run("latest")`, `Cache().artifact(id)`), summaries of
 values for `show`, `runs diff` and the HTML report. Sits beside maintenance and
 inspection (DESIGN.md §8); never imports the CLI, and prints nothing.
+
+`import zencache` imports this package for `Cache`: the diff and summary names
+load their modules (and the status and maintenance layers) on first use.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .api import Artifact, Cache, export_files, find_step, resolve_artifact_id
-from .diff import Change, MetricChange, RunDiff, StepDiff, diff_runs
-from .summary import describe, render, summarize
+
+_LAZY = {
+    "Change": "diff",
+    "MetricChange": "diff",
+    "RunDiff": "diff",
+    "StepDiff": "diff",
+    "diff_runs": "diff",
+    "describe": "summary",
+    "render": "summary",
+    "summarize": "summary",
+}
 
 __all__ = [
     "Artifact",
@@ -23,3 +40,12 @@ __all__ = [
     "resolve_artifact_id",
     "summarize",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -4,24 +4,24 @@
 any artifact; `Cache().run("latest" | "NAME@latest" | id | prefix)` gets one;
 `Cache().artifact(id)` an artifact by content id (or prefix, or RUN:STEP.OUTPUT),
 with its lineage. Sits beside maintenance (whose lookups it uses) and above core
-(whose Run and StepResult it returns); prints nothing.
+(whose Run and StepResult it returns); prints nothing. `import zencache` imports
+this module for `Cache`, so what only its methods need is imported in them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.runs import Run
 from ..errors import CorruptObjectError, UsageError
-from ..maintenance import provenance
-from ..maintenance.snapshot import open_index
-from ..materializers.artifacts import artifact_id, load_artifact
-from ..materializers.base import safe_join
 from ..storage import cache as storage_cache
 from ..storage.records import ArtifactRecord, StepRecord
 from ..storage.store import Blob
+
+if TYPE_CHECKING:
+    from ..core.runs import Run
+    from ..maintenance.provenance import Lineage
 
 RUN_STATUSES = ("completed", "failed", "interrupted")
 
@@ -48,16 +48,24 @@ class Cache(storage_cache.Cache):
             raise UsageError(
                 f"unknown run status {status!r}; use one of: {', '.join(RUN_STATUSES)}"
             )
+        from ..core.runs import Run
+        from ..maintenance import provenance
+
         records = provenance.list_runs(self, limit, pipeline=pipeline, status=status)
         return [Run(record, self) for record in records]
 
     def run(self, ref: str = "latest") -> Run:
         """One run: `latest`, `NAME@latest` (pipeline NAME's newest), either with
         `~N` (N runs before it), a run id, a unique prefix, or its random suffix."""
+        from ..core.runs import Run
+        from ..maintenance import provenance
+
         return Run(provenance.resolve_run(self, ref), self)
 
     def pipelines(self) -> list[str]:
         """The names of the pipelines that have recorded runs, sorted."""
+        from ..maintenance import provenance
+
         return sorted({r.pipeline for r in provenance.list_runs(self)})
 
     def artifact(self, ref: str) -> Artifact:
@@ -110,12 +118,16 @@ class Artifact:
 
     def load(self) -> Any:
         """The value, through its materializer (every byte verified first)."""
+        from ..materializers.artifacts import load_artifact
+
         return load_artifact(self.cache.store, self.record)
 
     read = load  # ZenML's spelling
 
-    def lineage(self) -> provenance.Lineage:
+    def lineage(self) -> Lineage:
         """Which steps, code, parameters and inputs made it, back to the sources."""
+        from ..maintenance import provenance
+
         return provenance.lineage(self.cache, self.id)
 
     def producers(self) -> list[StepRecord]:
@@ -125,6 +137,10 @@ class Artifact:
 
 def resolve_artifact_id(cache: storage_cache.Cache, ref: str) -> str:
     """The content id named by `ref`: an id, a unique prefix, or RUN:STEP[.OUTPUT]."""
+    from ..core.runs import Run
+    from ..maintenance import provenance
+    from ..maintenance.snapshot import open_index
+
     ref = ref.strip()
     if ":" in ref:
         run_ref, _, step_ref = ref.rpartition(":")
@@ -187,6 +203,9 @@ def find_step(run: Run, name: str) -> Any:
 def export_files(cache: storage_cache.Cache, record: ArtifactRecord, dest: Path) -> list[Path]:
     """Write the artifact's files, as its materializer wrote them, every byte verified:
     a one-file artifact to `dest` itself, several into the folder `dest`."""
+    from ..materializers.artifacts import artifact_id
+    from ..materializers.base import safe_join
+
     if artifact_id(record.materializer, record.files) != record.content_id:
         raise CorruptObjectError(
             f"artifact {record.content_id}: its index record does not match its id; run "
