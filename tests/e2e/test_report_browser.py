@@ -114,7 +114,8 @@ class Page:
 
 
 def test_the_digits_report_loads_alone_and_draws_every_step(browser: Any, tmp_path: Path) -> None:
-    example = REPO / "examples" / "digits" / "pipeline.py"
+    shutil.copytree(REPO / "examples" / "digits", tmp_path / "examples" / "digits")
+    example = "examples/digits/pipeline.py"
     cli(tmp_path, "run", f"{example}:digits")
     cli(tmp_path, "run", f"{example}:digits", "-p", "gamma=0.01")
     report = tmp_path / "report.html"

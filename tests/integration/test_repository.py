@@ -76,7 +76,7 @@ def test_the_seed_era_post_execution_api(repo: Repository) -> None:
 def test_mistakes_are_one_line_errors_or_none_as_in_zenml(repo: Repository) -> None:
     assert repo.get_pipeline("nope") is None
     run = repo.get_pipeline("digits_pipeline").last_run  # type: ignore[union-attr]
-    with pytest.raises(UsageError, match="has 2 outputs \\(X, y\\); use step.outputs"):
+    with pytest.raises(UsageError, match=r"has 2 outputs \(X, y\); use step\.outputs"):
         _ = run.get_step("importer").output
     with pytest.raises(UsageError, match="no step 'nope'; its steps are: importer"):
         run.get_step("nope")

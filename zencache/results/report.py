@@ -126,16 +126,24 @@ def _graph_svg(nodes: list[_Node], changed: set[str]) -> str:
     for depth, row in rows.items():
         for column, node in enumerate(row):
             where[node.index] = (column * (_NODE_W + _GAP_X) + 4, depth * (_NODE_H + _GAP_Y) + 4)
-    width = max(x for x, _ in where.values()) + _NODE_W + 8
+    width = max(x for x, _ in where.values()) + _NODE_W + _GAP_X + 8
     height = max(y for _, y in where.values()) + _NODE_H + 8
     edges = []
     for node in nodes:
         x2, y2 = where[node.index]
         for parent in node.parents:
             x1, y1 = where[parent]
+            a, b = x1 + _NODE_W // 2, x2 + _NODE_W // 2
+            if nodes[parent].depth + 1 < node.depth and a == b:
+                # Past the rows between, beside their boxes rather than through them.
+                side = a + _NODE_W // 2 + _GAP_X // 2
+                edges.append(
+                    f'<path d="M{x1 + _NODE_W} {y1 + _NODE_H // 2}C{side} {y1 + _NODE_H // 2} '
+                    f'{side} {y2 + _NODE_H // 2} {x2 + _NODE_W} {y2 + _NODE_H // 2}"/>'
+                )
+                continue
             edges.append(
-                f'<path d="M{x1 + _NODE_W // 2} {y1 + _NODE_H}C{x1 + _NODE_W // 2} '
-                f'{y1 + _NODE_H + 14} {x2 + _NODE_W // 2} {y2 - 14} {x2 + _NODE_W // 2} {y2}"/>'
+                f'<path d="M{a} {y1 + _NODE_H}C{a} {y1 + _NODE_H + 14} {b} {y2 - 14} {b} {y2}"/>'
             )
     boxes = []
     for node in nodes:
@@ -408,6 +416,8 @@ def _diff_section(changes: RunDiff) -> str:
             what += [f"parameter {c.name}: {c.a} -> {c.b}" for c in s.params]
             what += [f"input {c.name} changed" for c in s.inputs]
             what += [f"output {c.name} changed" for c in s.outputs]
+            if not what and s.status_a and s.status_b and s.status_a != s.status_b:
+                what.append(f"same key: {s.status_a} before, {s.status_b} now")
             out.append(
                 f"<tr><td>{_e(s.name)}</td><td>{_e(s.status_a or '(absent)')}</td>"
                 f"<td>{_e(s.status_b or '(absent)')}</td><td>{_e('; '.join(what) or '-')}</td></tr>"

@@ -284,7 +284,7 @@ def render(summary: dict[str, Any]) -> list[str]:
         lines.extend(f"{i}  {v}" for i, v in zip(head["index"], head["values"], strict=False))
     elif kind == "estimator":
         lines.append(f"{summary['class']} ({'fitted' if summary['fitted'] else 'not fitted'})")
-        lines.extend(f"  {name} = {_dumps(v)}" for name, v in summary["params"].items())
+        lines.extend(f"  {name} = {v!r}" for name, v in summary["params"].items())
     elif kind in ("container", "text", "bytes"):
         lines.append(f"length {summary['length']}; first items:")
         preview = summary["preview"]
