@@ -16,6 +16,7 @@ import click
 
 from ..errors import UsageError
 from .app import cache_from, cache_group
+from .durations import human_duration
 
 if TYPE_CHECKING:
     from .. import maintenance
@@ -66,20 +67,6 @@ def human_time(timestamp: float) -> str:
     if not timestamp:
         return "-"
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def human_duration(seconds: float) -> str:
-    if seconds < 0.001:
-        return "<1 ms"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:

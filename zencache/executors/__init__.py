@@ -4,7 +4,8 @@
 processes (joblib's loky); `dask` runs them on a Dask distributed cluster. Each
 is an `Executor` (base.py) whose `execute(runner)` calls the runner's pieces for
 every planned step in an order that respects the DAG; the parallel ones share
-scheduler.py (the driver) and worker.py (what a worker does). Their modules
+scheduler.py (the driver) and worker.py (what a worker does). Whoever executes a
+step does it through execute.py (load inputs, call, split and materialize outputs). Their modules
 import joblib and dask only when a run first needs a worker.
 """
 
@@ -96,7 +97,9 @@ def run_pipeline(
     try:
         chosen.execute(runner)
     except KeyboardInterrupt:
-        runner.finish("interrupted")
+        runner.write_run("interrupted")
         raise
     with collector.paused():
-        return runner.finish()
+        run = runner.write_run()
+    runner.raise_failures()
+    return run
