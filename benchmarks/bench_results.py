@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from zencache import Cache, pipeline, step
+from zencache.cli.report_html import build_report
 from zencache.results import diff_runs
-from zencache.results.report import build_report
 from zencache.storage.records import RunRecord
 
 

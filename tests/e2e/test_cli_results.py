@@ -158,7 +158,9 @@ def test_runs_diff_names_parameters_code_hits_outputs_and_metrics(project: Path)
     steps = {s["name"]: s for s in data["steps"]}
     assert steps["load"]["status"] == {"a": "executed", "b": "cached"}
     assert not steps["load"]["content_changed"]
-    assert any("fit" in c for c in steps["train"]["code"])
+    (code,) = steps["train"]["code"]
+    assert code["part"] == "code:helpers:fit" and code["a"] != code["b"] and not code["own"]
+    assert code["description"].startswith("helper `fit` in ")
     assert [o["name"] for o in steps["train"]["outputs"]] == ["output"]
     metrics = {(m["step"], m["name"]): m for m in data["metrics"]}
     accuracy = metrics[("evaluate", "output.accuracy")]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from zencache import Cache, pipeline, step
-from zencache.results.report import build_report
+from zencache.cli.report_html import build_report
 
 STEPS = 1000
 

@@ -14,6 +14,7 @@ import click
 from ..errors import UsageError
 from .app import cache_from, main, runs_group
 from .cache_commands import echo_json, format_table, note, plural, short
+from .phrasing import describe_part
 
 if TYPE_CHECKING:
     from .. import results
@@ -125,9 +126,27 @@ def runs_diff(
         results.Cache(cache.path).run(a), results.Cache(cache.path).run(b), metrics=not no_metrics
     )
     if as_json:
-        echo_json(found.to_json())
+        data = found.to_json()
+        for step_data, step_diff in zip(data["steps"], found.steps, strict=True):
+            for code, change in zip(step_data["code"], step_diff.code, strict=True):
+                code["description"] = describe_code(change)
+        echo_json(data)
         return
     click.echo("\n".join(render_diff(found, show_all)))
+
+
+def describe_code(change: results.CodeChange) -> str:
+    """A changed fingerprint part in words: "helper `fit` in helpers.py", ..."""
+    a, b = change.a or "", change.b or ""
+    if change.part == "version":
+        if a.startswith("version:") and b.startswith("version:"):
+            return f"version {a.removeprefix('version:')} -> {b.removeprefix('version:')}"
+        if b.startswith("version:"):
+            return f"pinned: version {b.removeprefix('version:')}"
+        return f"no longer pinned (was version {a.removeprefix('version:')})"
+    if not change.part:
+        return f"fingerprint {a[:12]} -> {b[:12]} (the fingerprint format changed)"
+    return describe_part(change.part, change.a, change.b, change.own)
 
 
 def render_diff(found: results.RunDiff, show_all: bool = False) -> list[str]:
@@ -181,7 +200,7 @@ def _changes(s: results.StepDiff) -> str:
         return "only in b"
     if s.status_b is None:
         return "only in a"
-    parts.extend(f"code: {c}" for c in s.code)
+    parts.extend(f"code: {describe_code(c)}" for c in s.code)
     parts.extend(f"parameter {c.name}: {_text(c.a)} -> {_text(c.b)}" for c in s.params)
     if s.inputs:
         parts.append(
@@ -250,10 +269,10 @@ def report_command(
     an e-mail attachment or a CI artifact.
     """
     from .. import results
-    from ..results import report
+    from . import report_html
 
     cache = results.Cache(cache_from(ctx).path)
-    page = report.build_report(
+    page = report_html.build_report(
         cache, cache.run(run), cache.run(other) if other else None, previews=not no_previews
     )
     output.parent.mkdir(parents=True, exist_ok=True)

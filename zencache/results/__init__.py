@@ -1,6 +1,7 @@
 """Results as data: past runs, their steps and artifacts as read-only views
 (`Cache().runs()`, `Cache().run("latest")`, `Cache().artifact(id)`), summaries of
-values for `show`, `runs diff` and the HTML report. Sits beside maintenance and
+values for `show`, and the data of `runs diff` and of the HTML report (which the
+CLI phrases and writes). Sits beside maintenance and
 inspection (DESIGN.md §8); never imports the CLI, and prints nothing.
 
 `import zencache` imports this package for `Cache`: the diff and summary names
@@ -16,6 +17,7 @@ from .api import Artifact, Cache, export_files, find_step, resolve_artifact_id
 
 _LAZY = {
     "Change": "diff",
+    "CodeChange": "diff",
     "MetricChange": "diff",
     "RunDiff": "diff",
     "StepDiff": "diff",
@@ -29,6 +31,7 @@ __all__ = [
     "Artifact",
     "Cache",
     "Change",
+    "CodeChange",
     "MetricChange",
     "RunDiff",
     "StepDiff",

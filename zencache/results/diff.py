@@ -4,8 +4,9 @@ Parameters of the pipeline; per step, which code changed (which helper, constant
 package), which parameters and inputs, whether it ran or hit, which outputs have
 other content ids; and numeric outputs (numbers, dicts of numbers) and logged
 metrics side by side with their deltas, as `dvc metrics diff` shows them.
-Read-only; imports core runs, maintenance and the phrasing of code parts from
-inspection.status, and prints nothing.
+Data, not words: a code change is the fingerprint part that differs (the CLI's
+phrasing names it "helper `fit` in helpers.py"). Read-only; imports core runs and
+materializers, and prints nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 from ..core.runs import Run, StepResult
 from ..errors import ZencacheError
-from ..inspection.status import _describe_part as describe_part
 from ..materializers.artifacts import load_artifact
 
 # Outputs loaded to look for numbers: builtin values (and 0-d arrays) up to this size.
@@ -32,6 +32,22 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "a": self.a, "b": self.b}
+
+
+@dataclass(frozen=True, slots=True)
+class CodeChange:
+    """A part of the code fingerprint that differs: `code:<module>:<qualname>`,
+    `const:<module>:<name>`, `dist:<name>`, `python`; `version` when either run's
+    step was pinned by hand (a and b are then the fingerprints); "" when only the
+    fingerprint's format differs."""
+
+    part: str
+    a: str | None  # None: not a part in run A
+    b: str | None
+    own: bool = False  # the step function's own source
+
+    def to_json(self) -> dict[str, Any]:
+        return {"part": self.part, "a": self.a, "b": self.b, "own": self.own}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +85,7 @@ class StepDiff:
     status_b: str | None
     key_a: str | None
     key_b: str | None
-    code: tuple[str, ...] = ()  # what changed in its code, phrased
+    code: tuple[CodeChange, ...] = ()
     params: tuple[Change, ...] = ()
     inputs: tuple[Change, ...] = ()  # input name, content id in A and in B
     outputs: tuple[Change, ...] = ()  # outputs whose content ids differ
@@ -96,7 +112,7 @@ class StepDiff:
             "content_changed": self.content_changed,
             "status": {"a": self.status_a, "b": self.status_b},
             "key": {"a": self.key_a, "b": self.key_b},
-            "code": list(self.code),
+            "code": [c.to_json() for c in self.code],
             "params": [c.to_json() for c in self.params],
             "inputs": [c.to_json() for c in self.inputs],
             "outputs": [c.to_json() for c in self.outputs],
@@ -174,7 +190,7 @@ def _step_diff(name: str, sa: StepResult | None, sb: StepResult | None) -> StepD
         for o in _union(sa.outputs, sb.outputs)
         if sa.outputs.get(o) != sb.outputs.get(o)
     )
-    code: tuple[str, ...] = ()
+    code: tuple[CodeChange, ...] = ()
     params: tuple[Change, ...] = ()
     inputs: tuple[Change, ...] = ()
     ea, eb = (sa.entry, sb.entry) if sa.key != sb.key else (None, None)
@@ -199,18 +215,18 @@ def _step_diff(name: str, sa: StepResult | None, sb: StepResult | None) -> StepD
 
 def _code_changes(
     identity: str, before: str, after: str, parts_a: dict[str, str], parts_b: dict[str, str]
-) -> list[str]:
+) -> list[CodeChange]:
     if before == after:
         return []
     if before.startswith("version:") or after.startswith("version:"):
-        return [f"version {before.removeprefix('version:')} -> {after.removeprefix('version:')}"]
-    own = {f"code:{identity}"}
-    changes = []
-    for part in sorted(set(parts_a) | set(parts_b)):
-        old, new = parts_a.get(part), parts_b.get(part)
-        if old != new:
-            changes.append(describe_part(part, old, new, own))
-    return changes or [f"fingerprint {before[:12]} -> {after[:12]}"]
+        return [CodeChange("version", before, after)]
+    own = f"code:{identity}"
+    changes = [
+        CodeChange(part, parts_a.get(part), parts_b.get(part), part == own)
+        for part in sorted(set(parts_a) | set(parts_b))
+        if parts_a.get(part) != parts_b.get(part)
+    ]
+    return changes or [CodeChange("", before, after)]
 
 
 def _metrics(

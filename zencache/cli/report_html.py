@@ -8,7 +8,8 @@ fingerprint parts, environment, lineage, and previews of its outputs as `show`
 gives them. A 1,000-step run stays readable (steps collapse, a search box
 filters them) and small (~1 KiB a step).
 
-Imports the results views, summaries and diffs; prints nothing.
+The results layer gives the data (views, summaries, diffs); this module, like
+the rest of the CLI, turns it into words and markup. Writes nothing itself.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any
 
 from ..core.runs import Run, StepResult
 from ..maintenance import provenance
+from ..results import summary as summaries
+from ..results.diff import RunDiff, StepDiff, diff_runs
 from ..storage.records import EnvRecord
-from . import summary as summaries
-from .diff import RunDiff, StepDiff, diff_runs
+from .results_commands import describe_code
 
 STATUSES = ("executed", "cached", "failed", "skipped", "interrupted")
 _NODE_W, _NODE_H, _GAP_X, _GAP_Y = 150, 26, 18, 30
@@ -239,7 +241,7 @@ def _reason(run: Run, step: StepResult, previous: Run | None, change: StepDiff |
         return "executed: first recorded run of this pipeline"
     if change is None or change.status_a is None:
         return f"executed: new step (not in run {previous.id})"
-    said = [f"code changed: {c}" for c in change.code]
+    said = [f"code changed: {describe_code(c)}" for c in change.code]
     said += [f"parameter {c.name}: {c.a} -> {c.b}" for c in change.params]
     said += [f"input {c.name}: content changed" for c in change.inputs]
     if said:
@@ -412,7 +414,7 @@ def _diff_section(changes: RunDiff) -> str:
             '<table class="grid"><tr><th>step</th><th>before</th><th>now</th><th>what</th></tr>'
         )
         for s in steps[:500]:
-            what = [f"code: {c}" for c in s.code]
+            what = [f"code: {describe_code(c)}" for c in s.code]
             what += [f"parameter {c.name}: {c.a} -> {c.b}" for c in s.params]
             what += [f"input {c.name} changed" for c in s.inputs]
             what += [f"output {c.name} changed" for c in s.outputs]
