@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(sys.executable).parent / "zencache"
+REPO = Path(__file__).resolve().parents[2]
 
 FLOW = """
 from __future__ import annotations
@@ -217,3 +218,38 @@ def assert_self_contained(page: str) -> None:
     assert not re.search(r"url\(|@import", page, re.I)
     addresses = set(re.findall(r"https?://[^\s\"'<>]+", page))
     assert addresses <= {"http://www.w3.org/2000/svg"}, addresses
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed's digits example, run twice (gamma 0.001, then 0.01)."""
+    root = tmp_path_factory.mktemp("digits")
+    shutil.copytree(REPO / "examples" / "digits", root / "examples" / "digits")
+    ok(cli(root, "run", "examples/digits/pipeline.py:digits"))
+    ok(cli(root, "run", "examples/digits/pipeline.py:digits", "-p", "gamma=0.01"))
+    return root
+
+
+def test_show_on_the_digits_example(digits: Path) -> None:
+    accuracy = json.loads(ok(cli(digits, "show", "digits@latest:evaluator", "--json")))
+    assert accuracy["kind"] == "value" and 0 < accuracy["value"] <= 1
+    arrays = ok(cli(digits, "show", "latest:importer.X_train"))
+    assert "shape (1437, 64), dtype float64" in arrays and "max 16.0" in arrays
+    model = json.loads(ok(cli(digits, "show", "latest:svc_trainer", "--json")))
+    assert model["kind"] == "estimator" and model["class"] == "sklearn.svm._classes.SVC"
+    assert model["params"]["gamma"] == 0.01 and model["fitted"] is True
+    assert "gamma = 0.01" in ok(cli(digits, "show", "latest:svc_trainer"))
+
+
+def test_runs_diff_on_the_digits_example(digits: Path) -> None:
+    data = json.loads(ok(cli(digits, "runs", "diff", "digits@latest~1", "--json")))
+    assert data["params"] == [{"name": "gamma", "a": "0.001", "b": "0.01"}]
+    steps = {s["name"]: s for s in data["steps"]}
+    assert steps["importer"]["status"] == {"a": "executed", "b": "cached"}
+    assert [p["name"] for p in steps["svc_trainer"]["params"]] == ["gamma"]
+    assert [i["name"] for i in steps["evaluator"]["inputs"]] == ["model"]
+    (metric,) = data["metrics"]
+    assert (metric["step"], metric["name"]) == ("evaluator", "output")
+    assert metric["delta"] == pytest.approx(metric["b"] - metric["a"]) and metric["changed"]
+    text = ok(cli(digits, "runs", "diff", "digits@latest~1"))
+    assert "parameter gamma: 0.001 -> 0.01" in text and "evaluator  output" in text

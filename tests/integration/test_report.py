@@ -10,6 +10,7 @@ import pytest
 
 from zencache import Cache, pipeline, step
 from zencache.cli.report_html import build_report
+from zencache.results import diff_runs
 
 STEPS = 1000
 
@@ -75,6 +76,20 @@ def test_a_1000_step_chain_has_one_node_per_step_and_stays_small(public: Cache) 
     assert f"cache hit (computed by run {public.run('latest~1').id})" in page
     plain = build_report(public, run, previews=False)
     assert len(plain) < len(page)
+
+
+def test_runs_diff_of_a_1000_step_chain(public: Cache) -> None:
+    chain().run(cache=public)
+    chain(start=1).run(cache=public)
+    found = diff_runs(public.run("chain@latest~1"), public.run("chain@latest"))
+    assert found.params[0].name == "start"
+    # start=1 shifts every value by one: each step's input and output now carry the
+    # ids its successor had, so every key differs, and most steps are hits anyway
+    assert len(found.steps) == STEPS and all(s.content_changed for s in found.steps)
+    statuses = {(s.status_a, s.status_b) for s in found.steps}
+    assert statuses == {("executed", "executed"), ("executed", "cached")}
+    assert len(found.metrics) == STEPS
+    assert all(m.delta == 1 for m in found.metrics)
 
 
 def test_failed_and_skipped_steps_are_drawn_and_explained(public: Cache) -> None:
