@@ -14,7 +14,6 @@ import click
 from ..errors import UsageError
 from .app import cache_from, main, runs_group
 from .cache_commands import echo_json, format_table, note, plural, short
-from .phrasing import describe_part
 
 if TYPE_CHECKING:
     from .. import results
@@ -137,6 +136,8 @@ def runs_diff(
 
 def describe_code(change: results.CodeChange) -> str:
     """A changed fingerprint part in words: "helper `fit` in helpers.py", ..."""
+    from .phrasing import describe_part  # at run time: it loads the status model
+
     a, b = change.a or "", change.b or ""
     if change.part == "version":
         if a.startswith("version:") and b.startswith("version:"):

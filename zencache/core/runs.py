@@ -10,9 +10,8 @@ materializers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from ..errors import ZencacheError
@@ -143,6 +142,38 @@ class StepResult:
         return load_artifact(self.cache.store, record)
 
 
+class Steps(Mapping[str, StepResult]):
+    """A run's steps by invocation name, in run order; read-only. A missing name is a
+    KeyError that lists the names there are."""
+
+    __slots__ = ("_run_id", "_steps")
+
+    def __init__(self, run_id: str, steps: dict[str, StepResult]) -> None:
+        self._run_id = run_id
+        self._steps = steps
+
+    def __getitem__(self, name: str) -> StepResult:
+        try:
+            return self._steps[name]
+        except KeyError:
+            names = ", ".join(self._steps) or "none"
+            raise KeyError(
+                f"run {self._run_id} has no step {name!r}; its steps are: {names}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._steps)
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._steps
+
+    def __repr__(self) -> str:
+        return f"Steps({list(self._steps)})"
+
+
 class Run:
     """One run of a pipeline: `run.steps["trainer"].status`, `run.output()`."""
 
@@ -158,7 +189,7 @@ class Run:
         self._steps: dict[str, StepResult] | None = None
 
     @property
-    def steps(self) -> Mapping[str, StepResult]:
+    def steps(self) -> Steps:
         """Each step's result, by invocation name, in run order (read-only); made on
         first use (a cached rerun of 10,000 steps need not build 10,000 results that
         no one reads)."""
@@ -167,7 +198,7 @@ class Run:
             self._steps = {
                 s.name: _result(s, self.cache, memory.get(s.name, {})) for s in self.record.steps
             }
-        return MappingProxyType(self._steps)
+        return Steps(self.record.run_id, self._steps)
 
     @property
     def id(self) -> str:
