@@ -145,6 +145,12 @@ def test_show_refuses_bad_references_in_one_line(project: Path, tmp_path: Path) 
     assert "no run of pipeline 'other'" in one_line_error(cli(project, "show", "other@latest:x"))
     message = one_line_error(cli(project, "show", "latest:load", "--out", str(tmp_path / "x")))
     assert "name one for --out" in message
+    (tmp_path / "file").write_text("")
+    blocked = str(tmp_path / "file" / "inside")
+    assert "pass another --out" in one_line_error(
+        cli(project, "show", "latest:evaluate", "--out", blocked)
+    )
+    assert "pass another -o" in one_line_error(cli(project, "report", "-o", blocked))
 
 
 def test_runs_diff_names_parameters_code_hits_outputs_and_metrics(project: Path) -> None:

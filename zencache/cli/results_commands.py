@@ -47,7 +47,12 @@ def show_command(ctx: click.Context, ref: str, as_json: bool, out: Path | None) 
             names = ", ".join(label for label, _ in targets)
             raise UsageError(f"{ref} has several outputs ({names}); name one for --out")
         ((_, content_id),) = targets
-        written = results.export_files(cache, _artifact(cache, content_id), out)
+        try:
+            written = results.export_files(cache, _artifact(cache, content_id), out)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write {out}: {exc.strerror or exc}; pass another --out"
+            ) from exc
         for path in written:
             click.echo(str(path))
         note(f"exported {plural(len(written), 'file')} of artifact {content_id}")
@@ -276,7 +281,10 @@ def report_command(
     page = report_html.build_report(
         cache, cache.run(run), cache.run(other) if other else None, previews=not no_previews
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(page, encoding="utf-8")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}; pass another -o") from exc
     click.echo(str(output))
     note(f"wrote {len(page.encode()) / 1024:.0f} KiB")
