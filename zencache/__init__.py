@@ -4,6 +4,7 @@ The public facade: re-exports only. Importing it loads no numpy, scikit-learn or
 joblib; they load when a materializer or executor needs them.
 """
 
+from .core.context import get_step_context, log_metadata, log_metric
 from .core.pipeline import pipeline
 from .core.steps import Output, step
 from .materializers.base import BaseMaterializer
@@ -27,6 +28,9 @@ __all__ = [
     "Output",
     "Run",
     "StepResult",
+    "get_step_context",
+    "log_metadata",
+    "log_metric",
     "pipeline",
     "step",
 ]

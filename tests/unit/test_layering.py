@@ -98,6 +98,9 @@ def test_public_names_are_sorted_and_importable() -> None:
         "Output",
         "Run",
         "StepResult",
+        "get_step_context",
+        "log_metadata",
+        "log_metric",
         "pipeline",
         "step",
     }

@@ -19,6 +19,7 @@ from ..materializers.artifacts import load_artifact
 from ..materializers.params import ParameterRestoreError, decode_param
 from ..storage.cache import Cache
 from ..storage.records import EnvRecord, RunRecord, StepRecord, StepRun
+from .context import StepLog
 
 # A step's entry not read yet (None means read and absent). False, not a fresh
 # object(), so that a pickled StepResult keeps meaning "not read".
@@ -51,6 +52,9 @@ class StepResult:
     _memory: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     step: str = ""  # identity: module:qualname
     _entry: Any = field(default=_UNREAD, repr=False, compare=False)
+    # What the step logged: from the run record for a step this run executed, else
+    # read from its cache entry on first use (a cached step's are its producer's).
+    _log: StepLog | None = field(default=None, repr=False, compare=False)
 
     @property
     def entry(self) -> StepRecord | None:
@@ -102,11 +106,6 @@ class StepResult:
         return dict(self.entry.inputs) if self.entry else {}
 
     @property
-    def metrics(self) -> dict[str, Any]:
-        """Metrics the step logged, when its entry records any."""
-        return dict(getattr(self.entry, "metrics", None) or {})
-
-    @property
     def environment(self) -> EnvRecord | None:
         """The environment the step's entry was computed in (for a cached step, the
         run that executed it, which may differ from this run's)."""
@@ -117,6 +116,39 @@ class StepResult:
     def run_id(self) -> str:
         """The run that executed this step's entry (a cached step names an earlier run)."""
         return self.entry.run_id if self.entry else ""
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The metrics the step logged (`zencache.log_metric`), final values by name;
+        for a cached step, those of the execution that made its cache entry."""
+        return dict(self._logged().metrics)
+
+    @property
+    def metric_history(self) -> dict[str, list[tuple[float, int | None]]]:
+        """Every value of the metrics logged more than once or with a step number."""
+        return self._logged().series()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The metadata the step logged (`zencache.log_metadata`)."""
+        return dict(self._logged().metadata)
+
+    def _logged(self) -> StepLog:
+        if self._log is None:
+            entry = self.entry if self.status in ("cached", "executed") else None
+            log = (
+                StepLog.from_json(
+                    {
+                        "metrics": entry.metrics,
+                        "history": entry.metric_history,
+                        "metadata": entry.metadata,
+                    }
+                )
+                if entry is not None
+                else StepLog()
+            )
+            object.__setattr__(self, "_log", log)
+        return self._log  # type: ignore[return-value]
 
     def output(self, name: str | None = None) -> Any:
         """Load one output (the only one when `name` is None) through its materializer."""
@@ -197,8 +229,10 @@ class Run:
         no one reads)."""
         if self._steps is None:
             memory = self._memory
+            logs = self.record.step_logs
             self._steps = {
-                s.name: _result(s, self.cache, memory.get(s.name, {})) for s in self.record.steps
+                s.name: _result(s, self.cache, memory.get(s.name, {}), logs.get(s.name))
+                for s in self.record.steps
             }
         return Steps(self.record.run_id, self._steps)
 
@@ -267,7 +301,21 @@ class Run:
         return tuple(values)
 
 
-def _result(s: StepRun, cache: Cache, memory: dict[str, Any]) -> StepResult:
+def _result(
+    s: StepRun, cache: Cache, memory: dict[str, Any], logged: dict[str, Any] | None
+) -> StepResult:
+    log = StepLog.from_json(logged) if logged is not None else None
+    if log is None and s.status in ("executed", "failed", "skipped", "interrupted"):
+        log = StepLog()  # nothing logged in this run (the record keeps only non-empty logs)
     return StepResult(
-        s.name, s.status, s.key, s.duration, dict(s.outputs), s.error, cache, memory, s.step
+        s.name,
+        s.status,
+        s.key,
+        s.duration,
+        dict(s.outputs),
+        s.error,
+        cache,
+        memory,
+        s.step,
+        _log=log,
     )
