@@ -25,8 +25,8 @@ LAYERS: list[set[str]] = [
     {"maintenance"},
     {"core"},
     {"executors"},
-    {"inspection"},
-    {"cli", "__main__", "steps", "pipelines", "integrations"},
+    {"inspection", "results"},
+    {"cli", "__main__", "steps", "pipelines", "integrations", "repository"},
 ]
 
 
@@ -92,11 +92,14 @@ def test_every_module_imports_only_lower_layers() -> None:
 def test_public_names_are_sorted_and_importable() -> None:
     assert zencache.__all__ == sorted(zencache.__all__)
     assert set(zencache.__all__) == {
+        "Artifact",
         "BaseMaterializer",
         "Cache",
         "Dir",
         "File",
         "Output",
+        "Run",
+        "StepResult",
         "get_step_context",
         "log_metadata",
         "log_metric",
@@ -109,7 +112,7 @@ def test_public_names_are_sorted_and_importable() -> None:
 
 def test_import_zencache_loads_no_heavy_library() -> None:
     code = (
-        "import sys, zencache, zencache.cli\n"
+        "import sys, zencache, zencache.cli, zencache.repository\n"
         "heavy = sorted(m for m in ('numpy', 'sklearn', 'joblib', 'pandas', 'pyarrow', 'dask')"
         " if m in sys.modules)\n"
         "print(','.join(heavy))"
