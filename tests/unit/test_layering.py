@@ -28,13 +28,13 @@ LAYERS: list[set[str]] = [
         "storage.protocols",
         "storage",
     },
-    {"fingerprint"},
+    {"fingerprint", "inputs"},
     {"materializers", "io"},
     {"maintenance"},
     {"core"},
     {"executors"},
-    {"inspection"},
-    {"cli", "__main__", "steps", "pipelines", "integrations"},
+    {"inspection", "results"},
+    {"cli", "__main__", "steps", "pipelines", "integrations", "repository"},
 ]
 
 
@@ -208,9 +208,14 @@ def test_only_the_storage_layer_touches_lmdb() -> None:
 def test_public_names_are_sorted_and_importable() -> None:
     assert zencache.__all__ == sorted(zencache.__all__)
     assert set(zencache.__all__) == {
+        "Artifact",
         "BaseMaterializer",
         "Cache",
+        "Dir",
+        "File",
         "Output",
+        "Run",
+        "StepResult",
         "get_step_context",
         "log_metadata",
         "log_metric",
@@ -223,7 +228,7 @@ def test_public_names_are_sorted_and_importable() -> None:
 
 def test_import_zencache_loads_no_heavy_library() -> None:
     code = (
-        "import sys, zencache, zencache.cli\n"
+        "import sys, zencache, zencache.cli, zencache.repository\n"
         "heavy = sorted(m for m in ('numpy', 'sklearn', 'joblib', 'pandas', 'pyarrow', 'dask')"
         " if m in sys.modules)\n"
         "print(','.join(heavy))"

@@ -276,6 +276,12 @@ def test_a_writable_index_says_so_and_names_what_read_only_refuses(index: Any) -
     assert "record anything" in str(error) and "\n" not in str(error)
 
 
+def test_get_many_reads_several_values_in_their_order(index: Any) -> None:
+    index.write([("latest", b"a", b"1"), ("latest", b"c", b"3")])
+    assert index.get_many("latest", [b"c", b"b", b"a"]) == [b"3", None, b"1"]
+    assert index.get_many("latest", []) == []
+
+
 def test_raw_entries_write_read_list_count_and_delete(index: Any) -> None:
     assert index.get("latest", b"a") is None
     assert index.last("runs") is None
@@ -315,6 +321,7 @@ def test_typed_records_round_trip_and_absent_ones_are_none(index: Any) -> None:
     assert index.get_env(_env().env_id) == _env()
     assert index.latest_key("pkg.mod:training", "trainer") == step.key
     assert index.last("runs") == (b"0001", run.encode())
+    assert list(index.iter_steps()) == [step]
     missing = _cid("missing")
     assert index.get_step(missing) is None
     assert index.step_output_ids(missing) is None

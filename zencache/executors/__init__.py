@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import load_settings
 from ..core.plan import plan, short_repr
 from ..errors import CacheSizeWarning, UsageError, ZencacheError
+from ..inputs.trees import StatMemo
 from ..storage.cache import Cache
 from . import hooks as hook_registry
 from .base import Executor
@@ -119,7 +120,9 @@ def run_pipeline(
         project_hooks = load_settings().hooks
     found = hook_registry.collect(hooks, strict=strict_hooks, project=project_hooks)
     dag = instance.trace()
-    planned = plan(dag)
+    memo = StatMemo(cache.index)
+    planned = plan(dag, memo)
+    memo.flush()
     params = {name: short_repr(value) for name, value in instance.params.items()}
     runner = Runner(
         cache,

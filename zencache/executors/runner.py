@@ -38,7 +38,10 @@ from ..core.plan import PlannedStep
 from ..core.runs import Run, StepEvent
 from ..errors import CorruptObjectError, MissingObjectError, StepFailedError, ZencacheError
 from ..fingerprint.environment import current_environment, module_file
+from ..inputs.trees import encode_entries
+from ..materializers.artifacts import load_artifact
 from ..materializers.params import encode_params
+from ..materializers.paths import PathMaterializer
 from ..storage.cache import Cache
 from ..storage.index import Op
 from ..storage.records import ArtifactRecord, StepRecord, StepRun
@@ -52,6 +55,7 @@ from .unstable_params import UnstableParameterWarning, warn_unstable_params
 from .untracked import report_untracked
 
 log = logging.getLogger(__name__)
+_PATH_MATERIALIZER = PathMaterializer.identity()
 
 Progress = Callable[[StepEvent], None]
 
@@ -111,6 +115,7 @@ class Runner:
         # Artifact records queued and not yet committed, for the steps that read them.
         self._queued_artifacts: dict[str, ArtifactRecord] = {}
         self._stored_envs: set[str] = set()  # environments known to be in the index
+        self._stored_trees: set[str] = set()  # folder listings known to be in the index
         # What executed steps logged (zencache.log_metric, log_metadata): by step name
         # for the run record and hooks, by key for a later hit on the same key.
         self.logs: dict[str, StepLog] = {}
@@ -494,9 +499,14 @@ class Runner:
     ) -> None:
         """Write the outputs' objects (durable on return), queue the step's entry, and
         keep the values that later steps of this run (or the run's output) read."""
-        self.queue_entry(ps, key, materialize(self.store, ps.materializers, outputs), duration)
+        artifacts = materialize(self.store, ps.materializers, outputs)
+        self.queue_entry(ps, key, artifacts, duration)
         for name, value in outputs.items():
             if self._remaining_consumers.get(ps.name) or (ps.name, name) in self._keep:
+                if artifacts[name].materializer == _PATH_MATERIALIZER:
+                    # Downstream gets the cache's read-only copy, never the path the
+                    # step wrote (which it may move or edit afterwards).
+                    value = load_artifact(self.store, artifacts[name], type(value))
                 self.values[(ps.name, name)] = value
 
     def queue_entry(
@@ -525,6 +535,13 @@ class Runner:
             self._stored_envs.add(env.env_id)
             if self.index.get("envs", env.env_id.encode()) is None:
                 ops.append(("envs", env.env_id.encode(), env.encode()))
+        for external in ps.externals:
+            if external.entries and external.record["digest"] not in self._stored_trees:
+                # A folder's listing, once per content: what `cache status` diffs against.
+                self._stored_trees.add(external.record["digest"])
+                tree_key = external.record["digest"].encode()
+                if self.index.get("trees", tree_key) is None:
+                    ops.append(("trees", tree_key, encode_entries(external.entries)))
         ops.append(("steps", key.encode(), record.encode()))
         for a in artifacts.values():
             self._queued_artifacts[a.content_id] = a
@@ -562,6 +579,7 @@ class Runner:
             param_values=encode_params(ps.invocation.params),
             module_file=module_file(ps.step.fn),
             env_id=env_id,
+            external={e.name: e.record for e in ps.externals},
             metrics=dict(logged.metrics),
             metric_history={n: [list(p) for p in s] for n, s in logged.series().items()},
             metadata=dict(logged.metadata),

@@ -57,6 +57,9 @@ class StepRecord:
     # The environment it was recorded in: audits compare against it even after gc
     # removed the run record that executed it ("" in entries of older versions).
     env_id: str = ""
+    # What it read from outside the pipeline: "path:<param>" -> {path, kind, digest,
+    # size[, count]} and "env:<NAME>" -> {name, value} (inputs/external.py).
+    external: dict[str, dict[str, Any]] = field(default_factory=dict)
     # What the step logged while executing (zencache.log_metric / log_metadata):
     # final metric values, the series of metrics logged more than once or with a
     # step number (name -> [[value, step], ...]), and JSON metadata. Version 2.
