@@ -18,7 +18,8 @@
     │   └── StorageFullError                           disk or map full
     └── CacheError                                  2  the cache directory itself
         ├── CacheVersionError                       2  written by another format version
-        └── CorruptIndexError                       2  index.lmdb unreadable or foreign
+        ├── CorruptIndexError                       2  index.lmdb unreadable or foreign
+        └── ReadOnlyCacheError                      2  the cache can be read, not written
 
     ZencacheWarning (UserWarning)
     └── UntrackedInputWarning                      a step reads what its fingerprint cannot see
@@ -118,6 +119,10 @@ class CacheVersionError(CacheError):
 
 
 class CorruptIndexError(CacheError):
+    pass
+
+
+class ReadOnlyCacheError(CacheError):
     pass
 
 

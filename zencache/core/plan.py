@@ -18,6 +18,7 @@ from ..materializers import registry
 from ..materializers.base import BaseMaterializer
 from .dag import Dag, Invocation
 from .keys import RUNTIME_MATERIALIZER, KeyParts, KeyTemplate
+from .step_config import BaseStepConfig, key_params
 
 _REPR_LIMIT = 200
 
@@ -60,16 +61,26 @@ def plan_invocation(
     options = step.options
     params: dict[str, str] = {}
     reprs: dict[str, str] = {}
-    for name, value in inv.params.items():
-        if name in options.ignore:
+    for given, value in inv.params.items():
+        if given in options.ignore:
             continue
-        try:
-            params[name] = hash_value(value)
-        except UnhashableParameterError as exc:
-            raise UnhashableParameterError(
-                f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step {inv.name!r}: {exc}"
-            ) from exc
-        reprs[name] = _short_repr(value)
+        # A ZenML step config enters field by field (`config.gamma`): status names the field.
+        pairs = key_params(given, value) if isinstance(value, BaseStepConfig) else ((given, value),)
+        for name, part in pairs:
+            try:
+                params[name] = hash_value(part)
+            except UnhashableParameterError as exc:
+                raise UnhashableParameterError(
+                    f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step "
+                    f"{inv.name!r}: {exc}"
+                ) from exc
+            except RecursionError:
+                raise UnhashableParameterError(
+                    f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step "
+                    f"{inv.name!r}: a {type(part).__name__} nested too deeply or that refers "
+                    "to itself; pass it as an artifact (the output of a step), or add it to ignore="
+                ) from None
+            reprs[name] = short_repr(part)
     inputs = inv.inputs
     names = tuple(sorted(inputs)) if len(inputs) > 1 else tuple(inputs)
     # The classes the parameters' values are instances of (or are) bring their
@@ -149,6 +160,11 @@ def output_materializers(step: Any) -> dict[str, type[BaseMaterializer] | None]:
     return result
 
 
-def _short_repr(value: Any) -> str:
-    text = repr(value)
+def short_repr(value: Any) -> str:
+    """A value's repr for records and messages, at most _REPR_LIMIT characters (a
+    parameter of 24 MB made every run record 24 MB)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to show>"
     return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import time
 from typing import Any
 
 from .base import Executor, check_workers
@@ -70,13 +71,17 @@ class _LokyPool:
         return self.executor.submit(run_task, task)
 
     def wait(
-        self, handles: list[Any], every: bool = False
+        self, handles: list[Any], every: bool = False, timeout: float | None = None
     ) -> list[tuple[Any, TaskResult | BaseException]]:
         when = concurrent.futures.ALL_COMPLETED if every else concurrent.futures.FIRST_COMPLETED
         done: set[Any] = set()
+        give_up = None if timeout is None else time.monotonic() + timeout
         while not done or (every and len(done) < len(handles)):
+            left = _SLICE if give_up is None else min(_SLICE, give_up - time.monotonic())
             # In slices, so that Ctrl-C reaches this thread while steps run.
-            done, _ = concurrent.futures.wait(handles, timeout=_SLICE, return_when=when)
+            done, _ = concurrent.futures.wait(handles, timeout=max(left, 0), return_when=when)
+            if give_up is not None and time.monotonic() >= give_up:
+                break
         return [(f, f.exception() or f.result()) for f in done]
 
     def describe(self, exc: BaseException) -> str:

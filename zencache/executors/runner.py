@@ -45,7 +45,7 @@ from . import run_record
 from .committer import Committer
 from .execute import DamagedInputs, call_step, materialize
 from .execute import load_inputs as load_stored_inputs
-from .leases import Leases
+from .leases import HELD, Leases
 from .unstable_params import UnstableParameterWarning, warn_unstable_params
 from .untracked import report_untracked
 
@@ -78,6 +78,8 @@ class Runner:
         self.cache = cache
         self.index = cache.index
         self.store = cache.store
+        if force:
+            self.store.distrust_existing()
         self.dag = dag
         self.planned = {p.name: p for p in planned}
         self.params = params
@@ -194,9 +196,12 @@ class Runner:
 
     # --- executing in this process ---------------------------------------------------------------
 
-    def decide(self, ps: PlannedStep, started: float, key: str = "") -> str | None:
-        """Skip, hit or miss. A miss returns its key (with its lease held when it caches);
-        skips and hits are settled here and return None. No data is loaded.
+    def decide(
+        self, ps: PlannedStep, started: float, key: str = "", lease: bool = True
+    ) -> str | None:
+        """Skip, hit or miss. A miss returns its key (with its lease held when it caches,
+        waiting for another holder; `lease=False`: not taken, see `claim`); skips and
+        hits are settled here and return None. No data is loaded.
         `key`: the step's key when the caller computed it already."""
         if self._failures:  # every skip goes back to a failure: the hit path skips this
             upstream = self.blocked_by(ps)
@@ -214,13 +219,31 @@ class Runner:
         )
         if hit is None:
             self.index.end_snapshot()
-            if caches:
+            if self.index.read_only:
+                why = "a miss" if caches else "not cached"
+                raise self.index.read_only_error(
+                    f"record step {ps.name!r}, which must execute ({why})"
+                )
+            if caches and lease:
                 self.committer.check()  # a failed commit (a full disk) stops the run here
                 hit = self.leases.acquire(key, while_waiting=self.committer.check)
         if hit is not None:
             self.settle_hit(ps, key, hit, started)
             return None
         return key
+
+    def claim(self, ps: PlannedStep, key: str, started: float) -> bool | None:
+        """Try to take a missed key's lease without waiting: True when taken (execute
+        the step), False when it turned out a hit (settled), None while another
+        process holds it (try again later, after collecting this run's own steps)."""
+        self.committer.check()
+        found = self.leases.attempt(key)
+        if found is HELD:
+            return None
+        if found is None:
+            return True
+        self.settle_hit(ps, key, found, started)  # type: ignore[arg-type]
+        return False
 
     def execute_here(self, ps: PlannedStep, key: str, started: float) -> None:
         """A miss, in this process: load inputs, call, store outputs, queue the entry."""
@@ -293,8 +316,17 @@ class Runner:
         rewrites the objects (the store replaces a damaged object it finds)."""
         log.warning("%s; re-executing step %r to recreate it", damage, handle.invocation)
         producer = self.planned[handle.invocation]
+        started = time.perf_counter()
         outputs = self.call(producer, self.load_inputs(producer))
         self.store_outputs(producer, self.key(producer), outputs, 0.0)
+        earlier = self.results.get(producer.name)
+        if earlier is not None and earlier.status == "cached":
+            # It ran after all: the run record says so (its hit was damaged).
+            self.results[producer.name] = earlier._replace(
+                status="executed",
+                duration=earlier.duration + time.perf_counter() - started,
+                outputs=self.ids[producer.name],
+            )
         return self.values.get((handle.invocation, handle.output), outputs[handle.output])
 
     def artifact_record(self, content_id: str) -> ArtifactRecord | None:
@@ -387,9 +419,15 @@ class Runner:
         self.leases.release(*(key for key, _ in tokens))
 
     def wait_for_commits(self) -> None:
-        """Wait until every queued record is committed (and raise if one could not be)."""
+        """Wait until every queued record is committed (and raise if one could not be).
+        Then no lease of this run belongs to a record in flight: any still held (a
+        Ctrl-C between taking one and the step's own cleanup) is released."""
         self.index.end_snapshot()
-        self.committer.drain()
+        try:
+            self.committer.drain()
+        finally:
+            if self.leases.held:
+                self.leases.release(*self.leases.held)
 
     def _release_inputs(self, ps: PlannedStep) -> None:
         for upstream in ps.invocation.upstream:
@@ -410,6 +448,14 @@ class Runner:
         record = run_record.build(
             self.run_id, self.dag, self.params, status, self.started, steps, self.target
         )
+        if self.index.read_only:
+            log.warning(
+                "the cache at %s is read-only here (%s): every step was served from it, and "
+                "this run is not recorded",
+                self.cache.path,
+                self.index.read_only,
+            )
+            return Run(record, self.cache, self.values)
         run_record.write(self.index, record)
         return Run(record, self.cache, self.values)
 

@@ -9,7 +9,6 @@ Executes through the shared core (execute.py), as the runner does; no joblib, no
 
 from __future__ import annotations
 
-import importlib
 import pickle
 import socket
 import sys
@@ -25,6 +24,7 @@ from ..hashing import hash_value, module_label
 from ..materializers.base import BaseMaterializer
 from ..storage.records import ArtifactRecord
 from ..storage.store import ObjectStore
+from . import skipping
 from .execute import DamagedInputs, execute_step, load_inputs
 
 
@@ -38,7 +38,9 @@ class StepRef:
 
     def resolve(self) -> Any:
         try:
-            obj: Any = importlib.import_module(self.module)
+            # A pipeline the module runs at import time must not run in the worker:
+            # the driver may hold the very leases that run would wait for.
+            obj: Any = skipping.import_module(self.module)
         except ImportError as exc:
             raise StepFailedError(
                 f"worker on {socket.gethostname()} cannot import module {self.module!r} of step "
@@ -181,7 +183,7 @@ def _imported_parts(driver: dict[str, str]) -> dict[str, str]:
             continue
         obj: Any = sys.modules.get(module)
         try:
-            obj = obj if obj is not None else importlib.import_module(module)
+            obj = obj if obj is not None else skipping.import_module(module)
             for attr in qualname.split("."):
                 obj = getattr(obj, attr)
         except Exception as exc:
