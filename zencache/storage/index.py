@@ -320,6 +320,8 @@ class Index:
         coarse (a use less than a minute after the recorded one is not written):
         losing one to a crash only makes an entry look a little older.
         """
+        if self.read_only:
+            return  # a read-only cache serves loads; their last use is not worth an error
         now = time.time() if now is None else now
 
         def stale(txn: lmdb.Transaction) -> list[bytes]:
