@@ -466,7 +466,7 @@ def test_a_format_3_index_gains_pins_and_used_tables_when_opened(tmp_path: Path)
     first.close()
     upgraded = Index(tmp_path / "index.lmdb")
     try:
-        assert upgraded.get("meta", b"format") == FORMAT == b"zencache-index/4"
+        assert upgraded.get("meta", b"format") == FORMAT == b"zencache-index/5"
         assert upgraded.step_output_ids(record.key) == record.output_ids
         upgraded.record_use([record.key], now=1000.0)
         assert upgraded.keys("used") == [record.key.encode()]

@@ -20,13 +20,13 @@ LAYERS: list[set[str]] = [
     {"storage.store", "storage.space"},
     {"storage.index_check"},
     {"storage.index", "storage.lease_table", "storage.records", "storage.cache", "storage"},
-    {"fingerprint"},
+    {"fingerprint", "inputs"},
     {"materializers", "io"},
     {"maintenance"},
     {"core"},
     {"executors"},
-    {"inspection"},
-    {"cli", "__main__", "steps", "pipelines", "integrations"},
+    {"inspection", "results"},
+    {"cli", "__main__", "steps", "pipelines", "integrations", "repository"},
 ]
 
 
@@ -91,14 +91,28 @@ def test_every_module_imports_only_lower_layers() -> None:
 
 def test_public_names_are_sorted_and_importable() -> None:
     assert zencache.__all__ == sorted(zencache.__all__)
-    assert set(zencache.__all__) == {"BaseMaterializer", "Cache", "Output", "pipeline", "step"}
+    assert set(zencache.__all__) == {
+        "Artifact",
+        "BaseMaterializer",
+        "Cache",
+        "Dir",
+        "File",
+        "Output",
+        "Run",
+        "StepResult",
+        "get_step_context",
+        "log_metadata",
+        "log_metric",
+        "pipeline",
+        "step",
+    }
     for name in zencache.__all__:
         assert getattr(zencache, name) is not None
 
 
 def test_import_zencache_loads_no_heavy_library() -> None:
     code = (
-        "import sys, zencache, zencache.cli\n"
+        "import sys, zencache, zencache.cli, zencache.repository\n"
         "heavy = sorted(m for m in ('numpy', 'sklearn', 'joblib', 'pandas', 'pyarrow', 'dask')"
         " if m in sys.modules)\n"
         "print(','.join(heavy))"

@@ -144,4 +144,4 @@ def cache_group() -> None:
 
 @main.group("runs")
 def runs_group() -> None:
-    """Recorded runs: ls, show."""
+    """Recorded runs: ls, show, diff, rm."""

@@ -22,6 +22,15 @@ from ..inspection.status import (
     Reason,
     StepStatus,
 )
+from .external import (
+    count_files,
+    describe_path,
+    env_text,
+    folder_facts,
+    folder_name,
+    size_text,
+    some,
+)
 
 EARLY_CUTOFF = "early cutoff may still spare this step if it produces identical data"
 _VALUE_REPR_LIMIT = 60
@@ -72,6 +81,7 @@ def explanation_json(e: Explanation) -> dict[str, Any]:
         "previous": e.previous,
         "changes": [change_json(c) for c in e.changes],
         "untracked": list(e.untracked),
+        "external": e.external,
     }
 
 
@@ -159,6 +169,52 @@ def _input(c: Change) -> str:
     return f"input {c.name}: content changed"
 
 
+def _path(c: Change) -> str:
+    """`file data/train.csv changed (12.1 MB -> 12.3 MB)`, `3 files changed in data/images/
+    (a.png, b.png, c.png)`, `file data/train.csv (12.1 MB) is missing now`, ..."""
+    was, now = dict(c.was), dict(c.now)
+    if c.files:
+        folder = folder_name(now.get("path") or was.get("path", ""))
+        verb = {
+            ChangeType.CHANGED: "changed in",
+            ChangeType.ADDED: "added to",
+            ChangeType.REMOVED: "removed from",
+            ChangeType.RENAMED: "renamed in",
+        }[c.type]
+        return f"{count_files(len(c.files))} {verb} {folder} ({some(c.files)})"
+    if c.type == ChangeType.ADDED:
+        return f"{describe_path(now)}: now tracked by content"
+    if c.type == ChangeType.REMOVED:
+        return f"path {was.get('path', c.name)}: no longer an input"
+    path, before, after = now.get("path", ""), was.get("kind"), now.get("kind")
+    if before == after == "file":
+        if was.get("size") == now.get("size"):
+            return f"file {path} changed ({size_text(now.get('size', 0))}, same size)"
+        return f"file {path} changed ({size_text(was.get('size', 0))} -> {size_text(now.get('size', 0))})"
+    if after == "missing":
+        return f"{describe_path(was)} is missing now"
+    if before == "missing":
+        return f"{describe_path(now)} exists now (it was missing)"
+    if before == after == "dir":
+        facts = f"{folder_facts(was)} -> {folder_facts(now)}"
+        if folder_facts(was) == folder_facts(now):
+            facts = "its sub-folders"
+        return f"folder {folder_name(path)} changed ({facts})"
+    return f"{path}: was {describe_path(was)}, now {describe_path(now)}"
+
+
+def _env(c: Change) -> str:
+    """`env MODE: "fast" -> "full"`, with `unset` for a variable that is not set."""
+    was, now = dict(c.was), dict(c.now)
+    if c.type == ChangeType.REMOVED:
+        return f"env {c.name}: no longer read"
+    if c.type == ChangeType.ADDED:
+        return f"env {c.name}: now in the key (= {env_text(now)})"
+    if was.get("redacted") or now.get("redacted"):
+        return f"env {c.name}: changed (its value is not recorded: it looks like a secret)"
+    return f"env {c.name}: {env_text(was)} -> {env_text(now)}"
+
+
 def _cache(c: Change) -> str:
     if c.type == ChangeType.ALWAYS_EXECUTES:
         return "cache=False: always executes"
@@ -176,6 +232,8 @@ _PHRASES = {
     ChangeKind.PARAMETER: _parameter,
     ChangeKind.OUTPUT: _output,
     ChangeKind.INPUT: _input,
+    ChangeKind.PATH: _path,
+    ChangeKind.ENV: _env,
     ChangeKind.CACHE: _cache,
 }
 

@@ -20,6 +20,7 @@ from . import output
 from .app import cache_from, cache_group, main, settings_from
 from .cache_commands import echo_json
 from .durations import human_duration
+from .external import external_lines
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -394,6 +395,9 @@ def _explain_lines(e: Explanation) -> list[str]:
     for name, i in e.inputs.items():
         content = i["content_id"] or "(unknown until the upstream step runs)"
         lines.append(f"    {name.ljust(width)}  <- {i['from']}  {content}")
+    if e.external:
+        lines.append("  read from outside (by content)")
+        lines += [f"    {line}" for line in external_lines(e.external)]
     lines.append(f"  static part of the key  {e.static}")
     if e.previous is None:
         lines.append("last recorded key: none (never run in this pipeline)")

@@ -1,4 +1,4 @@
-"""`zencache runs ls | show` and `zencache lineage`: recorded runs and provenance.
+"""`zencache runs ls | show | rm` and `zencache lineage`: recorded runs and provenance.
 
 Formatting only: the lookups live in zencache.maintenance. Data goes to stdout,
 diagnostics to stderr.
@@ -22,6 +22,7 @@ from .cache_commands import (
     plural,
     short,
 )
+from .external import external_lines
 
 if TYPE_CHECKING:
     from .. import maintenance
@@ -52,14 +53,22 @@ def _params(params: dict[str, str], width: int | None = None) -> str:
     metavar="N",
     help="Show the newest N runs (0: all).",
 )
+@click.option("--pipeline", "pipeline", metavar="NAME", help="Only the runs of pipeline NAME.")
+@click.option(
+    "--status",
+    type=click.Choice(["completed", "failed", "interrupted"]),
+    help="Only the runs that ended so.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def runs_ls(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """List recorded runs, newest first."""
+def runs_ls(
+    ctx: click.Context, limit: int, pipeline: str | None, status: str | None, as_json: bool
+) -> None:
+    """List recorded runs, newest first (of one pipeline with --pipeline)."""
     from .. import maintenance  # at run time: --help stays fast
 
     cache = cache_from(ctx)
-    runs = maintenance.list_runs(cache, limit or None)
+    runs = maintenance.list_runs(cache, limit or None, pipeline=pipeline, status=status)
     if as_json:
         echo_json(
             [
@@ -79,7 +88,16 @@ def runs_ls(ctx: click.Context, limit: int, as_json: bool) -> None:
         )
         return
     if not runs:
-        note("no runs recorded")
+        if pipeline is not None or status is not None:
+            wanted = " ".join(
+                part
+                for part in (status, f"run of pipeline {pipeline!r}" if pipeline else "run")
+                if part
+            )
+            known = sorted({r.pipeline for r in maintenance.list_runs(cache)})
+            note(f"no {wanted} recorded; pipelines with runs: {', '.join(known) or 'none'}")
+        else:
+            note("no runs recorded")
         return
     rows = [
         (
@@ -98,8 +116,11 @@ def runs_ls(ctx: click.Context, limit: int, as_json: bool) -> None:
             ("RUN", "PIPELINE", "STATUS", "STARTED", "TIME", "STEPS", "PARAMS"), rows, right={4}
         )
     )
-    total = maintenance.count_runs(cache)
-    if total > len(runs):
+    if not limit or len(runs) < limit:
+        return
+    if pipeline is not None or status is not None:
+        note(f"showing the newest {len(runs)} matching runs; --limit 0 shows all")
+    elif (total := maintenance.count_runs(cache)) > len(runs):
         note(f"showing the newest {len(runs)} of {total} runs; --limit 0 shows all")
 
 
@@ -110,8 +131,8 @@ def runs_ls(ctx: click.Context, limit: int, as_json: bool) -> None:
 def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
     """One run: its steps, statuses, durations, parameters, outputs and environment.
 
-    RUN is a run id, a unique prefix of one, its random suffix, or 'latest'
-    (the default). --json prints the whole record, with the environment and,
+    RUN is a run id, a unique prefix of one, its random suffix, 'latest' (the
+    default) or 'NAME@latest' (pipeline NAME's newest run). --json prints the whole record, with the environment and,
     for every step, how its key was made.
     """
     from .. import maintenance  # at run time: --help stays fast
@@ -160,10 +181,51 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
     click.echo(
         format_table(("STEP", "STATUS", "TIME", "KEY", "OUTPUTS", "PARAMS"), rows, right={2})
     )
+    logged = [(s.name, details.logged(s.name)) for s in r.steps]
+    if any(found["metrics"] or found["metadata"] for _, found in logged):
+        click.echo()
+        for name, found in logged:
+            if found["metrics"]:
+                click.echo(f"{name}: metrics {_values(found['metrics'])}")
+            if found["metadata"]:
+                click.echo(f"{name}: metadata {_values(found['metadata'])}")
+    for s in r.steps:
+        entry = details.entries.get(s.name)
+        if entry is not None and entry.external:
+            click.echo(f"{s.name} read:")
+            click.echo("\n".join(f"  {line}" for line in external_lines(entry.external)))
     for s in r.steps:
         if s.error:
             last = s.error.strip().splitlines()[-1] if s.error.strip() else ""
             click.echo(f"{s.name}: {last}")
+
+
+def _values(values: dict[str, object]) -> str:
+    return ", ".join(
+        f"{k}={format(v, '.6g') if isinstance(v, float) else v}" for k, v in values.items()
+    )
+
+
+@runs_group.command("rm")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the removed runs as JSON.")
+@click.pass_context
+def runs_rm(ctx: click.Context, runs: tuple[str, ...], as_json: bool) -> None:
+    """Remove run records (RUN is an id, a prefix, 'latest' or 'NAME@latest').
+
+    The steps' cache entries and objects stay, since other runs may share them:
+    'zencache cache gc --keep-last N' (or --older-than) later removes the entries
+    that no kept run names, and the objects that no entry needs.
+    """
+    from .. import maintenance  # at run time: --help stays fast
+
+    removed = maintenance.delete_runs(cache_from(ctx), list(runs))
+    if as_json:
+        echo_json([{"run_id": r.run_id, "pipeline": r.pipeline} for r in removed])
+        return
+    for r in removed:
+        click.echo(f"removed run {r.run_id} ({r.pipeline})")
+    note("its cached steps and objects stay; 'zencache cache gc --keep-last N' prunes them")
 
 
 @main.command("lineage")
@@ -203,6 +265,8 @@ def _render(node: maintenance.LineageNode, indent: str) -> list[str]:
     )
     if node.params:
         lines.append(f"{detail}params: {_params(node.params)}")
+    for line in external_lines(node.external):
+        lines.append(f"{detail}{line}")
     if node.untracked:
         lines.append(f"{detail}untracked by the fingerprint: {', '.join(node.untracked)}")
     if node.other_producers:

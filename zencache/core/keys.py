@@ -7,8 +7,12 @@ key = xxh3_128 over the domain tag `zencache/key/v1` and, in order:
 4. every parameter not in `ignore=`, by name, as the digest of its canonical encoding;
 5. the output spec: each output's name and materializer identity@VERSION
    (`runtime` when the declared type leaves the choice to the returned value);
-6. the content id of every input artifact, by name.
-Parts 1-5 do not depend on upstream results, so they are digested once per
+6. what the step reads from outside the pipeline, when it reads anything: each
+   path's content (`path:<param>`) and environment variable (`env:<NAME>`), by
+   name, as the digest inputs/external.py makes (a step that reads nothing from
+   outside keeps the key it had before these existed);
+7. the content id of every input artifact, by name.
+Parts 1-6 do not depend on upstream results, so they are digested once per
 invocation (`KeyParts.static`); a lookup then hashes only the input ids.
 """
 
@@ -30,6 +34,7 @@ class KeyParts:
     params: tuple[tuple[str, str], ...]  # sorted (name, value digest)
     outputs: tuple[tuple[str, str], ...]  # (name, materializer identity), in output order
     static: str
+    externals: tuple[tuple[str, str], ...] = ()  # sorted (path:/env: name, digest)
 
     @classmethod
     def make(
@@ -38,6 +43,7 @@ class KeyParts:
         code: str,
         params: dict[str, str],
         outputs: tuple[tuple[str, str], ...],
+        externals: tuple[tuple[str, str], ...] = (),
     ) -> KeyParts:
         h = Hasher(KEY_DOMAIN).text(identity).text(code)
         ordered = tuple(sorted(params.items()))
@@ -47,7 +53,14 @@ class KeyParts:
         h.text(str(len(outputs)))
         for name, materializer in outputs:
             h.text(name).text(materializer)
-        return cls(identity, code, ordered, outputs, h.hexdigest())
+        # After the count-prefixed outputs, so that the section cannot be confused
+        # with them; absent when empty, so that other steps' keys did not change.
+        external = tuple(sorted(externals))
+        if external:
+            h.text("external").text(str(len(external)))
+            for name, digest in external:
+                h.text(name).text(digest)
+        return cls(identity, code, ordered, outputs, h.hexdigest(), external)
 
 
 def cache_key(static: str, inputs: tuple[tuple[str, ContentId], ...]) -> str:

@@ -1,19 +1,24 @@
 """From a traced DAG to what a cache lookup needs: static key parts per invocation.
 
 Shared by the executors and by `cache status`/`explain`, so that what is checked
-is exactly what is run. Fingerprints, parameter digests and materializer
-choices are computed here once per invocation; nothing here touches the cache.
+is exactly what is run. Fingerprints, parameter digests, materializer choices and
+what a step reads from outside (path contents, environment variables) are
+computed here once per invocation; nothing here writes the cache (the caller
+flushes the stat memo that path contents were read with).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import PipelineDefinitionError, UnhashableParameterError
+from ..errors import PipelineDefinitionError, UnhashableParameterError, UsageError
 from ..fingerprint import Fingerprint, fingerprint, new_epoch
 from ..fingerprint.carried import carried_classes
 from ..hashing import hash_value
+from ..inputs.external import External, step_externals
+from ..inputs.trees import StatMemo
 from ..materializers import registry
 from ..materializers.base import BaseMaterializer
 from .dag import Dag, Invocation
@@ -40,23 +45,36 @@ class PlannedStep:
     # input comes from, in input_names order, and the key's fixed fields.
     input_slots: tuple[tuple[str, str], ...]
     key_template: KeyTemplate
+    # Paths and environment variables it reads (in the key; recorded in its entry).
+    externals: tuple[External, ...] = ()
 
 
-def plan(dag: Dag) -> list[PlannedStep]:
-    """Static key parts of every invocation, in topological order."""
+def plan(dag: Dag, memo: StatMemo | None = None, cwd: str | None = None) -> list[PlannedStep]:
+    """Static key parts of every invocation, in topological order.
+
+    Path parameters are hashed now, relative ones against `cwd` (default: the
+    current directory), with `memo`'s file digests (default: none kept).
+    """
     # A step invoked many times with the same parameters has the same static parts:
-    # computed once per plan (the registry and fingerprints cannot change meanwhile).
-    shared: dict[Any, Any] = {}
+    # computed once per plan (the registry, fingerprints, files and environment
+    # variables are read once per run).
+    shared: dict[Any, Any] = {
+        _CONTEXT: (memo or StatMemo(None), os.getcwd() if cwd is None else cwd)
+    }
     # Each plan checks the per-process fingerprint memos again (a notebook may have
     # redefined a helper or edited a module-level dict since the last run).
     new_epoch()
     return [plan_invocation(dag.pipeline, inv, shared) for inv in dag.invocations.values()]
 
 
+_CONTEXT = object()  # the key of (memo, cwd) in a plan's shared dict
+
+
 def plan_invocation(
     pipeline: str, inv: Invocation, shared: dict[Any, Any] | None = None
 ) -> PlannedStep:
-    """`shared` memoizes per-step work across the invocations of one plan."""
+    """`shared` memoizes per-step work across the invocations of one plan (and
+    holds the stat memo and working directory that path parameters are read with)."""
     step = inv.step
     options = step.options
     params: dict[str, str] = {}
@@ -93,23 +111,46 @@ def plan_invocation(
     memo = (step, tuple(params.items()), names, carried)
     found = None if shared is None else shared.get(memo)
     if found is None:
-        found = _static_parts(step, params, names, carried)
+        context = None if shared is None else shared.get(_CONTEXT)
+        memo_, cwd = context or (StatMemo(None), os.getcwd())
+        found = _static_parts(
+            step, inv.params, params, names, memo_, cwd, pipeline, inv.name, carried
+        )
         if shared is not None:
             shared[memo] = found
-    parts, fp, materializers, outputs, template = found
+    parts, fp, materializers, outputs, template, externals = found
     if len(names) == 1:  # most invocations: no generator to run
         handle = inputs[names[0]]
         slots: tuple[tuple[str, str], ...] = ((handle.invocation, handle.output),)
     else:
         slots = tuple((inputs[n].invocation, inputs[n].output) for n in names)
     return PlannedStep(
-        inv, inv.name, step, parts, fp, materializers, outputs, reprs, names, slots, template
+        inv,
+        inv.name,
+        step,
+        parts,
+        fp,
+        materializers,
+        outputs,
+        reprs,
+        names,
+        slots,
+        template,
+        externals,
     )
 
 
 def _static_parts(
-    step: Any, params: dict[str, str], input_names: tuple[str, ...], carried: tuple[type, ...] = ()
-) -> tuple[KeyParts, Fingerprint | None, dict[str, type[BaseMaterializer] | None], KeyTemplate]:
+    step: Any,
+    values: dict[str, Any],
+    params: dict[str, str],
+    input_names: tuple[str, ...],
+    memo: StatMemo,
+    cwd: str,
+    pipeline: str,
+    name: str,
+    carried: tuple[type, ...] = (),
+) -> tuple[Any, ...]:
     """What every invocation of `step` with these parameters and inputs shares."""
     materializers = output_materializers(step)
     outputs = tuple(
@@ -125,8 +166,16 @@ def _static_parts(
         declared = carried_classes(annotations=step.input_types.values())
         fp = fingerprint(step.fn, _union(carried, declared))
         code = fp.digest
-    parts = KeyParts.make(step.identity, code, params, outputs)
-    return parts, fp, materializers, tuple(materializers), KeyTemplate(parts.static, input_names)
+    env_names = (*step.options.env, *(fp.env if fp is not None else ()))
+    try:
+        externals = step_externals(step, values, env_names, memo, cwd)
+    except UsageError as exc:
+        raise type(exc)(f"pipeline {pipeline!r}, step {name!r}: {exc}") from exc
+    parts = KeyParts.make(
+        step.identity, code, params, outputs, tuple((e.name, e.digest) for e in externals)
+    )
+    template = KeyTemplate(parts.static, input_names)
+    return parts, fp, materializers, tuple(materializers), template, externals
 
 
 def _union(a: tuple[type, ...], b: tuple[type, ...]) -> tuple[type, ...]:

@@ -53,6 +53,8 @@ class StepOptions:
     deterministic: bool = True
     # True: what the fingerprint cannot track is an error; None: the project's setting
     strict: bool | None = None
+    by_name: frozenset[str] = frozenset()  # path parameters keyed by their text only
+    env: tuple[str, ...] = ()  # environment variables in the key
 
 
 class Step(dag.StepLike, Generic[P, R]):
@@ -71,12 +73,13 @@ class Step(dag.StepLike, Generic[P, R]):
                     f"step {self.name!r} takes *{param.name}; steps take named inputs only, "
                     "so list each input or parameter explicitly"
                 )
-        unknown = options.ignore - set(self.signature.parameters)
-        if unknown:
-            raise PipelineDefinitionError(
-                f"step {self.name!r}: ignore= names {sorted(unknown)}, which are not parameters of "
-                f"{self.name}{self.signature}; fix the names"
-            )
+        for option in ("ignore", "by_name"):
+            unknown = getattr(options, option) - set(self.signature.parameters)
+            if unknown:
+                raise PipelineDefinitionError(
+                    f"step {self.name!r}: {option}= names {sorted(unknown)}, which are not "
+                    f"parameters of {self.name}{self.signature}; fix the names"
+                )
         self._outputs: tuple[OutputSpec, ...] | None = None
         self._input_types: dict[str, Any] | None = None
         # Each parameter's name and default (inspect.Parameter.empty if none), in
@@ -175,6 +178,8 @@ def step(
     deterministic: bool = True,
     strict: bool | None = None,
     enable_cache: bool | None = None,
+    by_name: tuple[str, ...] | list[str] = (),
+    env: tuple[str, ...] | list[str] = (),
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -189,14 +194,28 @@ def step(
     deterministic: bool = True,
     strict: bool | None = None,
     enable_cache: bool | None = None,
+    by_name: tuple[str, ...] | list[str] = (),
+    env: tuple[str, ...] | list[str] = (),
 ) -> Any:
     """Make `fn` a step. `version=` pins its code fingerprint; `ignore=` keeps
     parameters (say `verbose`) out of the key; `cache=False` always executes
     (`enable_cache=False` is ZenML's spelling of it); `strict=True` makes what its
     fingerprint cannot track an error, not a warning (None: the project's `strict`
-    setting)."""
+    setting). Path parameters enter the key by content; `by_name=` keys the listed
+    ones by their text only (an output location, a name). `env=` puts the named
+    environment variables' values in the key (literal reads in the code do too)."""
     if enable_cache is not None:
         cache = cache and bool(enable_cache)
+    if isinstance(by_name, str) or isinstance(env, str):
+        raise PipelineDefinitionError(
+            "by_name= and env= take a tuple of names, not one string: write "
+            'env=("MODE",) with the trailing comma'
+        )
+    for variable in env:
+        if not isinstance(variable, str) or not variable or "=" in variable:
+            raise PipelineDefinitionError(
+                f"env= names {variable!r}, which is not an environment variable name"
+            )
     options = StepOptions(
         cache=cache,
         version=None if version is None else str(version),
@@ -204,6 +223,8 @@ def step(
         ignore=frozenset(ignore),
         deterministic=deterministic,
         strict=strict,
+        by_name=frozenset(by_name),
+        env=tuple(sorted(set(env))),
     )
     if fn is None:
         return lambda f: Step(f, options)

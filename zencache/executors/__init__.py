@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from ..config import load_settings
 from ..core.plan import plan, short_repr
 from ..errors import CacheSizeWarning, UsageError, ZencacheError
+from ..inputs.trees import StatMemo
 from ..storage.cache import Cache
+from . import hooks as hook_registry
 from .base import Executor
 from .runner import Progress, Runner
 from .skipping import InspectionStop, SkippedRun, runs_skipped, skip_run
@@ -92,8 +94,15 @@ def run_pipeline(
     force: bool = False,
     progress: Progress | None = None,
     target: str = "",
+    hooks: Any = None,
+    strict_hooks: bool = False,
+    project_hooks: tuple[str, ...] | None = None,
 ) -> Run:
-    """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed."""
+    """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed.
+
+    `hooks`: hook objects or names for this run, called after the installed and the
+    project's hooks (hooks.py; `project_hooks`: the project's, when the caller read the
+    settings already); `strict_hooks`: a hook that raises fails the run."""
     skipped = skip_run(instance.name)
     if skipped is not None:  # the module calling run() is only being imported
         return skipped  # type: ignore[return-value]
@@ -105,11 +114,29 @@ def run_pipeline(
             'put the code that runs the pipeline under `if __name__ == "__main__":`'
         )
     chosen = make_executor(executor, max_workers, scheduler)
+    if hooks is not None and (isinstance(hooks, str) or not isinstance(hooks, list | tuple)):
+        hooks = [hooks]  # one hook, given alone
+    if project_hooks is None:
+        project_hooks = load_settings().hooks
+    found = hook_registry.collect(hooks, strict=strict_hooks, project=project_hooks)
     dag = instance.trace()
-    planned = plan(dag)
+    memo = StatMemo(cache.index)
+    planned = plan(dag, memo)
+    memo.flush()
     params = {name: short_repr(value) for name, value in instance.params.items()}
-    runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
+    runner = Runner(
+        cache,
+        dag,
+        planned,
+        params,
+        force=force,
+        progress=progress,
+        target=target,
+        hooks=found,
+        executor=chosen.name or type(chosen).__qualname__,
+    )
     try:
+        runner.run_started()
         chosen.execute(runner)
     except KeyboardInterrupt:
         runner.write_run("interrupted")
@@ -118,6 +145,7 @@ def run_pipeline(
     if not cache.index.read_only:
         limit_size(cache, run.record)
     runner.raise_failures()
+    runner.raise_hook_errors()
     return run
 
 

@@ -34,6 +34,9 @@ class Fingerprint:
     digest: str  # 32 lowercase hex digits, xxh3_128 over the sorted parts
     parts: Mapping[str, str]  # read-only; dict(fp.parts) is JSON-serialisable
     untracked: tuple[str, ...]  # what the fingerprint cannot see, for `explain`
+    # Environment variables the code reads by literal name (os.environ["X"], os.getenv):
+    # their values enter the key when the step is planned, not this digest.
+    env: tuple[str, ...] = ()
 
     def __hash__(self) -> int:
         return hash(self.digest)
@@ -100,6 +103,7 @@ def _collect(roots: tuple[Any, ...]) -> tuple[Fingerprint, tuple[Node, ...]]:
 
     merged: dict[str, set[str]] = {}
     notes: set[str] = set()
+    env: set[str] = set()
     seen: set[int] = set()
     stack = [start]
     while stack:
@@ -109,6 +113,7 @@ def _collect(roots: tuple[Any, ...]) -> tuple[Fingerprint, tuple[Node, ...]]:
         for key, fn in node.links:
             merged.setdefault(key, set()).add(_own_parts(_node_for(fn)))
         notes.update(node.notes)
+        env.update(node.env)
         for ref in node.refs:
             if id(ref) not in seen:
                 seen.add(id(ref))
@@ -122,7 +127,12 @@ def _collect(roots: tuple[Any, ...]) -> tuple[Fingerprint, tuple[Node, ...]]:
     hasher = Hasher("zencache/fingerprint/v1")
     for key, value in parts.items():
         hasher.text(key).text(value)
-    fp = Fingerprint(hasher.hexdigest(), types.MappingProxyType(parts), tuple(sorted(notes)))
+    fp = Fingerprint(
+        hasher.hexdigest(),
+        types.MappingProxyType(parts),
+        tuple(sorted(notes)),
+        tuple(sorted(env)),
+    )
     return fp, tuple(nodes)
 
 

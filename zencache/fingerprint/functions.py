@@ -9,6 +9,7 @@ import types
 
 from ..errors import UnhashableParameterError
 from ..hashing import Hasher, hash_value
+from .envreads import env_reads
 from .node import Node, Where, qualname_of
 from .references import resolve, scan
 from .source import code_digest, function_dump
@@ -41,6 +42,8 @@ def function_node(fn: types.FunctionType) -> Node:
     uses = scan(code)
     for scope, head, attrs, quiet in uses:
         resolve(fn, node, scope, head, attrs, quiet=quiet)
+    node.env, env_notes = env_reads(fn)
+    node.notes.extend(env_notes)
     read = {head for scope, head, _, _ in uses if scope == "closure"}
     for name in code.co_freevars:  # e.g. __class__ for super(), which no opcode reads
         if name not in read:

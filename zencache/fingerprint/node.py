@@ -52,6 +52,7 @@ class Node:
     values: list[tuple[Any, Any, Callable[[Any], Any]]] = field(default_factory=list)
     members: list[tuple[type, tuple[str, ...], tuple[Any, ...]]] = field(default_factory=list)
     checked: int = -1  # the epoch in which valid() last returned True
+    env: set[str] = field(default_factory=set)  # environment variables read by literal name
 
     def part(self, name: str, value: str) -> None:
         self.parts.append((name, value))

@@ -39,6 +39,8 @@ from typing import Any
 from ..errors import UsageError
 from ..fingerprint.environment import current_environment
 from ..hashing import ContentId
+from ..inputs.external import moved_since
+from ..inputs.trees import StatMemo
 from ..maintenance import resolve_run
 from ..storage.cache import Cache
 from ..storage.records import EnvRecord, RunRecord, StepRecord, StepRun
@@ -155,6 +157,8 @@ def audit_run(
     index = cache.index
     executions = 2 if twice else 1
 
+    workdir = record.workdir if record.workdir and os.path.isdir(record.workdir) else os.getcwd()
+    memo = StatMemo(index)  # read, never flushed: an audit does not write the cache
     audits: dict[str, StepAudit] = {}
     tasks: list[tuple[StepRun, StepRecord, int]] = []
     entries: dict[str, StepRecord] = {}
@@ -170,11 +174,17 @@ def audit_run(
                 f"its cache entry {step_run.key[:8]} is gone (gc, clear or repair removed it); "
                 "rerun the pipeline to record it again",
             )
+        elif entry.external and (moved := moved_since(entry.external, memo, workdir)):
+            # Re-executing on other data would only report a difference the data made.
+            audits[step_run.name] = _unchecked(
+                step_run,
+                "what it read from outside the pipeline is not what the run read: "
+                + "; ".join(moved),
+            )
         else:
             entries[step_run.name] = entry
             tasks.extend((step_run, entry, n) for n in range(executions))
 
-    workdir = record.workdir if record.workdir and os.path.isdir(record.workdir) else os.getcwd()
     sys_path = [*record.sys_path, workdir] if record.sys_path else [workdir]
     request = {"cache_dir": str(cache.path), "sys_path": sys_path}
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in entries}

@@ -3,8 +3,9 @@
 Owns `cache status` and `explain` as data: a walk of the planned DAG in topological
 order that computes each key from the index alone, and the diff of a step's key
 against the last one recorded for it, as enums and structured changes. The words
-are the CLI's (cli/phrasing.py). Imports plan, keys, dag, records, index and
-cache; never an executor or the CLI, and it prints nothing.
+are the CLI's (cli/phrasing.py). Imports plan, keys, dag, records, index, cache
+and inputs (what steps read from outside); never an executor or the CLI, and it
+prints nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from ..core.keys import RUNTIME_MATERIALIZER, cache_key
 from ..core.plan import PlannedStep, plan
 from ..errors import UsageError
+from ..inputs.external import ENV_PREFIX, External
+from ..inputs.trees import DIR, Entry, StatMemo, decode_entries
 from ..storage.cache import Cache
 from ..storage.index import Index
 from ..storage.records import StepRecord
@@ -45,6 +48,8 @@ class ChangeKind(StrEnum):
     PARAMETER = "parameter"
     OUTPUT = "output"  # the outputs' names, or one output's materializer
     INPUT = "input"
+    PATH = "path"  # the content a path parameter names (name: "path:<param>[...]")
+    ENV = "env"  # an environment variable (name: the variable)
     CACHE = "cache"  # not an ingredient: the cache itself (cache=False, entry gone, format)
 
 
@@ -61,6 +66,7 @@ class ChangeType(StrEnum):
     FORMAT_CHANGED = "format changed"  # the fingerprint or key format, not the inputs
     ALWAYS_EXECUTES = "always executes"  # cache=False
     ENTRY_GONE = "entry gone"  # the last entry was removed (gc, clear, verify --repair)
+    RENAMED = "renamed"  # path: files of a folder that moved within it (`files`: "a -> b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,14 @@ class Change:
     upstream: str = ""  # for inputs: the step that produces it
     source: str = ""  # for inputs: "<step>.<output>" it is read from
     own_code: bool = False  # for code parts: the step function's own source
+    # For paths: the files of a folder that changed, were added, removed or renamed
+    # (with type CHANGED, ADDED, REMOVED, RENAMED); empty for the path as a whole.
+    files: tuple[str, ...] = ()
+    # For paths and variables: what the entry recorded and what is there now, as
+    # sorted (field, value) pairs of the records inputs/external.py makes (path,
+    # kind, size, count; name, value, redacted).
+    was: tuple[tuple[str, Any], ...] = ()
+    now: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +144,8 @@ class Explanation:
     changes: tuple[Change, ...]  # against `previous`, whatever the status
     untracked: tuple[str, ...]
     upstream: tuple[str, ...] = field(default=())
+    # What it reads from outside now: "path:<param>" / "env:<NAME>" -> what its entry records.
+    external: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def key(self) -> str | None:
@@ -197,6 +213,7 @@ def explain(instance: PipelineInstance, cache: Cache, step: str) -> Explanation:
         changes=changes,
         untracked=fp.untracked if fp else (),
         upstream=tuple(ps.invocation.upstream),
+        external={e.name: e.record for e in ps.externals},
     )
 
 
@@ -206,9 +223,11 @@ class _Walk:
     def __init__(self, instance: PipelineInstance, cache: Cache) -> None:
         dag = instance.trace()
         self.pipeline = dag.pipeline
-        self.planned = {ps.name: ps for ps in plan(dag)}
         # A status check must not create a cache where there was none.
         self.index: Index | None = cache.index if cache.exists() else None
+        memo = StatMemo(self.index)
+        self.planned = {ps.name: ps for ps in plan(dag, memo)}
+        memo.flush()  # the next status (or run) hashes only what changed since
         self.ids: dict[str, dict[str, str]] = {}
         self.previous: dict[str, StepRecord] = {}
 
@@ -277,8 +296,21 @@ class _Walk:
             *_identity_and_code_changes(ps, record),
             *_param_changes(ps, record),
             *_output_changes(ps, record),
+            *_external_changes(ps, record, self._listing),
             *self._input_changes(ps, record.inputs, input_ids, recorded=True),
         ]
+
+    def _listing(self, digest: str) -> tuple[Entry, ...] | None:
+        """A folder's recorded entries, if the index kept them."""
+        if self.index is None:
+            return None
+        data = self.index.get("trees", digest.encode())
+        if data is None:
+            return None
+        try:
+            return decode_entries(data)
+        except (ValueError, TypeError, KeyError):
+            return None
 
     def _input_changes(
         self, ps: PlannedStep, before: Mapping[str, str], now: Mapping[str, str], recorded: bool
@@ -437,6 +469,118 @@ def _output_changes(ps: PlannedStep, record: StepRecord) -> list[Change]:
             continue
         changes.append(Change(ChangeKind.OUTPUT, ChangeType.CHANGED, ps.name, name, old, identity))
     return changes
+
+
+def _external_changes(ps: PlannedStep, record: StepRecord, listing: Any) -> list[Change]:
+    """Paths whose content and variables whose value differ from the entry's."""
+    before = record.external
+    now: dict[str, External] = {e.name: e for e in ps.externals}
+    changes: list[Change] = []
+    for name in sorted(set(before) | set(now)):
+        old = before.get(name)
+        new = now[name].record if name in now else None
+        if old == new:
+            continue
+        was = tuple(sorted(old.items())) if old else ()
+        current = tuple(sorted(new.items())) if new else ()
+        if name.startswith(ENV_PREFIX):
+            variable = name[len(ENV_PREFIX) :]
+            how = (
+                ChangeType.ADDED
+                if old is None
+                else ChangeType.REMOVED
+                if new is None
+                else ChangeType.CHANGED
+            )
+            changes.append(
+                Change(
+                    ChangeKind.ENV,
+                    how,
+                    ps.name,
+                    variable,
+                    _env_value(old),
+                    _env_value(new),
+                    was=was,
+                    now=current,
+                )
+            )
+            continue
+        if old is not None and new is not None and old.get("path") != new.get("path"):
+            continue  # the parameter's own change says which path it names now
+        if old is None or new is None:
+            how = ChangeType.ADDED if old is None else ChangeType.REMOVED
+            digests = (None, new["digest"]) if old is None else (old["digest"], None)  # type: ignore[index]
+            changes.append(
+                Change(ChangeKind.PATH, how, ps.name, name, *digests, was=was, now=current)
+            )
+            continue
+        whole = Change(
+            ChangeKind.PATH,
+            ChangeType.CHANGED,
+            ps.name,
+            name,
+            old.get("digest"),
+            new.get("digest"),
+            was=was,
+            now=current,
+        )
+        if old.get("kind") == new.get("kind") == DIR:
+            entries = listing(old.get("digest", ""))
+            if entries is not None:
+                files = _folder_changes(whole, entries, now[name].entries)
+                if files:
+                    changes.extend(files)
+                    continue
+        changes.append(whole)
+    return changes
+
+
+def _env_value(record: dict[str, Any] | None) -> str | None:
+    """A variable's value as recorded (None: unset, or not recorded: see `was`/`now`)."""
+    return None if record is None else record.get("value")
+
+
+def _folder_changes(whole: Change, old: tuple[Entry, ...], new: tuple[Entry, ...]) -> list[Change]:
+    """The files of a folder that changed, were added, removed or renamed (a removed
+    and an added file with the same content), as one change each kind."""
+    before = {e.path: e for e in old if e.kind != DIR}
+    after = {e.path: e for e in new if e.kind != DIR}
+    changed = sorted(p for p in before.keys() & after.keys() if before[p] != after[p])
+    removed = sorted(before.keys() - after.keys())
+    added = sorted(after.keys() - before.keys())
+    renamed = []
+    by_content: dict[tuple[str, str], list[str]] = {}
+    for path in removed:
+        by_content.setdefault((before[path].kind, before[path].digest), []).append(path)
+    for path in list(added):
+        sources = by_content.get((after[path].kind, after[path].digest))
+        if sources:
+            source = sources.pop(0)
+            renamed.append(f"{source} -> {path}")
+            removed.remove(source)
+            added.remove(path)
+    out = []
+    for files, how in (
+        (changed, ChangeType.CHANGED),
+        (added, ChangeType.ADDED),
+        (removed, ChangeType.REMOVED),
+        (renamed, ChangeType.RENAMED),
+    ):
+        if files:
+            out.append(
+                Change(
+                    whole.kind,
+                    how,
+                    whole.step,
+                    whole.name,
+                    whole.before,
+                    whole.after,
+                    files=tuple(files),
+                    was=whole.was,
+                    now=whole.now,
+                )
+            )
+    return out
 
 
 def _reasons(changes: Iterable[Change]) -> tuple[Reason, ...]:

@@ -30,16 +30,19 @@ written last) keeps what it committed.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lmdb
 
 from ..errors import UsageError
 from ..hashing import ContentId
+from ..materializers.paths import layout_root, remove_tree
 from ..storage.cache import Cache
 from ..storage.index import Index
 from ..storage.records import RunRecord
@@ -116,6 +119,7 @@ class _Prune:
     steps: list[StepRef] = field(default_factory=list)
     artifacts: list[ContentId] = field(default_factory=list)
     envs: list[str] = field(default_factory=list)
+    trees: list[str] = field(default_factory=list)  # folder listings no kept entry names
     kept_runs: int = 0
     kept_steps: int = 0
     kept_artifacts: int = 0
@@ -168,6 +172,8 @@ def gc(
                 txn.delete(content_id.encode(), db=index.db("artifacts"))
             for env_id in result.envs:
                 txn.delete(env_id.encode(), db=index.db("envs"))
+            for digest in result.trees:
+                txn.delete(digest.encode(), db=index.db("trees"))
         return result
 
     # The deciding snapshot is the transaction that deletes (so no commit can slip
@@ -195,6 +201,8 @@ def gc(
         if info.st_mtime < start - temp_grace and (dry_run or unlink(path)):
             temp_files += 1
             temp_bytes += info.st_size
+    if not dry_run:
+        _remove_layouts(cache, index, deadline)
     return GcReport(
         dry_run=dry_run,
         grace=grace_s,
@@ -261,11 +269,13 @@ def _plan_prune(
     named.update(v.decode() for _, v in db_items(txn, index, "latest"))
     referenced: set[ContentId] = set()
     used_envs = {run.env_id for run in kept_runs}
+    used_trees: set[str] = set()
     for key, value in db_items(txn, index, "steps"):
         record = decode_step(key, value)
         if record.key in named or record.created > young:
             result.kept_steps += 1
             used_envs.add(record.env_id)
+            used_trees.update(e.get("digest", "") for e in record.external.values())
             referenced.update(record.output_ids)
             referenced.update(record.inputs.values())
         else:
@@ -285,7 +295,26 @@ def _plan_prune(
         for k in txn.cursor(db=index.db("envs")).iternext(values=False)
         if k.decode() not in used_envs
     ]
+    result.trees = [
+        k.decode()
+        for k in txn.cursor(db=index.db("trees")).iternext(values=False)
+        if k.decode() not in used_trees
+    ]
     return result
+
+
+def _remove_layouts(cache: Cache, index: Index, deadline: float) -> None:
+    """The read-only copies of path outputs (files/<content id>) whose artifact is gone."""
+    root = layout_root(cache.path / "objects")
+    if not root.is_dir():
+        return
+    for entry in os.scandir(root):
+        name = entry.name.removeprefix(".tmp-").partition("-")[0]
+        modified = mtime(Path(entry.path))
+        if modified is None or modified > deadline:
+            continue  # being laid out now, or just used
+        if entry.name.startswith(".tmp-") or index.get("artifacts", name.encode()) is None:
+            remove_tree(entry.path)
 
 
 # --- clear ----------------------------------------------------------------------------------------
@@ -357,7 +386,7 @@ def _clear_all(cache: Cache, index: Index) -> ClearReport:
         latest = [k.decode() for k in txn.cursor(db=index.db("latest")).iternext(values=False)]
         counts = {db: txn.stat(index.db(db))["entries"] for db in ("artifacts", "runs", "envs")}
         # Leases stay: they belong to processes executing right now.
-        for db in ("steps", "hits", "artifacts", "runs", "envs", "latest"):
+        for db in ("steps", "hits", "artifacts", "runs", "envs", "latest", "stats", "trees"):
             txn.drop(index.db(db), delete=False)
         refs = tuple(sorted((StepRef.of(r) for r in steps.values()), key=ref_order))
         return ClearReport(
@@ -372,6 +401,9 @@ def _clear_all(cache: Cache, index: Index) -> ClearReport:
         )
 
     report = index.transact(drop)
+    layouts = layout_root(cache.path / "objects")
+    if layouts.is_dir():
+        remove_tree(layouts)
     store = cache.store
     removed = removed_bytes = 0
     for object_id, size in store.iter_objects():

@@ -11,6 +11,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import lmdb
+
 from ..errors import UsageError
 from ..hashing import ContentId
 from ..storage.cache import Cache
@@ -27,17 +29,21 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 # --- runs ----------------------------------------------------------------------------------------
 
 
+_LATEST = re.compile(r"^(?:(?P<pipeline>.+)@)?latest(?:~(?P<back>\d+))?$")
+
+
 def resolve_run(cache: Cache, ref: str) -> RunRecord:
-    """A run by `latest`, its id, a unique prefix of it, or its random suffix."""
+    """A run by `latest`, `NAME@latest` (the newest run of pipeline NAME), either
+    with `~N` (the Nth before it), its id, a unique prefix of it, or its random suffix."""
     index = open_index(cache)
     ref = ref.strip()
-    if ref == "latest":
-        last = index.last("runs")
-        if last is None:
-            raise UsageError(f"no runs recorded in the cache at {cache.path}; run a pipeline first")
-        return decode_run(*last)
     if not ref:
-        raise UsageError("empty run id; pass a run id, a unique prefix of one, or 'latest'")
+        raise UsageError(
+            "empty run id; pass a run id, a unique prefix of one, 'latest' or 'NAME@latest'"
+        )
+    latest = _LATEST.match(ref)
+    if latest is not None:
+        return _newest(cache, index, latest["pipeline"], int(latest["back"] or 0))
     exact = index.get("runs", ref.encode())
     if exact is not None:
         return decode_run(ref.encode(), exact)
@@ -50,19 +56,84 @@ def resolve_run(cache: Cache, ref: str) -> RunRecord:
             return decode_run(found.encode(), value)
     if not matches:
         hint = "'zencache runs ls' lists them" if ids else "no runs are recorded yet"
+        if "@" in ref:
+            hint = f"a pipeline's newest run is NAME@latest; {hint}"
         raise UsageError(f"no run matches {ref!r} in the cache at {cache.path}; {hint}")
     shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
     raise UsageError(f"run {ref!r} is ambiguous: it matches {shown}; give more characters")
 
 
-def list_runs(cache: Cache, limit: int | None = None) -> list[RunRecord]:
-    """Recorded runs, newest first."""
+def pipeline_matches(record: RunRecord, name: str) -> bool:
+    """A pipeline is named by its name or by the name its target gave it (`file.py:NAME`)."""
+    return name in (record.pipeline, record.target.rpartition(":")[2])
+
+
+def _newest(cache: Cache, index: Index, pipeline: str | None, back: int) -> RunRecord:
+    def find(txn: lmdb.Transaction) -> RunRecord | None:
+        skip = back
+        cursor = txn.cursor(db=index.db("runs"))
+        for key, value in cursor.iterprev():
+            record = decode_run(key, value)
+            if pipeline is None or pipeline_matches(record, pipeline):
+                if not skip:
+                    return record
+                skip -= 1
+        return None
+
+    found = read(index, find)
+    if found is not None:
+        return found
+    where = f"in the cache at {cache.path}"
+    if pipeline is None:
+        if not back:
+            raise UsageError(f"no runs recorded {where}; run a pipeline first")
+        raise UsageError(f"latest~{back}: fewer than {back + 1} runs are recorded {where}")
+    names = sorted({r.pipeline for r in list_runs(cache)})
+    known = f"its pipelines are: {', '.join(names)}" if names else "no runs are recorded yet"
+    if back:
+        raise UsageError(
+            f"{pipeline}@latest~{back}: fewer than {back + 1} runs of pipeline {pipeline!r} "
+            f"are recorded {where}"
+        )
+    raise UsageError(f"no run of pipeline {pipeline!r} is recorded {where}; {known}")
+
+
+def list_runs(
+    cache: Cache,
+    limit: int | None = None,
+    *,
+    pipeline: str | None = None,
+    status: str | None = None,
+) -> list[RunRecord]:
+    """Recorded runs, newest first; only those of `pipeline` (its name or its
+    target's) and with `status` (completed, failed, interrupted) when given."""
     index = open_index(cache)
     pairs = read(index, lambda txn: db_items(txn, index, "runs"))
     pairs.reverse()
-    if limit:
-        pairs = pairs[:limit]
-    return [decode_run(k, v) for k, v in pairs]
+    found = []
+    for key, value in pairs:
+        if limit and len(found) >= limit:
+            break
+        record = decode_run(key, value)
+        if pipeline is not None and not pipeline_matches(record, pipeline):
+            continue
+        if status is not None and record.status != status:
+            continue
+        found.append(record)
+    return found
+
+
+def delete_runs(cache: Cache, refs: list[str]) -> list[RunRecord]:
+    """Remove run records (the runs named, resolved first, all or none). The step
+    entries and objects they named stay: other runs may share them, and
+    `gc --keep-last/--older-than` removes the entries that no kept run names."""
+    index = open_index(cache)
+    records: dict[str, RunRecord] = {}
+    for ref in refs:
+        record = resolve_run(cache, ref)
+        records.setdefault(record.run_id, record)
+    index.write([("runs", run_id.encode(), None) for run_id in records])
+    return list(records.values())
 
 
 def count_runs(cache: Cache) -> int:
@@ -88,7 +159,29 @@ class RunDetails:
         for step in out["steps"]:
             entry = self.entries.get(step["name"])
             step["entry"] = _provenance(entry) if entry is not None else None
+            step.update(self.logged(step["name"]))
         return out
+
+    def logged(self, name: str) -> dict[str, Any]:
+        """What step `name` logged: `metrics`, `metric_history` and `metadata`. A
+        step this run executed: from the run record; a cached one: from its entry
+        (what the execution that made it logged)."""
+        found = self.record.step_logs.get(name)
+        if found is None:
+            step = next((s for s in self.record.steps if s.name == name), None)
+            entry = self.entries.get(name)
+            if step is not None and step.status == "cached" and entry is not None:
+                found = {
+                    "metrics": entry.metrics,
+                    "history": entry.metric_history,
+                    "metadata": entry.metadata,
+                }
+        found = found or {}
+        return {
+            "metrics": dict(found.get("metrics", {})),
+            "metric_history": dict(found.get("history", {})),
+            "metadata": dict(found.get("metadata", {})),
+        }
 
 
 def _provenance(record: StepRecord) -> dict[str, Any]:
@@ -145,6 +238,7 @@ class LineageNode:
     created: float
     untracked: tuple[str, ...] = ()
     inputs: list[LineageInput] = field(default_factory=list)
+    external: dict[str, dict[str, Any]] = field(default_factory=dict)  # files, env vars read
     other_producers: tuple[str, ...] = ()  # other step keys with the same output
     repeated: bool = False  # already expanded higher in this tree (a shared ancestor)
 
@@ -167,6 +261,7 @@ class LineageNode:
             outputs=self.outputs,
             created=self.created,
             untracked=list(self.untracked),
+            external=self.external,
             other_producers=list(self.other_producers),
             inputs=[i.to_json() for i in self.inputs],
         )
@@ -273,6 +368,7 @@ def lineage(cache: Cache, ref: str) -> Lineage:
             run_id=record.run_id,
             created=record.created,
             untracked=record.untracked,
+            external=dict(record.external),
             other_producers=others,
             repeated=record.key in seen,
         )

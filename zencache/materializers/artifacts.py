@@ -23,6 +23,7 @@ from ..storage.records import ArtifactRecord, FileEntry
 from ..storage.store import Blob, ObjectStore
 from . import registry
 from .base import BaseMaterializer, safe_join
+from .paths import PathMaterializer, as_type, lay_out, layout_root
 
 INLINE_LIMIT = 4096
 # Files at least this large are mapped, not read, for materializers with
@@ -82,23 +83,32 @@ def load_artifact(store: ObjectStore, record: ArtifactRecord, data_type: Any = N
             "'zencache cache verify --repair'",
             object_id=record.content_id,
         )
-    files: dict[str, Any] = {}
-    for name, entry in record.files.items():
-        _check_name(name)
-        if name == CODE_FILE:
-            continue
-        if entry.inline is not None:
-            files[name] = entry.inline
-        else:
-            blob = Blob(entry.size, entry.chunks)
-            if materializer.MAPS_FILES and entry.size >= MAP_THRESHOLD:
-                files[name] = store.map_blob(blob)
+
+    def read_files() -> dict[str, Any]:
+        files: dict[str, Any] = {}
+        for name, entry in record.files.items():
+            _check_name(name)
+            if name == CODE_FILE:
+                continue
+            if entry.inline is not None:
+                files[name] = entry.inline
             else:
-                files[name] = store.read_blob(blob)
+                blob = Blob(entry.size, entry.chunks)
+                if materializer.MAPS_FILES and entry.size >= MAP_THRESHOLD:
+                    files[name] = store.map_blob(blob)
+                else:
+                    files[name] = store.read_blob(blob)
+        return files
+
     if data_type is None or registry.is_too_general(data_type):
         data_type = resolve_type(record.type_name)
     try:
-        return materializer().restore(files, data_type)
+        if materializer is PathMaterializer:
+            # Laid out once per content id in the cache, read-only: the bytes are read
+            # only when that copy is not there yet.
+            folder = layout_root(Path(store.root)) / record.content_id
+            return as_type(lay_out(folder, read_files), data_type)
+        return materializer().restore(read_files(), data_type)
     except ZencacheError:
         raise
     except Exception as exc:

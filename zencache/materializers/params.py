@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ZencacheError
+from ..inputs.types import Dir, File
 from .builtin import BuiltinMaterializer
 
 # A parameter is a knob, not data: larger values belong in an artifact, and the
@@ -75,6 +76,8 @@ def _encode(value: Any) -> dict[str, Any]:
         return {"enum": [_qualified(cls), _builtin_data(value.value)]}
     if isinstance(value, pathlib.PurePath):
         return {"path": [_qualified(cls), value.as_posix()]}
+    if isinstance(value, File | Dir):
+        return {"path": [_qualified(cls), str(value)]}
     if cls.__module__ == "numpy" and cls.__name__ == "ndarray":
         if value.dtype.hasobject:
             raise TypeError("an array of Python objects has no pickle-free encoding")

@@ -129,7 +129,7 @@ def _load_lazy_families() -> None:
         return
     import importlib.util
 
-    from . import builtin, numpy, sklearn  # noqa: F401  (defining them registers them)
+    from . import builtin, numpy, paths, sklearn  # noqa: F401  (defining them registers them)
 
     if importlib.util.find_spec("pandas") and importlib.util.find_spec("pyarrow"):
         from . import pandas  # noqa: F401

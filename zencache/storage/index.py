@@ -14,6 +14,10 @@ Imports records, hashing and errors only. One environment, named databases:
     pins       run id -> when it was pinned: runs that size-limit eviction keeps
     used       cache key -> last load outside a run (float64); a run's own uses
                are its run record
+    stats      a file's (device, inode) -> (size, mtime_ns, ctime_ns, its bytes digest):
+               the stat memo of file inputs (inputs/trees.py owns its policy)
+    trees      a folder input's tree digest -> its entries (name, kind, size, digest),
+               so that `cache status` can say which files in it changed
 
 (Leases live apart, in lease_table.py: they need no durability.)
 
@@ -62,12 +66,25 @@ from .records import (
 )
 from .space import FULL_ERRNOS, full_error, is_nearly_full, reserve_lock_file
 
-FORMAT = b"zencache-index/4"
+FORMAT = b"zencache-index/5"
 # Upgraded in place when opened (see _upgrade): format 1 had no hit table,
-# formats 1 and 2 kept the leases in the index, and format 3 had no pins and used
-# tables (opening the databases creates them).
-_UPGRADABLE = (b"zencache-index/1", b"zencache-index/2", b"zencache-index/3")
-DATABASES = ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest", "pins", "used")
+# formats 1 and 2 kept the leases in the index, format 3 had no pins and used
+# tables, and format 4 no stat memo or folder listings (opening the databases
+# creates the missing tables empty).
+_UPGRADABLE = tuple(f"zencache-index/{n}".encode() for n in (1, 2, 3, 4))
+DATABASES = (
+    "meta",
+    "steps",
+    "hits",
+    "artifacts",
+    "runs",
+    "envs",
+    "latest",
+    "pins",
+    "used",
+    "stats",
+    "trees",
+)
 _RETIRED = ("leases",)
 INITIAL_MAP_SIZE = 64 << 20
 # Last uses (the `used` table): float64 seconds, written at most once a minute per key.
@@ -195,6 +212,11 @@ class Index:
 
         return self._read(collect)
 
+    def get_many(self, db: str, keys: list[bytes]) -> list[bytes | None]:
+        """Several values of one database, read in one transaction."""
+        handle = self._dbs[db]
+        return self._read(lambda txn: [txn.get(key, db=handle) for key in keys])
+
     def keys(self, db: str) -> list[bytes]:
         return self._read(lambda txn: list(txn.cursor(db=self._dbs[db]).iternext(values=False)))
 
@@ -321,7 +343,7 @@ class Index:
         losing one to a crash only makes an entry look a little older.
         """
         if self.read_only:
-            return  # a read-only cache serves loads; their last use is not worth an error
+            return  # a cache this process may only read: its LRU is its writer's business
         now = time.time() if now is None else now
 
         def stale(txn: lmdb.Transaction) -> list[bytes]:
@@ -512,7 +534,7 @@ class Index:
             )
 
     def _upgrade(self, txn: lmdb.Transaction) -> None:
-        """Bring format 1 or 2 to the current one, in one transaction."""
+        """Bring formats 1 to 4 to the current one, in one transaction."""
         found = txn.get(b"format", db=self._dbs["meta"])
         if found not in _UPGRADABLE:
             return  # another process upgraded it meanwhile

@@ -19,14 +19,14 @@ Imports errors only (and lmdb, in the children).
 from __future__ import annotations
 
 import os
-import shutil
 import struct
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CorruptIndexError
+
+if TYPE_CHECKING:
+    import subprocess
 
 _MAGIC = 0xBEEFC0DE
 # Offsets inside a meta page on 64-bit builds: page header (16 bytes), then
@@ -125,6 +125,10 @@ def _lmdb_parent() -> str:
 
 def _child(code: str, *args: str) -> subprocess.CompletedProcess[bytes]:
     # -I -S: no site, no user paths; only the lmdb package's folder is added.
+    # Imported here: `import zencache` needs none of this (children are rare).
+    import subprocess
+    import sys
+
     return subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, _lmdb_parent(), *args],
         capture_output=True,
@@ -169,6 +173,8 @@ def salvage(path: Path, databases: tuple[str, ...]) -> dict[str, list[tuple[byte
     truncation took pages the last commit wrote, the entries it left alone are
     still readable there. Where both have a key, the newest commit's value wins.
     """
+    import tempfile
+
     found = {name: dict(_read_db(path, name)) for name in databases}
     with tempfile.TemporaryDirectory(prefix="zencache-salvage-") as tmp:
         if _previous_commit(path / "data.mdb", Path(tmp) / "data.mdb"):
@@ -181,6 +187,8 @@ def salvage(path: Path, databases: tuple[str, ...]) -> dict[str, list[tuple[byte
 def _previous_commit(data_file: Path, copy: Path) -> bool:
     """Copy `data_file` with its newest meta page disowned (transaction id 0), so
     that LMDB opens the commit before it. False when there is no such commit."""
+    import shutil
+
     try:
         shutil.copyfile(data_file, copy)
         with open(copy, "r+b") as fh:
