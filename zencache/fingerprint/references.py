@@ -200,8 +200,12 @@ def _scan_dynamic(instructions: list[dis.Instruction], uses: set[_Use]) -> None:
                 if (scope, target.argval, attrs, False) in uses:  # said once is enough
                     uses.discard((scope, target.argval, attrs, False))
                     uses.add((scope, target.argval, attrs, True))
-        elif name in ("eval", "exec"):
-            uses.add(("dynamic", f"calls {name}()", (), True))
+        elif name in ("eval", "exec") and "NULL" in ins.argrepr:
+            # Called (not passed along as a value); with a literal, the code it runs
+            # is a constant of this function, hashed with it.
+            j = skip(i + 1)
+            if literal(j) is None or skip(j + 1) == j + 1:
+                uses.add(("dynamic", f"calls {name}() on code built at run time", (), True))
 
 
 _MISSING = object()
