@@ -103,8 +103,12 @@ class PipelineInstance:
         cache: Cache | str | None = None,
         force: bool = False,
         progress: Callable[[StepEvent], None] | None = None,
+        remote: str | None = None,
+        remote_mode: str | None = None,
     ) -> Run:
         """Execute what is not cached and return the Run. `force=True` ignores hits.
+        `remote`: URL of a shared remote cache (else ZENCACHE_REMOTE / pyproject.toml);
+        `remote_mode`: "read-write", "read-only" or "off".
 
         `executor`: "local", "processes", "dask" or an Executor instance;
         `scheduler`: a Dask scheduler address or distributed.Client (executor "dask").
@@ -119,6 +123,8 @@ class PipelineInstance:
             cache=cache if isinstance(cache, Cache) else Cache(cache),
             force=force,
             progress=progress,
+            remote=remote,
+            remote_mode=remote_mode,
         )
 
 

@@ -38,6 +38,9 @@ class StepResult:
     error: str
     cache: Cache = field(repr=False)
     _memory: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Where a cached step's entry came from: "local" (this cache) or "remote"
+    # (another machine's run, through the remote cache); "" when it was not cached.
+    source: str = ""
 
     def output(self, name: str | None = None) -> Any:
         """Load one output (the only one when `name` is None) through its materializer."""
@@ -118,4 +121,7 @@ class Run:
 
 
 def _result(s: StepRun, cache: Cache, memory: dict[str, Any]) -> StepResult:
-    return StepResult(s.name, s.status, s.key, s.duration, dict(s.outputs), s.error, cache, memory)
+    source = s.source or ("local" if s.status == "cached" else "")
+    return StepResult(
+        s.name, s.status, s.key, s.duration, dict(s.outputs), s.error, cache, memory, source
+    )

@@ -20,6 +20,7 @@ from ..errors import UsageError
 from ..storage.cache import Cache
 from . import collector
 from .base import Executor
+from .remote_tier import RemoteTier
 from .runner import Progress, Runner
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ def run_pipeline(
     force: bool = False,
     progress: Progress | None = None,
     target: str = "",
+    remote: str | None = None,
+    remote_mode: str | None = None,
 ) -> Run:
     """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed."""
     if getattr(multiprocessing.current_process(), "_inheriting", False):
@@ -92,7 +95,17 @@ def run_pipeline(
         dag = instance.trace()
         planned = plan(dag)
         params = {name: repr(value) for name, value in instance.params.items()}
-        runner = Runner(cache, dag, planned, params, force=force, progress=progress, target=target)
+        tier = _remote_tier(cache, dag.pipeline, remote, remote_mode)
+        runner = Runner(
+            cache,
+            dag,
+            planned,
+            params,
+            force=force,
+            progress=progress,
+            target=target,
+            remote=tier,
+        )
     try:
         chosen.execute(runner)
     except KeyboardInterrupt:
@@ -100,3 +113,15 @@ def run_pipeline(
         raise
     with collector.paused():
         return runner.finish()
+
+
+def _remote_tier(
+    cache: Cache, pipeline: str, url: str | None, mode: str | None
+) -> RemoteTier | None:
+    """The run's remote tier: `run(remote=..., remote_mode=...)` win over the settings.
+    The remote itself is opened on the first local miss (a cached rerun never does)."""
+    from ..config import load_settings
+
+    if not cache.select_remote(url, mode):
+        return None
+    return RemoteTier(cache, pipeline, defer=load_settings().remote_upload == "defer")

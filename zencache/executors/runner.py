@@ -51,6 +51,7 @@ from ..storage.records import ArtifactRecord, RunRecord, StepRecord, StepRun
 from ..storage.store import ObjectStore
 from .committer import Committer
 from .leases import Leases
+from .remote_tier import RemoteTier
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,10 @@ class Runner:
         force: bool = False,
         progress: Progress | None = None,
         target: str = "",
+        remote: RemoteTier | None = None,
     ) -> None:
         self.cache = cache
+        self.remote = remote
         self.index = cache.index
         self.store = cache.store
         self.dag = dag
@@ -128,7 +131,12 @@ class Runner:
     # --- recording outcomes -------------------------------------------------------------------
 
     def record_hit(
-        self, ps: PlannedStep, key: str, output_ids: tuple[str, ...], started: float
+        self,
+        ps: PlannedStep,
+        key: str,
+        output_ids: tuple[str, ...],
+        started: float,
+        source: str = "",
     ) -> None:
         name, names = ps.name, ps.output_names
         outputs = (
@@ -138,7 +146,14 @@ class Runner:
         )
         self.ids[name] = outputs
         step_run = StepRun(
-            name, ps.step.identity, key, "cached", time.perf_counter() - started, outputs
+            name,
+            ps.step.identity,
+            key,
+            "cached",
+            time.perf_counter() - started,
+            outputs,
+            "",
+            source,
         )
         if self.progress is None:  # the hit path of a run without a progress display
             self.results[name] = step_run
@@ -199,11 +214,28 @@ class Runner:
             self.index.end_snapshot()
             if caches:
                 self.committer.check()  # a failed commit (a full disk) stops the run here
+                if self.remote is not None and self._remote_hit(ps, key, started):
+                    return None
                 hit = self.leases.acquire(key, while_waiting=self.committer.check)
         if hit is not None:
             self.record_hit(ps, key, hit, started)
             return None
         return key
+
+    def _remote_hit(self, ps: PlannedStep, key: str, started: float) -> bool:
+        """A local miss asks the remote; an entry found there is committed to the local
+        index (its data stays remote until loaded) and the step is a hit."""
+        assert self.remote is not None
+        entry = self.remote.lookup(key)
+        if entry is None:
+            return False
+        ops = self.remote.local_ops(entry, self._stored_envs)
+        for a in entry.artifacts:
+            self._queued_artifacts[a.content_id] = a
+        self.committer.submit(ops, (key, tuple(a.content_id for a in entry.artifacts)))
+        self._recorded[key] = entry.step.output_ids
+        self.record_hit(ps, key, entry.step.output_ids, started, "remote")
+        return True
 
     def execute_here(self, ps: PlannedStep, key: str, started: float) -> None:
         """A miss, in this process: load inputs, call, materialize, record."""
@@ -326,6 +358,8 @@ class Runner:
         self.committer.submit(ops, (key, tuple(ids.values())))
         self._recorded[key] = record.output_ids
         self.ids[ps.name] = ids
+        if self.remote is not None:
+            self.remote.publish(record, artifacts.values())
 
     def _committed(self, tokens: list[tuple[str, tuple[str, ...]]]) -> None:
         """On the committer's thread, after a batch: release its leases (also when
@@ -354,6 +388,8 @@ class Runner:
         """Write the run record, environment and latest keys in one transaction, after
         every queued step record."""
         self.flush()
+        if self.remote is not None:
+            self.remote.finish(self.run_id)
         if status is None:
             status = "failed" if self._failures else "completed"
         env = current_environment()

@@ -22,10 +22,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptObjectError, MissingObjectError, StorageFullError, StoreError
 from ..hashing import ContentId, digest_bytes
+
+if TYPE_CHECKING:
+    from .protocols import Fetcher
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,9 @@ class ObjectStore:
         # even though a file of that name exists.
         self._damaged: set[ContentId] = set()
         self._seen_damage = False
+        # Asked for the chunks of a blob this store lacks (or holds damaged): the
+        # remote cache's read-through (protocols.Fetcher). None: a miss is a miss.
+        self.fetcher: Fetcher | None = None
 
     # --- single objects ---------------------------------------------------------
 
@@ -80,6 +86,18 @@ class ObjectStore:
         """Store bytes-like `data`; return its id. Durable when this returns."""
         view = memoryview(data).cast("B")
         return self._put(view, digest_bytes(view))
+
+    def adopt(self, object_id: ContentId, data: Any) -> None:
+        """Store bytes fetched from elsewhere under their id, replacing a damaged copy;
+        CorruptObjectError when they are not that object."""
+        view = memoryview(data).cast("B")
+        if digest_bytes(view) != object_id:
+            raise CorruptObjectError(
+                f"bytes offered for object {object_id} do not match its hash; not stored",
+                object_id=object_id,
+            )
+        self._write_atomically(self.path(object_id), view)
+        self._damaged.discard(object_id)
 
     def _put(self, view: memoryview, object_id: ContentId) -> ContentId:
         target = self.path(object_id)
@@ -214,8 +232,22 @@ class ObjectStore:
 
     def read_blob(self, blob: Blob) -> bytearray:
         buffer = bytearray(blob.size)
-        self.read_blob_into(blob, memoryview(buffer))
+        try:
+            self.read_blob_into(blob, memoryview(buffer))
+        except (MissingObjectError, CorruptObjectError):
+            if not self._fetch(blob):
+                raise
+            self.read_blob_into(blob, memoryview(buffer))
         return buffer
+
+    def _fetch(self, blob: Blob) -> bool:
+        """Ask the fetcher for a blob found missing or damaged; True when it is whole now."""
+        if self.fetcher is None:
+            return False
+        if not self.fetcher.fetch_blob(self, blob):
+            return False
+        self._seen_damage = bool(self._damaged)
+        return True
 
     def read_blob_into(self, blob: Blob, buffer: memoryview) -> None:
         """Fill `buffer` with the blob's bytes, verifying each chunk as it lands."""
@@ -237,13 +269,26 @@ class ObjectStore:
         page size, the process out of mappings), the bytes are read into memory
         as read_blob does.
         """
+        try:
+            return self._map_blob(blob)
+        except (MissingObjectError, CorruptObjectError):
+            if not self._fetch(blob):
+                raise
+            return self._map_blob(blob)
+
+    def _map_blob(self, blob: Blob) -> memoryview:
         size = self.chunk_size
         if blob.size == 0 or not _MAP_FIXED_WORKS or size % mmap.ALLOCATIONGRANULARITY:
             return memoryview(self.read_blob(blob))
         pages = -(-blob.size // mmap.PAGESIZE) * mmap.PAGESIZE
         region = mmap.mmap(-1, pages, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         base = _address_of(region)
-        if not self._map_chunks(blob, base):
+        try:
+            mapped = self._map_chunks(blob, base)
+        except BaseException:
+            region.close()  # a chunk missing or damaged: the fetcher may bring it
+            raise
+        if not mapped:
             region.close()
             log.warning(
                 "read a blob of %d bytes into memory instead of mapping it: the process "
