@@ -44,3 +44,20 @@ def fan(width: int = 4, base: int = 0):
     for value in values[1:]:
         result = add(a=result, b=value)
     return result
+
+
+class Box:
+    """No materializer is registered for it: stored with pickle."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+@step
+def boxed(value: int = 1) -> Box:
+    return Box(value)
+
+
+@pipeline
+def boxes(value: int = 1):
+    return boxed(value=value)
