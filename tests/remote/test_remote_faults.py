@@ -54,7 +54,7 @@ def test_a_strict_remote_makes_faults_fatal(
     monkeypatch.setenv("ZENCACHE_REMOTE_TIMEOUT", "0.5")
     s3_proxy.mode = "down"
     cache = Cache(tmp_path / "c")
-    with pytest.raises(RemoteError, match="unavailable.*strict"):
+    with pytest.raises(RemoteError, match=r"unavailable.*strict"):
         fan(width=3).run(cache=cache, remote=s3_remote)
     cache.close()
 
