@@ -6,6 +6,7 @@ from . import (  # noqa: F401  (register commands)
     audit_commands,
     cache_commands,
     pipeline_commands,
+    remote_commands,
     runs_commands,
 )
 from .app import main

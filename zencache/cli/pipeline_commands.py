@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import StepFailedError, ZencacheError
-from .app import cache_from, cache_group, main
+from .app import cache_from, cache_group, main, remote_options
 
 if TYPE_CHECKING:
     from ..core.runs import Run, StepEvent
@@ -72,6 +72,7 @@ def _load(target: str, params: Sequence[str]) -> Target:
     help="The Dask scheduler for --executor dask, e.g. tcp://host:8786 (the cache directory "
     "must be on storage every worker shares); without it a local cluster is started.",
 )
+@remote_options
 @click.pass_context
 def run_command(
     ctx: click.Context,
@@ -177,9 +178,19 @@ class _Progress:
 
 def _run_rows(run: Run) -> list[tuple[str, ...]]:
     return [
-        (name, step.status, _duration(step.duration), step.key[:12] or "-")
+        (
+            name,
+            _status_label(step.status, step.source),
+            _duration(step.duration),
+            step.key[:12] or "-",
+        )
         for name, step in run.steps.items()
     ]
+
+
+def _status_label(status: str, source: str) -> str:
+    """`cached (remote)` for a hit another machine computed."""
+    return f"{status} (remote)" if status == "cached" and source == "remote" else status
 
 
 def _failed_rows(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> list[tuple[str, ...]]:
@@ -256,6 +267,7 @@ def _last_line(exc: BaseException) -> str:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON list of {step, status, reasons}."
 )
+@remote_options
 @click.pass_context
 def status_command(ctx: click.Context, target: str, params: tuple[str, ...], as_json: bool) -> None:
     """Which steps of TARGET are cached, stale (and why) or new, without running anything.
@@ -270,7 +282,7 @@ def status_command(ctx: click.Context, target: str, params: tuple[str, ...], as_
         return
     width = max(len(s.step) for s in statuses)
     for s in statuses:
-        line = f"{s.step.ljust(width)}  {s.status.ljust(6)}  {'; '.join(s.reasons)}"
+        line = f"{s.step.ljust(width)}  {_status_label(s.status, s.source).ljust(6)}  {'; '.join(s.reasons)}"
         click.echo(line.rstrip())
 
 

@@ -59,10 +59,19 @@ class StepStatus:
     key: str | None  # None while an upstream's outputs are unknown (it will run)
     previous_key: str | None
     changes: tuple[Change, ...] = ()
+    source: str = ""  # a cached step's entry: "local" (this cache) or "remote"
 
     def to_json(self) -> dict[str, Any]:
-        """The documented shape of `cache status --json`: step, status, reasons."""
-        return {"step": self.step, "status": self.status, "reasons": list(self.reasons)}
+        """The documented shape of `cache status --json`: step, status, reasons, and
+        `"source": "remote"` for a step cached on the remote only."""
+        data: dict[str, Any] = {
+            "step": self.step,
+            "status": self.status,
+            "reasons": list(self.reasons),
+        }
+        if self.source == "remote":
+            data["source"] = "remote"
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +193,35 @@ class _Walk:
         self.index: Index | None = cache.index if cache.exists() else None
         self.ids: dict[str, dict[str, str]] = {}
         self.previous: dict[str, StepRecord] = {}
+        self.cache = cache
+        self._remote: Any = None
+        self._remote_opened = False
 
     def run(self) -> list[StepStatus]:
         return [self._status(ps) for ps in self.planned.values()]
+
+    def _remote_hit(self, ps: PlannedStep, key: str) -> StepStatus | None:
+        """A step the remote's action cache holds a usable entry for (nothing is recorded
+        or fetched: status only looks)."""
+        if not self._remote_opened:
+            self._remote_opened = True
+            if self.cache.remote_settings()[0]:
+                self._remote = self.cache.remote
+                if self._remote is not None:
+                    self._remote.begin_run()
+                    self._remote.prefetch(self.pipeline)
+        remote = self._remote
+        if remote is None or remote.down:
+            return None
+        from ..executors.remote_tier import refusal
+
+        entry = remote.lookup(key)
+        remote.check()
+        if entry is None or refusal(entry, trusted=remote.trusted):
+            return None
+        self.ids[ps.name] = dict(zip(ps.materializers, entry.step.output_ids, strict=False))
+        previous = self.index.latest_key(self.pipeline, ps.name) if self.index else None
+        return StepStatus(ps.name, CACHED, (), key, previous, source="remote")
 
     def _status(self, ps: PlannedStep) -> StepStatus:
         index = self.index
@@ -194,15 +229,18 @@ class _Walk:
         key = None
         if len(input_ids) == len(ps.input_names):
             key = cache_key(ps.parts.static, tuple((n, input_ids[n]) for n in ps.input_names))
-        if index is None:
-            return StepStatus(ps.name, NEW, (), key, None)
         if key is not None and ps.step.options.cache:
-            hit = index.step_output_ids(key)
-            if hit is not None:
+            hit = index.step_output_ids(key) if index is not None else None
+            if hit is not None and index is not None:
                 self.ids[ps.name] = dict(zip(ps.materializers, hit, strict=False))
                 return StepStatus(
                     ps.name, CACHED, (), key, index.latest_key(self.pipeline, ps.name)
                 )
+            remote_hit = self._remote_hit(ps, key)
+            if remote_hit is not None:
+                return remote_hit
+        if index is None:
+            return StepStatus(ps.name, NEW, (), key, None)
 
         previous_key = index.latest_key(self.pipeline, ps.name)
         if previous_key is None:

@@ -5,13 +5,14 @@ records and hashing, and prints nothing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import lmdb
 
 from ..hashing import ContentId
 from ..storage.cache import Cache
+from ..storage.remote.client import load_stats
 from .snapshot import (
     db_items,
     decode_artifacts,
@@ -56,6 +57,8 @@ class CacheStats:
     temporary_files: int
     temporary_bytes: int
     index_bytes: int  # index.lmdb's data file (LMDB never shrinks it; it reuses freed pages)
+    # What this cache moved through remotes: hits, misses, bytes_up, bytes_down, errors, ...
+    remote: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +121,7 @@ def stats(cache: Cache) -> CacheStats:
         temporary_files=len(temporary),
         temporary_bytes=sum(info.st_size for _, info in temporary),
         index_bytes=data_file.stat().st_size if data_file.exists() else 0,
+        remote=load_stats(index).to_json(),
     )
 
 
