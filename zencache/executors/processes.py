@@ -61,6 +61,7 @@ class _LokyPool:
         self.capacity = workers
         self.broken: tuple[type[BaseException], ...] = (BrokenProcessPool,)
         self.check_code = False  # workers live for one run: they import the current code
+        self.remote_workers = False  # on this machine: they share the cache folder
 
     def submit(self, task: StepTask) -> concurrent.futures.Future[TaskResult]:
         return self.executor.submit(run_task, task)

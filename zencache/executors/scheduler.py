@@ -18,6 +18,7 @@ goes on; what does is skipped. Imports the runner and the worker's messages.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections import deque
@@ -30,7 +31,14 @@ from ..errors import StepFailedError
 from ..materializers import registry
 from ..storage.records import StepRun
 from .runner import Runner
-from .worker import StepRef, StepTask, TaskResult, step_reference
+from .worker import (
+    WORKER_CACHE_SETTING,
+    RemoteSpec,
+    StepRef,
+    StepTask,
+    TaskResult,
+    step_reference,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,7 @@ class Pool(Protocol):
     capacity: int  # tasks in flight at most
     broken: tuple[type[BaseException], ...]  # outcomes that mean the pool lost every task
     check_code: bool  # workers outlive runs: they verify the code of steps sent by name
+    remote_workers: bool  # workers may not share the driver's files: use the remote
 
     def submit(self, task: StepTask) -> Any: ...
 
@@ -220,7 +229,24 @@ class _Scheduler:
             store=str(runner.store.root),
             chunk_size=runner.store.chunk_size,
             code=code,
+            remote=self._remote_spec(records),
         )
+
+    def _remote_spec(self, inputs: dict[str, Any]) -> RemoteSpec | None:
+        """For pools whose workers may not share the driver's file system (Dask, or
+        ZENCACHE_WORKER_CACHE set): the run's writable remote, with the task's inputs
+        uploaded first (create-only: what is there already is not sent again)."""
+        tier = self.runner.remote
+        if tier is None or not (
+            self._pool().remote_workers or os.environ.get(WORKER_CACHE_SETTING)
+        ):
+            return None
+        remote = tier.remote
+        if remote is None or not remote.writable or remote.down:
+            return None
+        if not remote.upload_artifacts(self.runner.store, inputs.values()):
+            return None  # the remote failed: the worker uses the shared folder if it can
+        return RemoteSpec(remote.url, remote.timeout)
 
     # --- outcomes -------------------------------------------------------------------------------
 

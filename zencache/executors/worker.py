@@ -10,9 +10,11 @@ Imports the runner's pure halves (`call_step`, `materialize`); no joblib, no das
 from __future__ import annotations
 
 import importlib
+import os
 import pickle
 import socket
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -30,6 +32,7 @@ from ..errors import (
 from ..materializers.artifacts import load_artifact
 from ..materializers.base import BaseMaterializer
 from ..storage.records import ArtifactRecord
+from ..storage.remote import Remote
 from ..storage.store import ObjectStore
 from .runner import call_step, materialize
 
@@ -89,6 +92,22 @@ class StepTask:
     # run (Dask): one that imported the module before it was edited, or that has
     # other package versions, must not store its result under the driver's key.
     code: str = ""
+    # Set when the run has a writable remote cache and workers may not share the
+    # driver's file system: such a worker reads inputs from the remote and writes its
+    # outputs there, through a read-through cache of its own (WORKER_CACHE_SETTING).
+    remote: RemoteSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSpec:
+    """What a worker needs to open the run's remote (no secret: workers move objects,
+    which their hashes verify; only the driver reads and writes entries)."""
+
+    url: str
+    timeout: float = 10.0
+
+
+WORKER_CACHE_SETTING = "ZENCACHE_WORKER_CACHE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +148,7 @@ def _run(task: StepTask, started: float) -> TaskResult:
         step = task.step.resolve() if isinstance(task.step, StepRef) else task.step
         if task.code:
             _check_code(task, step)
-        store = _store(task.store, task.chunk_size)
+        store, remote = _store_for(task)
         types = step.input_types
         inputs = {}
         for name, record in task.inputs.items():
@@ -139,6 +158,12 @@ def _run(task: StepTask, started: float) -> TaskResult:
                 return TaskResult(damaged_input=name)
         outputs = call_step(task.name, step, inputs, task.params)
         artifacts = materialize(store, task.materializers, outputs)
+        if remote is not None and not remote.upload_artifacts(store, artifacts.values()):
+            raise StoreError(
+                f"worker on {socket.gethostname()} could not upload the outputs of step "
+                f"{task.name!r} to the remote cache {remote.url}, and does not share the "
+                "driver's cache folder; check the remote, or mount the cache folder on workers"
+            )
     except Exception as exc:
         text = "".join(traceback.format_exception(exc))  # what the local runner records
         return TaskResult(error=_portable(task.name, exc), traceback_text=text)
@@ -159,6 +184,29 @@ def _check_code(task: StepTask, step: Any) -> None:
         "install the driver's versions",
         step=task.name,
     )
+
+
+_remotes: dict[str, Remote] = {}
+
+
+def _store_for(task: StepTask) -> tuple[ObjectStore, Remote | None]:
+    """The driver's object store when this worker sees it; else, with a remote, this
+    worker's own read-through cache (ZENCACHE_WORKER_CACHE, default a folder in the
+    temporary directory) and the remote its outputs go to."""
+    own = os.environ.get(WORKER_CACHE_SETTING)
+    if task.remote is None or (not own and Path(task.store).is_dir()):
+        return _store(task.store, task.chunk_size), None
+    root = Path(own or Path(tempfile.gettempdir()) / "zencache-worker") / "objects"
+    remote = _remotes.get(task.remote.url)
+    if remote is None:
+        remote = _remotes[task.remote.url] = Remote(task.remote.url, timeout=task.remote.timeout)
+    store = _stores.get((str(root), task.chunk_size))
+    if store is None:
+        store = _stores[(str(root), task.chunk_size)] = ObjectStore(
+            root, chunk_size=task.chunk_size
+        )
+        store.fetcher = remote
+    return store, remote
 
 
 def _store(root: str, chunk_size: int) -> ObjectStore:

@@ -147,6 +147,7 @@ class Remote:
     ) -> None:
         self.url = url
         self.mode = mode
+        self.timeout = timeout
         self.strict = strict
         self.secret = secret
         self.trusted = trusted
