@@ -427,7 +427,7 @@ class Remote:
                 offset = 0
                 for i, chunk in enumerate(group):
                     length = min(size, blob.size - (first + i) * size)
-                    store.adopt(chunk, view[offset : offset + length])
+                    store.adopt(chunk, view[offset : offset + length], verified=True)
                     offset += length
                 return True
             with self._lock:
