@@ -89,3 +89,20 @@ def test_mode_off_and_settings_from_the_environment(tmp_path: Path, file_remote:
     assert open_remote(mode="off") is None
     a.close()
     b.close()
+
+
+def test_verify_counts_unfetched_remote_objects_as_remote_not_missing(
+    tmp_path: Path, remote_url: str
+):
+    from zencache import maintenance
+
+    ci, laptop = Cache(tmp_path / "ci"), Cache(tmp_path / "laptop", remote=remote_url)
+    chain(n=100_000).run(cache=ci, remote=remote_url)
+    chain(n=100_000).run(cache=laptop)
+    report = maintenance.verify(laptop)
+    assert report.ok and not report.damaged
+    assert report.remote_objects > 0
+    offline = Cache(tmp_path / "laptop", remote_mode="off")
+    assert {d.problem for d in maintenance.verify(offline).objects} == {"missing"}
+    ci.close()
+    laptop.close()

@@ -368,6 +368,11 @@ def _print_verify(report: maintenance.VerifyReport) -> None:
         f"{plural(report.steps_checked, 'step entry', 'step entries')} "
         f"in {human_duration(report.seconds)}"
     )
+    if report.remote_objects:
+        click.echo(
+            f"{plural(report.remote_objects, 'object')} of remote hits not fetched yet: the "
+            "remote cache holds them (loading an output fetches them; 'zencache pull' does now)"
+        )
     for damaged in report.objects:
         users = ", ".join(_step_label(s) for s in damaged.steps) or "no step entry"
         click.echo(
