@@ -71,19 +71,23 @@ class RemoteTier:
                 entry = None
             else:
                 remote.count_hit()
-                self.entries[key] = entry.encode(remote.secret)
+                self.entries[key] = entry.raw or entry.encode(remote.secret)
         remote.check()
         return entry
 
     def local_ops(self, entry: RemoteEntry, known_envs: set[str]) -> list[Op]:
         """The index writes that record a remote entry in the local cache."""
-        ops: list[Op] = [("artifacts", a.content_id.encode(), a.encode()) for a in entry.artifacts]
+        step_bytes, artifact_bytes = entry.index_records()
+        ops: list[Op] = [
+            ("artifacts", a.content_id.encode(), data)
+            for a, data in zip(entry.artifacts, artifact_bytes, strict=True)
+        ]
         env = entry.env
         if env is not None and env.env_id not in known_envs:
             known_envs.add(env.env_id)
             if self.cache.index.get("envs", env.env_id.encode()) is None:
                 ops.append(("envs", env.env_id.encode(), env.encode()))
-        ops.append(("steps", entry.key.encode(), entry.step.encode()))
+        ops.append(("steps", entry.key.encode(), step_bytes))
         return ops
 
     # --- uploads ---------------------------------------------------------------------------

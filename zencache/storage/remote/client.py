@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 PACK_CHUNKS = 64
 RETRY_AFTER = 60.0  # seconds a remote found down is left alone
 _IO_THREADS = 16
-_PUBLISH_THREADS = 4
+_PUBLISH_THREADS = 16  # entries in flight; each uploads its objects first
 _HEAD_ABOVE = 1 << 20  # larger objects are looked up before they are sent
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..records import ArtifactRecord, EnvRecord, StepRecord
 
@@ -33,6 +33,16 @@ class RemoteEntry:
     step: StepRecord
     artifacts: tuple[ArtifactRecord, ...]
     env: EnvRecord | None = None
+    # As read from the remote (decode): the entry, and its records in the index's
+    # encoding, so that recording a hit does not encode them again.
+    raw: bytes = field(default=b"", compare=False, repr=False)
+    raw_records: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
+
+    def index_records(self) -> tuple[bytes, tuple[bytes, ...]]:
+        """(step record, artifact records) in the index's encoding."""
+        if self.raw_records:
+            return self.raw_records[0], self.raw_records[1:]
+        return self.step.encode(), tuple(a.encode() for a in self.artifacts)
 
     @property
     def key(self) -> str:
@@ -68,10 +78,10 @@ class RemoteEntry:
                 raise EntryRefused("its signature does not match ZENCACHE_REMOTE_KEY")
         try:
             fields = json.loads(body)
-            step = StepRecord.decode(base64.b64decode(fields["step"]))
-            artifacts = tuple(
-                ArtifactRecord.decode(base64.b64decode(a)) for a in fields["artifacts"]
-            )
+            raw_step = base64.b64decode(fields["step"])
+            raw_artifacts = tuple(base64.b64decode(a) for a in fields["artifacts"])
+            step = StepRecord.decode(raw_step)
+            artifacts = tuple(ArtifactRecord.decode(a) for a in raw_artifacts)
             env = EnvRecord.decode(base64.b64decode(fields["env"])) if fields["env"] else None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise EntryRefused(f"cannot be decoded ({type(exc).__name__}: {exc})") from exc
@@ -80,7 +90,7 @@ class RemoteEntry:
         by_id = {a.content_id for a in artifacts}
         if not set(step.output_ids) <= by_id:
             raise EntryRefused("it names outputs it carries no artifact record for")
-        return cls(step, artifacts, env)
+        return cls(step, artifacts, env, bytes(data), (raw_step, *raw_artifacts))
 
 
 def sign(body: bytes, secret: bytes) -> bytes:
