@@ -107,7 +107,9 @@ def large(endpoint: str, mib: int, reps: int, work: Path) -> None:
     for rep in range(reps):
         bucket = new_bucket(endpoint)
         remote = Remote(f"s3://{bucket}/zc", timeout=120)
-        direct = from_url(f"s3://{bucket}/direct", client_options={"allow_http": True})
+        direct = from_url(
+            f"s3://{bucket}/direct", client_options={"allow_http": True, "timeout": "600s"}
+        )
         # Interleaved, alternating which goes first.
         pair = [
             ("ours", lambda r=remote: r.upload_artifacts(local, [record]) or sys.exit("failed")),
