@@ -65,7 +65,7 @@ def phases(cache: Cache) -> dict[str, float]:
     runner = Runner(cache, dag, planned, {"start": "0"})
     make_executor("local").execute(runner)
     t3 = time.perf_counter()
-    runner.finish()
+    runner.write_run()
     t4 = time.perf_counter()
     out["trace"], out["plan"], out["execute (key + lookup)"], out["finish (run record)"] = (
         t1 - t0,

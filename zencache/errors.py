@@ -109,3 +109,11 @@ class CacheVersionError(CacheError):
 
 class CorruptIndexError(CacheError):
     pass
+
+
+class ZencacheWarning(UserWarning):
+    """Base of zencache's warnings: something the user should know, nothing failed."""
+
+
+class CacheSizeWarning(ZencacheWarning):
+    """The size limit evicted the latest run of a pipeline, or cannot be met at all."""

@@ -155,7 +155,16 @@ def test_commands_on_a_missing_cache_exit_2_and_create_nothing(
 
 def test_listings_in_text_and_json(cache: Path) -> None:
     table = ok(cache, "cache", "ls").splitlines()
-    assert table[0].split() == ["STEP", "PIPELINE", "KEY", "OUTPUTS", "SIZE", "CREATED"]
+    assert table[0].split() == [
+        "STEP",
+        "PIPELINE",
+        "KEY",
+        "OUTPUTS",
+        "SIZE",
+        "CREATED",
+        "LAST",
+        "USED",
+    ]
     assert sorted(line.split()[0] for line in table[1:]) == ["double", "source", "total"]
     entries = ok_json(cache, "cache", "ls")
     assert {e["name"] for e in entries} == {"source", "double", "total"}

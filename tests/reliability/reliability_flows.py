@@ -316,13 +316,13 @@ def install_kill_point(spec: str) -> None:
     if hook == "finish":
         from zencache.executors.runner import Runner
 
-        real_finish = Runner.finish
+        real_write_run = Runner.write_run
 
-        def finish(self: Runner, *args: Any, **kwargs: Any) -> Any:
+        def write_run(self: Runner, *args: Any, **kwargs: Any) -> Any:
             _die()
-            return real_finish(self, *args, **kwargs)
+            return real_write_run(self, *args, **kwargs)
 
-        Runner.finish = finish  # type: ignore[method-assign]
+        Runner.write_run = write_run  # type: ignore[method-assign]
         return
     if hook == "runrecord":
         from zencache.storage.index import Index

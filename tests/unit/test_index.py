@@ -5,6 +5,7 @@ files, and several processes writing at once."""
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import lmdb
@@ -452,3 +453,32 @@ def test_a_lookup_snapshot_sees_nothing_newer_until_it_ends(index: Index) -> Non
     assert index.step_output_ids(record.key, snapshot=True) == record.output_ids
     index.end_snapshot()
     index.end_snapshot()  # ending none is fine
+
+
+def test_a_format_3_index_gains_pins_and_used_tables_when_opened(tmp_path: Path) -> None:
+    record = step_record("c" * 32)
+    first = Index(tmp_path / "index.lmdb")
+    first.write([("steps", record.key.encode(), record.encode())])
+    with first.env.begin(write=True) as txn:  # format 3 had neither table
+        for name in (b"pins", b"used"):
+            txn.drop(first.env.open_db(name, txn=txn), delete=True)
+        txn.put(b"format", b"zencache-index/3", db=first.db("meta"))
+    first.close()
+    upgraded = Index(tmp_path / "index.lmdb")
+    try:
+        assert upgraded.get("meta", b"format") == FORMAT == b"zencache-index/4"
+        assert upgraded.step_output_ids(record.key) == record.output_ids
+        upgraded.record_use([record.key], now=1000.0)
+        assert upgraded.keys("used") == [record.key.encode()]
+    finally:
+        upgraded.close()
+
+
+def test_uses_are_recorded_at_most_once_a_minute(index: Index) -> None:
+    index.record_use(["k1"], now=1000.0)
+    index.record_use(["k1"], now=1030.0)  # within the minute: not rewritten
+    (stamp,) = struct.unpack("<d", index.get("used", b"k1") or b"")
+    assert stamp == 1000.0
+    index.record_use(["k1", "k2"], now=1061.0)
+    assert struct.unpack("<d", index.get("used", b"k1") or b"") == (1061.0,)
+    assert index.get("used", b"k2") is not None

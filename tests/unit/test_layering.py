@@ -21,9 +21,10 @@ LAYERS: list[set[str]] = [
     {"storage.index", "storage.lease_table", "storage.records", "storage.cache", "storage"},
     {"fingerprint"},
     {"materializers", "io"},
+    {"maintenance"},
     {"core"},
     {"executors"},
-    {"inspection", "maintenance"},
+    {"inspection"},
     {"cli", "__main__", "steps", "pipelines"},
 ]
 

@@ -8,6 +8,7 @@ from . import (  # noqa: F401  (register commands)
     pipeline_commands,
     remote_commands,
     runs_commands,
+    size_commands,
 )
 from .app import main
 

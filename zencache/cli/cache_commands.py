@@ -16,6 +16,7 @@ import click
 
 from ..errors import UsageError
 from .app import cache_from, cache_group
+from .durations import human_duration
 
 if TYPE_CHECKING:
     from .. import maintenance
@@ -68,20 +69,6 @@ def human_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def human_duration(seconds: float) -> str:
-    if seconds < 0.001:
-        return "<1 ms"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
 
@@ -104,13 +91,21 @@ def _step_label(ref: maintenance.StepRef) -> str:
 
 @cache_group.command("ls")
 @click.option("--step", "step", metavar="NAME", help="Only this step (name or module:qualname).")
+@click.option(
+    "--sort",
+    type=click.Choice(["step", "last-used", "created", "size"]),
+    default="step",
+    show_default=True,
+    help="Order: by pipeline and step, least recently used first (what eviction takes "
+    "first), oldest first, or largest first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def ls_command(ctx: click.Context, step: str | None, as_json: bool) -> None:
-    """List the cached step entries: step, pipeline, key, outputs, size, created."""
+def ls_command(ctx: click.Context, step: str | None, sort: str, as_json: bool) -> None:
+    """List the cached step entries: step, pipeline, key, outputs, size, last used."""
     from .. import maintenance  # at run time: --help stays fast
 
-    entries = maintenance.ls(cache_from(ctx), step)
+    entries = maintenance.ls(cache_from(ctx), step, sort=sort)
     if as_json:
         echo_json([e.to_json() for e in entries])
         return
@@ -125,12 +120,12 @@ def ls_command(ctx: click.Context, step: str | None, as_json: bool) -> None:
             outputs_cell([(o.name, o.content_id) for o in e.outputs]),
             human_bytes(e.size),
             human_time(e.created),
+            human_time(e.last_used),
         )
         for e in entries
     ]
-    click.echo(
-        format_table(("STEP", "PIPELINE", "KEY", "OUTPUTS", "SIZE", "CREATED"), rows, right={4})
-    )
+    header = ("STEP", "PIPELINE", "KEY", "OUTPUTS", "SIZE", "CREATED", "LAST USED")
+    click.echo(format_table(header, rows, right={4}))
     total = sum(e.size for e in entries)
     note(f"{plural(len(entries), 'step entry', 'step entries')}, {human_bytes(total)} of outputs")
 
@@ -177,6 +172,9 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
         ("dedupe ratio", ratio),
         ("temporary files", f"{s.temporary_files} ({human_bytes(s.temporary_bytes)})"),
         ("index file", human_bytes(s.index_bytes)),
+        ("size on disk", human_bytes(s.disk_bytes) + " (objects in whole blocks + index)"),
+        ("size limit", _limit_cell(s)),
+        ("last eviction", _eviction_cell(s)),
     ]
     if s.missing_objects:
         rows.append(("missing objects", f"{s.missing_objects}; run 'zencache cache verify'"))
@@ -193,6 +191,23 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
         ]
     width = max(len(k) for k, _ in rows)
     click.echo("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+
+
+def _limit_cell(s: maintenance.CacheStats) -> str:
+    if s.max_size is None:
+        return "none (set max_size under [tool.zencache] or ZENCACHE_MAX_SIZE)"
+    share = f"{100 * s.disk_bytes / s.max_size:.0f}% used" if s.max_size else ""
+    return f"{human_bytes(s.max_size)} ({share}; from {s.max_size_source})"
+
+
+def _eviction_cell(s: maintenance.CacheStats) -> str:
+    e = s.last_eviction
+    if e is None:
+        return "never"
+    return (
+        f"{human_time(e.finished)}: {plural(len(e.evicted_steps), 'step entry', 'step entries')}, "
+        f"{human_bytes(e.freed_bytes)} freed"
+    )
 
 
 # --- gc ----------------------------------------------------------------------------------------
@@ -224,6 +239,12 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
     help="Collect the remote cache instead: delete remote objects that no remote entry "
     "names and that are older than --grace.",
 )
+@click.option(
+    "--max-size",
+    metavar="SIZE",
+    help="Evict least-recently-used entries until the cache is under 90% of SIZE "
+    "(20GB decimal, 20GiB binary), once; max_size in the settings does it after every run.",
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -233,6 +254,7 @@ def gc_command(
     older_than: str | None,
     grace: str | None,
     on_remote: bool,
+    max_size: str | None,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -250,6 +272,19 @@ def gc_command(
         _gc_remote(ctx, grace or "1d", dry_run, as_json, keep_last, older_than)
         return
     grace = grace or "10m"
+    if max_size is not None:
+        from ..config import parse_size
+        from ..maintenance.eviction import enforce
+        from .size_commands import echo_eviction
+
+        if keep_last is not None or older_than is not None:
+            raise click.UsageError("--max-size goes alone; run gc twice to combine it")
+        limit = parse_size(max_size, what="--max-size")
+        report = enforce(
+            cache_from(ctx), limit, grace=maintenance.parse_duration(grace), dry_run=dry_run
+        )
+        echo_eviction(report, as_json)
+        return
     max_age = maintenance.parse_duration(older_than) if older_than is not None else None
     report = maintenance.gc(
         cache_from(ctx),

@@ -18,6 +18,7 @@ import click
 
 from ..errors import StepFailedError, ZencacheError
 from .app import cache_from, cache_group, main, remote_options
+from .durations import human_duration
 
 if TYPE_CHECKING:
     from ..core.runs import Run, StepEvent
@@ -128,7 +129,9 @@ def run_command(
         counts[step.status] = counts.get(step.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     elapsed = time.perf_counter() - started
-    click.echo(f"\nrun {run.run_id}: {run.status} ({summary}) in {_duration(elapsed)}")
+    click.echo(
+        f"\nrun {run.run_id}: {run.status} ({summary}) in {human_duration(elapsed, precise=True)}"
+    )
     shown = _small_output(run)
     if shown is not None:
         click.echo(f"output: {shown}")
@@ -150,7 +153,7 @@ class _Progress:
     def __call__(self, event: StepEvent) -> None:
         self.events.append(event)
         self.finished.add(event.name)
-        took = _duration(event.duration)
+        took = human_duration(event.duration, precise=True)
         done = f"[{event.done}/{event.total}] {event.name} {event.status} ({took})"
         if not self.tty:
             click.echo(done, err=True)
@@ -181,7 +184,7 @@ def _run_rows(run: Run) -> list[tuple[str, ...]]:
         (
             name,
             _status_label(step.status, step.source),
-            _duration(step.duration),
+            human_duration(step.duration, precise=True),
             step.key[:12] or "-",
         )
         for name, step in run.steps.items()
@@ -204,9 +207,10 @@ def _failed_rows(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> list
         seen = [(s.name, s.status) for s in record.steps]
         if record.pipeline == pipeline and seen == [(e.name, e.status) for e in events]:
             return [
-                (s.name, s.status, _duration(s.duration), s.key[:12] or "-") for s in record.steps
+                (s.name, s.status, human_duration(s.duration, precise=True), s.key[:12] or "-")
+                for s in record.steps
             ]
-    return [(e.name, e.status, _duration(e.duration), "-") for e in events]
+    return [(e.name, e.status, human_duration(e.duration, precise=True), "-") for e in events]
 
 
 def _echo_table(rows: list[tuple[str, ...]]) -> None:
@@ -220,14 +224,6 @@ def _echo_table(rows: list[tuple[str, ...]]) -> None:
             row[3],
         ]
         click.echo("  ".join(cells).rstrip())
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 1.0:
-        return f"{seconds * 1000:.1f} ms"
-    if seconds < 120:
-        return f"{seconds:.2f} s"
-    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
 def _small_output(run: Run) -> str | None:
@@ -276,13 +272,16 @@ def status_command(ctx: click.Context, target: str, params: tuple[str, ...], as_
     Example:
       zencache cache status examples/digits/pipeline.py:digits -p gamma=0.01
     """
+    from .phrasing import reason_lines, status_json
+
     statuses = _statuses(ctx, target, params)
     if as_json:
-        click.echo(json.dumps([s.to_json() for s in statuses], indent=2))
+        click.echo(json.dumps([status_json(s) for s in statuses], indent=2))
         return
     width = max(len(s.step) for s in statuses)
     for s in statuses:
-        line = f"{s.step.ljust(width)}  {_status_label(s.status, s.source).ljust(6)}  {'; '.join(s.reasons)}"
+        reasons = "; ".join(reason_lines(s.reasons))
+        line = f"{s.step.ljust(width)}  {_status_label(s.status, s.source).ljust(6)}  {reasons}"
         click.echo(line.rstrip())
 
 
@@ -312,17 +311,20 @@ def explain_command(
       zencache explain examples/digits/pipeline.py:digits svc_trainer -p gamma=0.01
     """
     from ..inspection.status import explain
+    from .phrasing import explanation_json
 
     loaded = _load(target, params)
     result = explain(loaded.instance, cache_from(ctx), step)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps(explanation_json(result), indent=2))
         return
     for line in _explain_lines(result):
         click.echo(line)
 
 
 def _explain_lines(e: Explanation) -> list[str]:
+    from .phrasing import change_text
+
     s = e.status
     lines = [
         f"step {e.step} of pipeline {e.pipeline}: {s.status}",
@@ -363,7 +365,7 @@ def _explain_lines(e: Explanation) -> list[str]:
         if e.changes:
             lines.append("changes since then:")
             for change in e.changes:
-                lines.append(f"  - {change.message}")
+                lines.append(f"  - {change_text(change)}")
                 if change.kind == "code" and change.before and change.after:
                     lines.append(f"      {change.before} -> {change.after}")
         elif s.status == "cached":

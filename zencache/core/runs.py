@@ -63,7 +63,9 @@ class StepResult:
                 f"output {name!r} of step {self.name!r} is no longer in the cache at "
                 f"{self.cache.path}; rerun the pipeline to recreate it"
             )
-        return load_artifact(self.cache.store, record)
+        value = load_artifact(self.cache.store, record)
+        self.cache.index.record_use([self.key])  # for size-limit eviction's LRU
+        return value
 
 
 class Run:

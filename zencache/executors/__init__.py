@@ -4,7 +4,8 @@
 processes (joblib's loky); `dask` runs them on a Dask distributed cluster. Each
 is an `Executor` (base.py) whose `execute(runner)` calls the runner's pieces for
 every planned step in an order that respects the DAG; the parallel ones share
-scheduler.py (the driver) and worker.py (what a worker does). Their modules
+scheduler.py (the driver) and worker.py (what a worker does). Whoever executes a
+step does it through execute.py (load inputs, call, split and materialize outputs). Their modules
 import joblib and dask only when a run first needs a worker.
 """
 
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import warnings
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..config import load_settings
 from ..core.plan import plan
-from ..errors import UsageError
+from ..errors import CacheSizeWarning, UsageError, ZencacheError
 from ..storage.cache import Cache
 from . import collector
 from .base import Executor
@@ -26,6 +29,7 @@ from .runner import Progress, Runner
 if TYPE_CHECKING:
     from ..core.pipeline import PipelineInstance
     from ..core.runs import Run
+    from ..storage.records import RunRecord
 
 EXECUTORS = {
     "local": "zencache.executors.local",
@@ -109,10 +113,43 @@ def run_pipeline(
     try:
         chosen.execute(runner)
     except KeyboardInterrupt:
-        runner.finish("interrupted")
+        runner.write_run("interrupted")
         raise
     with collector.paused():
-        return runner.finish()
+        run = runner.write_run()
+    limit_size(cache, run.record)
+    runner.raise_failures()
+    return run
+
+
+def limit_size(cache: Cache, record: RunRecord) -> None:
+    """Enforce the project's size limit after a run; a failure here never fails the run."""
+    limit = load_settings().max_size
+    if limit is None:
+        return
+    from ..maintenance.eviction import after_run  # loaded only when a limit is set
+
+    try:
+        report = after_run(cache, record, limit)
+    except (ZencacheError, OSError) as exc:
+        warnings.warn(f"the cache size limit was not enforced: {exc}", CacheSizeWarning, 2)
+        return
+    if report is not None and report.latest_evicted:
+        warnings.warn(
+            f"the cache at {cache.path} is over its limit of {report.limit} bytes: evicted "
+            f"the latest run of {', '.join(report.latest_evicted)}; raise max_size or pin "
+            "the runs to keep",
+            CacheSizeWarning,
+            2,
+        )
+    if report is not None and report.over_limit:
+        warnings.warn(
+            f"the cache at {cache.path} holds {report.after} bytes, over its limit of "
+            f"{report.limit}, in what it may not evict (this run, pinned runs, steps being "
+            "executed, objects written in the last 10 minutes); raise max_size or unpin runs",
+            CacheSizeWarning,
+            2,
+        )
 
 
 def _remote_tier(
@@ -120,8 +157,6 @@ def _remote_tier(
 ) -> RemoteTier | None:
     """The run's remote tier: `run(remote=..., remote_mode=...)` win over the settings.
     The remote itself is opened on the first local miss (a cached rerun never does)."""
-    from ..config import load_settings
-
     if not cache.select_remote(url, mode):
         return None
     return RemoteTier(cache, pipeline, defer=load_settings().remote_upload == "defer")

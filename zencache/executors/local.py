@@ -25,7 +25,7 @@ class LocalExecutor(Executor):
                         with collector.running_user_code(collect):
                             runner.execute_here(ps, key, started)
         finally:
-            runner.flush()  # the queued records of what finished, however the run ends
+            runner.wait_for_commits()  # the queued records of what finished, however the run ends
 
 
 EXECUTOR = LocalExecutor

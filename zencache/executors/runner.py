@@ -1,25 +1,33 @@
-"""The caching core every executor shares: keys, lookups, execution, commits.
+"""The run's caching core every executor shares: decide, settle, store, queue, write.
 
-An executor decides *where and when* a step runs; this module decides whether
-it must, and records what happened. A hit computes a key and does one index
-lookup: no data is loaded. A miss loads its inputs (from memory when produced
-in this run, else from the store; a damaged input re-executes its producer),
-runs the step, writes its objects durably, then queues its artifact and step
-records for the background committer (committer.py: group commit while the next
-steps run). The run record is written once, at the end, after every queued record.
-The miss path comes in halves that other processes can share: `decide` and
-`record` stay in the driver (the only writer of the index), while `call_step`
-and `materialize` also run in the workers of the parallel executors (worker.py).
+An executor decides *where and when* a step runs; the Runner decides whether it
+must, and keeps what happened. One name per act:
+
+    decide          skip, hit or miss: a key and one index lookup, no data loaded
+    settle_*        a step's outcome (cached, executed, failed, skipped, interrupted)
+                    goes into `results` and to the progress display
+    load_inputs     a miss's inputs: from memory when produced in this run, else from
+                    the store; a damaged input re-executes its producer
+    call            the step's function (execute.py, the core workers share)
+    store_outputs   writes the outputs' objects (durable), queues the entry, keeps
+                    the values later steps of this run read
+    queue_entry     queues a step's artifact and step records for the background
+                    committer (committer.py: group commit while the next steps run)
+    wait_for_commits   every queued record committed (or its failure raised)
+    write_run       the run record, once, at the end, after every queued record
+                    (run_record.py); `raise_failures` then reports failed steps
+
+`decide`, `queue_entry` and the `settle_*` verbs stay in the driver (the only
+writer of the index); loading, calling and materializing also run in the workers
+of the parallel executors (worker.py), through the same core (execute.py).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import time
 import traceback
-import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,35 +35,25 @@ from typing import Any
 from ..core.dag import ArtifactHandle, Dag
 from ..core.plan import PlannedStep
 from ..core.runs import Run, StepEvent
-from ..errors import (
-    CorruptObjectError,
-    MissingObjectError,
-    StepFailedError,
-    StepOutputError,
-    ZencacheError,
-)
-from ..fingerprint.environment import (
-    current_environment,
-    module_file,
-    user_sys_path,
-    working_directory,
-)
-from ..hashing import canonical_encoding
-from ..materializers import registry
-from ..materializers.artifacts import load_artifact, save_artifact
-from ..materializers.base import BaseMaterializer
+from ..errors import CorruptObjectError, MissingObjectError, StepFailedError, ZencacheError
+from ..fingerprint.environment import current_environment, module_file
 from ..materializers.params import encode_params
 from ..storage.cache import Cache
 from ..storage.index import Op
-from ..storage.records import ArtifactRecord, RunRecord, StepRecord, StepRun
-from ..storage.store import ObjectStore
+from ..storage.records import ArtifactRecord, StepRecord, StepRun
+from . import run_record
 from .committer import Committer
+from .execute import DamagedInputs, call_step, materialize
+from .execute import load_inputs as load_stored_inputs
 from .leases import Leases
 from .remote_tier import RemoteTier
+from .unstable_params import UnstableParameterWarning, warn_unstable_params
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[StepEvent], None]
+
+__all__ = ["Progress", "Runner", "UnstableParameterWarning", "name_step", "new_run_id"]
 
 
 def new_run_id() -> str:
@@ -97,7 +95,7 @@ class Runner:
         self._keep = {(h.invocation, h.output) for h in dag.output_handles()}
         self._failures: list[tuple[str, BaseException]] = []
         self.leases = Leases(cache, self.run_id)
-        self.committer = Committer(self.index, self._committed)
+        self.committer = Committer(self.index, self._on_committed)
         # Keys this run recorded, committed or still queued: a later invocation with
         # the same key is a hit without waiting for the commit.
         self._recorded: dict[str, tuple[str, ...]] = {}
@@ -128,9 +126,9 @@ class Runner:
                 return upstream
         return None
 
-    # --- recording outcomes -------------------------------------------------------------------
+    # --- settling outcomes: results and progress, no index write ---------------------------------
 
-    def record_hit(
+    def settle_hit(
         self,
         ps: PlannedStep,
         key: str,
@@ -158,26 +156,38 @@ class Runner:
         if self.progress is None:  # the hit path of a run without a progress display
             self.results[name] = step_run
         else:
-            self._finish(step_run)
+            self._settle(step_run)
 
-    def record_skip(self, ps: PlannedStep, upstream: str) -> None:
+    def settle_skip(self, ps: PlannedStep, upstream: str) -> None:
         error = f"not run: upstream step {upstream!r} did not complete"
-        self._finish(StepRun(ps.name, ps.step.identity, "", "skipped", 0.0, {}, error))
+        self._settle(StepRun(ps.name, ps.step.identity, "", "skipped", 0.0, {}, error))
 
-    def record_failure(
+    def settle_failure(
         self, ps: PlannedStep, key: str, exc: BaseException, started: float, text: str = ""
     ) -> None:
         """`text`: the traceback when `exc` was raised elsewhere (in a worker process)."""
         name_step(exc, ps.name)
         text = text or "".join(traceback.format_exception(exc))
         self._failures.append((ps.name, exc))
-        self._finish(
+        self._settle(
             StepRun(
                 ps.name, ps.step.identity, key, "failed", time.perf_counter() - started, {}, text
             )
         )
 
-    def _finish(self, step_run: StepRun) -> None:
+    def settle_executed(self, ps: PlannedStep, key: str, duration: float) -> None:
+        self._settle(
+            StepRun(ps.name, ps.step.identity, key, "executed", duration, self.ids[ps.name])
+        )
+
+    def settle_interrupted(self, ps: PlannedStep, key: str, started: float, why: str) -> None:
+        """Ctrl-C (or SystemExit) while the step ran: the run record names the step it
+        stopped, not only those that finished. Not shown as progress: the run is ending."""
+        self.results[ps.name] = StepRun(
+            ps.name, ps.step.identity, key, "interrupted", time.perf_counter() - started, {}, why
+        )
+
+    def _settle(self, step_run: StepRun) -> None:
         self.results[step_run.name] = step_run
         if self.progress is not None:
             self.progress(
@@ -194,12 +204,12 @@ class Runner:
 
     def decide(self, ps: PlannedStep, started: float, key: str = "") -> str | None:
         """Skip, hit or miss. A miss returns its key (with its lease held when it caches);
-        skips and hits are recorded here and return None. No data is loaded.
+        skips and hits are settled here and return None. No data is loaded.
         `key`: the step's key when the caller computed it already."""
         if self._failures:  # every skip goes back to a failure: the hit path skips this
             upstream = self.blocked_by(ps)
             if upstream is not None:
-                self.record_skip(ps, upstream)
+                self.settle_skip(ps, upstream)
                 return None
         key = key or self.key(ps)
         caches = not self.force and ps.step.options.cache
@@ -218,7 +228,7 @@ class Runner:
                     return None
                 hit = self.leases.acquire(key, while_waiting=self.committer.check)
         if hit is not None:
-            self.record_hit(ps, key, hit, started)
+            self.settle_hit(ps, key, hit, started)
             return None
         return key
 
@@ -234,11 +244,11 @@ class Runner:
             self._queued_artifacts[a.content_id] = a
         self.committer.submit(ops, (key, tuple(a.content_id for a in entry.artifacts)))
         self._recorded[key] = entry.step.output_ids
-        self.record_hit(ps, key, entry.step.output_ids, started, "remote")
+        self.settle_hit(ps, key, entry.step.output_ids, started, "remote")
         return True
 
     def execute_here(self, ps: PlannedStep, key: str, started: float) -> None:
-        """A miss, in this process: load inputs, call, materialize, record."""
+        """A miss, in this process: load inputs, call, store outputs, queue the entry."""
         try:
             inputs = self.load_inputs(ps)
             new_key = self.key(ps)  # a re-executed damaged input may have changed an id
@@ -246,55 +256,59 @@ class Runner:
                 self.leases.release(key)
                 key = new_key
             outputs = self.call(ps, inputs)
-            self.commit(ps, key, outputs, time.perf_counter() - started)
+            self.store_outputs(ps, key, outputs, time.perf_counter() - started)
         except BaseException as exc:
             self.leases.release(key)
             if not isinstance(exc, Exception):
-                # Ctrl-C (or SystemExit) inside the step: the run record names the step
-                # it stopped, not only those that finished.
-                self.results[ps.name] = StepRun(
-                    ps.name,
-                    ps.step.identity,
-                    key,
-                    "interrupted",
-                    time.perf_counter() - started,
-                    {},
-                    f"interrupted by {type(exc).__name__}",
-                )
+                self.settle_interrupted(ps, key, started, f"interrupted by {type(exc).__name__}")
                 raise
-            self.record_failure(ps, key, exc, started)
+            self.settle_failure(ps, key, exc, started)
             return
         self._release_inputs(ps)
-        self.record_executed(ps, key, time.perf_counter() - started)
-
-    def record_executed(self, ps: PlannedStep, key: str, duration: float) -> None:
-        self._finish(
-            StepRun(ps.name, ps.step.identity, key, "executed", duration, self.ids[ps.name])
-        )
+        self.settle_executed(ps, key, time.perf_counter() - started)
 
     def load_inputs(self, ps: PlannedStep) -> dict[str, Any]:
-        types = ps.step.input_types
-        return {name: self.value(h, types.get(name)) for name, h in ps.invocation.inputs.items()}
-
-    def value(self, handle: ArtifactHandle, data_type: Any = None) -> Any:
-        """An upstream output: from memory, else from the store, else by re-executing."""
-        slot = (handle.invocation, handle.output)
-        if slot in self.values:
-            return self.values[slot]
-        content_id = self.ids[handle.invocation][handle.output]
-        try:
-            record = self.artifact_record(content_id)  # a damaged record raises too
+        """A step's inputs: from memory when produced in this run, else from the store;
+        a missing or damaged one re-executes its producer (which repairs the store)."""
+        inputs: dict[str, Any] = {}
+        stored: dict[str, ArtifactRecord] = {}
+        damaged: dict[str, Exception] = {}
+        values, ids = self.values, self.ids
+        for name, handle in ps.invocation.inputs.items():
+            slot = (handle.invocation, handle.output)
+            if slot in values:
+                inputs[name] = values[slot]
+                continue
+            content_id = ids[handle.invocation][handle.output]
+            try:
+                record = self.artifact_record(content_id)
+            except (CorruptObjectError, MissingObjectError) as exc:  # a damaged record
+                damaged[name] = exc
+                continue
             if record is None:
-                raise MissingObjectError(
+                damaged[name] = MissingObjectError(
                     f"artifact {content_id} has no index record", object_id=content_id
                 )
-            return load_artifact(self.store, record, data_type)
-        except (CorruptObjectError, MissingObjectError) as exc:
-            log.warning("%s; re-executing step %r to recreate it", exc, handle.invocation)
-            producer = self.planned[handle.invocation]
-            outputs = self.call(producer, self.load_inputs(producer))
-            self.commit(producer, self.key(producer), outputs, 0.0)
-            return self.values.get(slot, outputs[handle.output])
+            else:
+                stored[name] = record
+        if stored:
+            try:
+                inputs.update(load_stored_inputs(self.store, stored, ps.step.input_types))
+            except DamagedInputs as exc:
+                inputs.update(exc.loaded)
+                damaged.update(exc.damaged)
+        for name, exc in damaged.items():
+            inputs[name] = self._recreate(ps.invocation.inputs[name], exc)
+        return inputs
+
+    def _recreate(self, handle: ArtifactHandle, damage: Exception) -> Any:
+        """An upstream output lost from the store: re-execute its producer, which
+        rewrites the objects (the store replaces a damaged object it finds)."""
+        log.warning("%s; re-executing step %r to recreate it", damage, handle.invocation)
+        producer = self.planned[handle.invocation]
+        outputs = self.call(producer, self.load_inputs(producer))
+        self.store_outputs(producer, self.key(producer), outputs, 0.0)
+        return self.values.get((handle.invocation, handle.output), outputs[handle.output])
 
     def artifact_record(self, content_id: str) -> ArtifactRecord | None:
         """An artifact's record, also while it waits in the committer's queue."""
@@ -304,14 +318,19 @@ class Runner:
         """Run the step's function and check what it returned against its outputs."""
         return call_step(ps.name, ps.step, inputs, ps.invocation.params)
 
-    def commit(self, ps: PlannedStep, key: str, outputs: dict[str, Any], duration: float) -> None:
-        """Write the outputs' objects (durable on return), then queue their records."""
-        self.record(ps, key, materialize(self.store, ps.materializers, outputs), duration)
+    # --- storing: objects now, index entries through the committer --------------------------------
+
+    def store_outputs(
+        self, ps: PlannedStep, key: str, outputs: dict[str, Any], duration: float
+    ) -> None:
+        """Write the outputs' objects (durable on return), queue the step's entry, and
+        keep the values that later steps of this run (or the run's output) read."""
+        self.queue_entry(ps, key, materialize(self.store, ps.materializers, outputs), duration)
         for name, value in outputs.items():
             if self._remaining_consumers.get(ps.name) or (ps.name, name) in self._keep:
                 self.values[(ps.name, name)] = value
 
-    def record(
+    def queue_entry(
         self,
         ps: PlannedStep,
         key: str,
@@ -325,7 +344,34 @@ class Runner:
         """
         ids = {name: a.content_id for name, a in artifacts.items()}
         env = current_environment()  # the driver's, for steps a worker executed too
-        record = StepRecord(
+        record = self._step_record(ps, key, ids, artifacts, duration, env.env_id)
+        ops: list[Op] = [
+            ("artifacts", a.content_id.encode(), a.encode()) for a in artifacts.values()
+        ]
+        if env.env_id not in self._stored_envs:  # committed with the first entry naming it
+            self._stored_envs.add(env.env_id)
+            if self.index.get("envs", env.env_id.encode()) is None:
+                ops.append(("envs", env.env_id.encode(), env.encode()))
+        ops.append(("steps", key.encode(), record.encode()))
+        for a in artifacts.values():
+            self._queued_artifacts[a.content_id] = a
+        self.committer.submit(ops, (key, record.output_ids))
+        self._recorded[key] = record.output_ids
+        self.ids[ps.name] = ids
+        if self.remote is not None:
+            self.remote.publish(record, artifacts.values())
+
+    def _step_record(
+        self,
+        ps: PlannedStep,
+        key: str,
+        ids: dict[str, str],
+        artifacts: dict[str, ArtifactRecord],
+        duration: float,
+        env_id: str,
+    ) -> StepRecord:
+        """The index entry of one executed step: what made its key, and its outputs."""
+        return StepRecord(
             key=key,
             step=ps.step.identity,
             name=ps.name,
@@ -343,25 +389,10 @@ class Runner:
             duration=duration,
             param_values=encode_params(ps.invocation.params),
             module_file=module_file(ps.step.fn),
-            env_id=env.env_id,
+            env_id=env_id,
         )
-        ops: list[Op] = [
-            ("artifacts", a.content_id.encode(), a.encode()) for a in artifacts.values()
-        ]
-        if env.env_id not in self._stored_envs:  # committed with the first entry naming it
-            self._stored_envs.add(env.env_id)
-            if self.index.get("envs", env.env_id.encode()) is None:
-                ops.append(("envs", env.env_id.encode(), env.encode()))
-        ops.append(("steps", key.encode(), record.encode()))
-        for a in artifacts.values():
-            self._queued_artifacts[a.content_id] = a
-        self.committer.submit(ops, (key, tuple(ids.values())))
-        self._recorded[key] = record.output_ids
-        self.ids[ps.name] = ids
-        if self.remote is not None:
-            self.remote.publish(record, artifacts.values())
 
-    def _committed(self, tokens: list[tuple[str, tuple[str, ...]]]) -> None:
+    def _on_committed(self, tokens: list[tuple[str, tuple[str, ...]]]) -> None:
         """On the committer's thread, after a batch: release its leases (also when
         the commit failed: the run stops, and processes waiting on these keys must
         not wait for entries that will never come)."""
@@ -370,7 +401,7 @@ class Runner:
                 self._queued_artifacts.pop(content_id, None)
         self.leases.release(*(key for key, _ in tokens))
 
-    def flush(self) -> None:
+    def wait_for_commits(self) -> None:
         """Wait until every queued record is committed (and raise if one could not be)."""
         self.index.end_snapshot()
         self.committer.drain()
@@ -384,184 +415,38 @@ class Runner:
 
     # --- the end ----------------------------------------------------------------------------------
 
-    def finish(self, status: str | None = None) -> Run:
+    def write_run(self, status: str | None = None) -> Run:
         """Write the run record, environment and latest keys in one transaction, after
-        every queued step record."""
-        self.flush()
+        every queued step record (and, with a remote, after its uploads). `status`:
+        "interrupted", or None to derive it."""
+        self.wait_for_commits()
         if self.remote is not None:
             self.remote.finish(self.run_id)
         if status is None:
             status = "failed" if self._failures else "completed"
-        env = current_environment()
         steps = tuple(self.results[name] for name in self.planned if name in self.results)
-        handles = self.dag.output_handles()
-        record = RunRecord(
-            run_id=self.run_id,
-            pipeline=self.dag.pipeline,
-            params=self.params,
-            status=status,
-            started=self.started,
-            finished=time.time(),
-            env_id=env.env_id,
-            steps=steps,
-            output=tuple(f"{h.invocation}.{h.output}" for h in handles),
-            output_is_tuple=isinstance(self.dag.output, tuple),
-            target=self.target,
-            workdir=working_directory(),
-            sys_path=user_sys_path(),
+        record = run_record.build(
+            self.run_id, self.dag, self.params, status, self.started, steps, self.target
         )
-        ops: list[Op] = [("runs", self.run_id.encode(), record.encode())]
-        if self.index.get("envs", env.env_id.encode()) is None:
-            ops.append(("envs", env.env_id.encode(), env.encode()))
-        prefix = f"{self.dag.pipeline}/".encode()
-        latest = {
-            prefix + s.name.encode(): s.key.encode()
-            for s in steps
-            if s.key and s.status in ("executed", "cached")
-        }
-        latest_db = self.index.db("latest")
+        run_record.write(self.index, record)
+        return Run(record, self.cache, self.values)
 
-        def write(txn: Any) -> None:
-            for db, key, value in ops:
-                if value is None:
-                    txn.delete(key, db=self.index.db(db))
-                else:
-                    txn.put(key, value, db=self.index.db(db))
-            # A rerun mostly finds the keys it would write: rewriting them would
-            # dirty (and fsync) every page of the table for nothing. One scan of the
-            # pipeline's pointers, in key order, is cheaper than a get per step.
-            cursor = txn.cursor(db=latest_db)
-            found = {}
-            if cursor.set_range(prefix):
-                for key, value in cursor.iternext():
-                    if not key.startswith(prefix):
-                        break
-                    found[key] = value
-            for key, value in latest.items():
-                if found.get(key) != value:
-                    txn.put(key, value, db=latest_db)
-
-        self.index.transact(write)
-        run = Run(record, self.cache, self.values)
-        if self._failures and status != "interrupted":
-            name, exc = self._failures[0]
-            where = (
-                f"run {self.run_id}: {len(self._failures)} step(s) failed; what the other "
-                "branches computed is cached"
-            )
-            if not isinstance(exc, StepFailedError):
-                exc.add_note(where)
-                raise exc
-            raise StepFailedError(
-                f"{exc} ({where})", step=name, traceback_text=exc.traceback_text
-            ) from exc.__cause__
-        return run
-
-
-def call_step(
-    name: str, step: Any, inputs: dict[str, Any], params: dict[str, Any]
-) -> dict[str, Any]:
-    """Call a step's function on loaded inputs and check what it returned.
-
-    Shared by this process's runner and the workers of the parallel executors.
-    """
-    try:
-        returned = step.fn(**inputs, **params)
-    except Exception as exc:
+    def raise_failures(self) -> None:
+        """The first failed step's error, noting that what the other branches computed
+        is cached; nothing when every step completed."""
+        if not self._failures:
+            return
+        name, exc = self._failures[0]
+        where = (
+            f"run {self.run_id}: {len(self._failures)} step(s) failed; what the other "
+            "branches computed is cached"
+        )
+        if not isinstance(exc, StepFailedError):
+            exc.add_note(where)
+            raise exc
         raise StepFailedError(
-            f"step {name!r} raised {type(exc).__name__}: {exc}",
-            step=name,
-            traceback_text="".join(traceback.format_exception(exc)),
-        ) from exc
-    return split_outputs(name, step.outputs, returned)
-
-
-def materialize(
-    store: ObjectStore,
-    materializers: dict[str, type[BaseMaterializer] | None],
-    outputs: dict[str, Any],
-) -> dict[str, ArtifactRecord]:
-    """Write each output's objects (durable on return); the records are committed later."""
-    artifacts: dict[str, ArtifactRecord] = {}
-    for name, value in outputs.items():
-        materializer = materializers[name] or registry.for_value(value)
-        artifacts[name] = save_artifact(store, value, materializer)
-    return artifacts
-
-
-def split_outputs(name: str, specs: tuple[Any, ...], returned: Any) -> dict[str, Any]:
-    """Map a step's return value onto its declared outputs, checking count and types."""
-    if not specs:
-        if returned is not None:
-            raise StepOutputError(
-                f"step {name!r} is declared to return None but returned "
-                f"{type(returned).__name__}; declare its return type"
-            )
-        return {}
-    if len(specs) == 1:
-        values = (returned,)
-    else:
-        if not isinstance(returned, tuple | list) or len(returned) != len(specs):
-            got = (
-                f"{len(returned)} values"
-                if isinstance(returned, tuple | list)
-                else type(returned).__name__
-            )
-            raise StepOutputError(
-                f"step {name!r} must return {len(specs)} values "
-                f"({', '.join(s.name for s in specs)}) but returned {got}; return a tuple in that order"
-            )
-        values = tuple(returned)
-    outputs = {}
-    for spec, value in zip(specs, values, strict=True):
-        _check_type(name, spec.name, spec.declared, value)
-        outputs[spec.name] = value
-    return outputs
-
-
-def _check_type(step: str, output: str, declared: Any, value: Any) -> None:
-    if declared is None or registry.is_too_general(declared):
-        return
-    cls = registry.concrete_type(declared)
-    if cls is float and isinstance(value, int) and not isinstance(value, bool):
-        return  # the numeric tower: an int is an acceptable float
-    if not isinstance(value, cls):
-        raise StepOutputError(
-            f"output {output!r} of step {step!r} is declared {getattr(cls, '__qualname__', cls)} "
-            f"but the step returned {type(value).__module__}.{type(value).__qualname__}; "
-            "return the declared type or fix the annotation"
-        )
-
-
-class UnstableParameterWarning(UserWarning):
-    """A parameter's canonical form holds a memory address: its key changes every run."""
-
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{6,}")
-
-
-def warn_unstable_params(planned: list[PlannedStep]) -> None:
-    """Warn when a parameter hashes an object's address (a registered hasher that
-    returns repr(value), a string made with str(obj)): such a step would miss the
-    cache on every run, silently. Objects with no canonical form at all are refused
-    earlier (UnhashableParameterError); only values whose repr shows an address are
-    re-encoded here, so the usual run pays nothing."""
-    for ps in planned:
-        for name, text in ps.param_reprs.items():
-            found = _ADDRESS.search(text)
-            if found is None:
-                continue
-            value = ps.invocation.params[name]
-            if found.group().encode() in canonical_encoding(value):
-                warnings.warn(
-                    f"parameter {name!r} of step {ps.name!r} hashes a memory address "
-                    f"({text}), so its cache key changes every run and the step never hits; "
-                    "register a hasher that encodes the value's content "
-                    "(zencache.hashing.register_hasher), pass it as an artifact, or add it "
-                    "to ignore=",
-                    UnstableParameterWarning,
-                    stacklevel=2,
-                )
+            f"{exc} ({where})", step=name, traceback_text=exc.traceback_text
+        ) from exc.__cause__
 
 
 def name_step(exc: BaseException, step: str) -> None:

@@ -5,7 +5,7 @@ failed or skipped). The driver decides every ready step at once, as the local
 executor does (key, index lookup, lease), so hits never reach a worker; a miss
 is queued and sent to the pool as soon as a slot is free, not in waves. Workers
 load inputs from the object store and write outputs to it; the driver commits
-what they return (`Runner.record`) and is the only writer of the index. The
+what they return (`Runner.queue_entry`) and is the only writer of the index. The
 pool is opened on the first miss, so a fully cached run starts no worker.
 
 When a worker process dies (killed, out of memory, a crash in native code), a
@@ -29,7 +29,6 @@ from typing import Any, Protocol
 from ..core.plan import PlannedStep
 from ..errors import StepFailedError
 from ..materializers import registry
-from ..storage.records import StepRun
 from .runner import Runner
 from .worker import (
     WORKER_CACHE_SETTING,
@@ -260,7 +259,7 @@ class _Scheduler:
             return
         if outcome.damaged_input:
             # The driver re-reads the input, finds the damage itself, re-executes its
-            # producer and rewrites the objects (Runner.value), then runs this step here.
+            # producer and rewrites the objects (Runner.load_inputs), then runs this step here.
             runner.execute_here(ps, key, flight.started)
         elif outcome.error is not None:
             self._fail(flight, outcome.error, outcome.traceback_text)
@@ -269,11 +268,11 @@ class _Scheduler:
             try:
                 for category, message in outcome.warnings:
                     warnings.warn(message, category, stacklevel=2)
-                runner.record(ps, key, outcome.artifacts, outcome.duration)
+                runner.queue_entry(ps, key, outcome.artifacts, outcome.duration)
             except Exception as exc:
                 self._fail(flight, exc)
                 return
-            runner.record_executed(ps, key, outcome.duration)
+            runner.settle_executed(ps, key, outcome.duration)
         self._done(key)
 
     def _settle_crash(
@@ -307,7 +306,7 @@ class _Scheduler:
 
     def _fail(self, flight: _Flight, exc: BaseException, text: str = "") -> None:
         self.runner.leases.release(flight.key)
-        self.runner.record_failure(flight.ps, flight.key, exc, flight.started, text)
+        self.runner.settle_failure(flight.ps, flight.key, exc, flight.started, text)
         self._done(flight.key)
 
     def _done(self, key: str) -> None:
@@ -334,17 +333,10 @@ class _Scheduler:
         try:
             for flight in self.running.values():
                 # Left early (Ctrl-C): the run record names the steps it stopped, as local does.
-                ps = flight.ps
-                self.runner.results[ps.name] = StepRun(
-                    ps.name,
-                    ps.step.identity,
-                    flight.key,
-                    "interrupted",
-                    time.perf_counter() - flight.started,
-                    {},
-                    "interrupted while running in a worker",
+                self.runner.settle_interrupted(
+                    flight.ps, flight.key, flight.started, "interrupted while running in a worker"
                 )
-            self.runner.flush()
+            self.runner.wait_for_commits()
             for flight in [*self.running.values(), *self.queue]:
                 self.runner.leases.release(flight.key)
         finally:

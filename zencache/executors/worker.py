@@ -4,7 +4,7 @@ The parallel executors (processes.py, dask.py) send a `StepTask` and get back a
 `TaskResult`: the outputs' ArtifactRecords (small: ids, sizes, chunk lists), never
 the values. Workers read and write the content-addressed object store directly,
 so large arrays do not travel through pipes; the index is the driver's alone.
-Imports the runner's pure halves (`call_step`, `materialize`); no joblib, no dask.
+Executes through the shared core (execute.py), as the runner does; no joblib, no dask.
 """
 
 from __future__ import annotations
@@ -22,19 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import (
-    CorruptObjectError,
-    MissingObjectError,
-    StepFailedError,
-    StoreError,
-    ZencacheError,
-)
-from ..materializers.artifacts import load_artifact
+from ..errors import StepFailedError, StoreError, ZencacheError
 from ..materializers.base import BaseMaterializer
 from ..storage.records import ArtifactRecord
 from ..storage.remote import Remote
 from ..storage.store import ObjectStore
-from .runner import call_step, materialize
+from .execute import DamagedInputs, execute_step, load_inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,16 +142,12 @@ def _run(task: StepTask, started: float) -> TaskResult:
         if task.code:
             _check_code(task, step)
         store, remote = _store_for(task)
-        types = step.input_types
-        inputs = {}
-        for name, record in task.inputs.items():
-            try:
-                inputs[name] = load_artifact(store, record, types.get(name))
-            except (CorruptObjectError, MissingObjectError):
-                return TaskResult(damaged_input=name)
-        outputs = call_step(task.name, step, inputs, task.params)
-        artifacts = materialize(store, task.materializers, outputs)
-        if remote is not None and not remote.upload_artifacts(store, artifacts.values()):
+        try:
+            inputs = load_inputs(store, task.inputs, step.input_types)
+        except DamagedInputs as exc:
+            return TaskResult(damaged_input=next(iter(exc.damaged)))
+        executed = execute_step(task.name, step, inputs, task.params, store, task.materializers)
+        if remote is not None and not remote.upload_artifacts(store, executed.artifacts.values()):
             raise StoreError(
                 f"worker on {socket.gethostname()} could not upload the outputs of step "
                 f"{task.name!r} to the remote cache {remote.url}, and does not share the "
@@ -167,7 +156,7 @@ def _run(task: StepTask, started: float) -> TaskResult:
     except Exception as exc:
         text = "".join(traceback.format_exception(exc))  # what the local runner records
         return TaskResult(error=_portable(task.name, exc), traceback_text=text)
-    return TaskResult(artifacts, time.perf_counter() - started)
+    return TaskResult(executed.artifacts, time.perf_counter() - started)
 
 
 def _check_code(task: StepTask, step: Any) -> None:

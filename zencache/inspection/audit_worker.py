@@ -5,7 +5,8 @@ cache and the step entry (its key) and where the user's code was importable from
 the worker imports the step's module, checks that the code fingerprint, the
 materializers and every restored parameter still match the entry, loads the
 recorded inputs, calls the step, and computes each output's content id without
-storing anything (a digest-only store). The result is JSON written to RESULT.json
+storing anything (a digest-only store), all through the step-execution core a run
+uses (executors/execute.py). The result is JSON written to RESULT.json
 (the step's own prints go to stdout/stderr, which the driver captures):
 
     status           "ok" | "not checkable" | "failed" (the step raised, or returned
@@ -40,18 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from ..core.steps import Step, StepInstance
-from ..errors import (
-    CorruptObjectError,
-    MaterializerError,
-    MissingObjectError,
-    StepOutputError,
-    ZencacheError,
-)
+from ..errors import MaterializerError, MissingObjectError, StepFailedError, ZencacheError
+from ..executors import execute
+from ..executors.execute import DamagedInputs, call_step, materialize
 from ..fingerprint import fingerprint
 from ..fingerprint.environment import current_environment
 from ..hashing import ContentId, digest_bytes, hash_value
 from ..materializers import registry
-from ..materializers.artifacts import load_artifact, save_artifact
+from ..materializers.artifacts import load_artifact
 from ..materializers.params import ParameterRestoreError, decode_param
 from ..storage.cache import Cache
 from ..storage.records import StepRecord
@@ -118,39 +115,47 @@ def check_step(request: dict[str, Any]) -> dict[str, Any]:
     }
     started = time.perf_counter()
     try:
-        returned = step.fn(**inputs, **params)
-    except Exception as exc:
+        values = call_step(step.name, step, inputs, params, check_types=False)
+    except StepFailedError as exc:
         result["duration"] = time.perf_counter() - started
+        raised = exc.__cause__ or exc
         return {
             **result,
             "status": FAILED,
-            "reason": f"the step raised {type(exc).__name__}: {_first_line(exc)}",
-            "error": "".join(traceback.format_exception(exc)),
+            "reason": f"the step raised {type(raised).__name__}: {_first_line(raised)}",
+            "error": exc.traceback_text or "".join(traceback.format_exception(raised)),
         }
+    except (ZencacheError, TypeError, ValueError) as exc:  # returned what its outputs cannot hold
+        result["duration"] = time.perf_counter() - started
+        return _cannot_store(result, exc)
     result["duration"] = time.perf_counter() - started
     del inputs  # the recorded outputs may be loaded next, for differences
     try:
-        values = split_outputs(step, returned)
         digests = DigestOnlyStore(
             Path(request["cache_dir"]) / "objects", chunk_size=cache.store.chunk_size
         )
+        artifacts = materialize(digests, materializers, values)
         outputs: dict[str, Any] = {}
         for name, recorded in zip(record.output_names, record.output_ids, strict=True):
             value = values[name]
-            content_id = save_artifact(digests, value, materializers[name]).content_id
+            content_id = artifacts[name].content_id
             out: dict[str, Any] = {"id": content_id, "difference": "", "max_abs_diff": None}
             if content_id != recorded:
                 out.update(describe_difference(cache, recorded, value))
             outputs[name] = out
     except (ZencacheError, TypeError, ValueError) as exc:
-        return {
-            **result,
-            "status": FAILED,
-            "reason": f"its outputs cannot be stored: {type(exc).__name__}: {_first_line(exc)}",
-            "error": "".join(traceback.format_exception(exc)),
-        }
+        return _cannot_store(result, exc)
     result["outputs"] = outputs
     return result
+
+
+def _cannot_store(result: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    return {
+        **result,
+        "status": FAILED,
+        "reason": f"its outputs cannot be stored: {type(exc).__name__}: {_first_line(exc)}",
+        "error": "".join(traceback.format_exception(exc)),
+    }
 
 
 # --- what must still match the entry --------------------------------------------------------
@@ -329,15 +334,16 @@ def load_inputs(cache: Cache, step: Step[Any, Any], record: StepRecord) -> dict[
     problems: list[str] = []
     for name, content_id in sorted(record.inputs.items()):
         artifact = cache.index.get_artifact(content_id)
-        if artifact is None:
+        try:  # one at a time: a refusal names its input
+            values.update(execute.load_inputs(cache.store, {name: artifact}, step.input_types))
+        except DamagedInputs as exc:
             missing.append(name)
-            problems.append(f"{name!r} ({content_id[:8]}: no index record)")
-            continue
-        try:
-            values[name] = load_artifact(cache.store, artifact, step.input_types.get(name))
-        except (MissingObjectError, CorruptObjectError) as exc:
-            missing.append(name)
-            kind = "bytes missing" if isinstance(exc, MissingObjectError) else "bytes damaged"
+            if artifact is None:
+                kind = "no index record"
+            elif isinstance(exc.damaged[name], MissingObjectError):
+                kind = "bytes missing"
+            else:
+                kind = "bytes damaged"
             problems.append(f"{name!r} ({content_id[:8]}: {kind})")
         except ZencacheError as exc:  # refused (pickle), or its materializer is gone
             raise _NotCheckable(
@@ -351,20 +357,6 @@ def load_inputs(cache: Cache, step: Step[Any, Any], record: StepRecord) -> dict[
             missing_inputs=missing,
         )
     return values
-
-
-def split_outputs(step: Step[Any, Any], returned: Any) -> dict[str, Any]:
-    """The returned value by output name, as a run maps it (the executor also checks
-    declared types; here a wrong type shows as a different content id instead)."""
-    names = [spec.name for spec in step.outputs]
-    if len(names) <= 1:
-        return dict.fromkeys(names, returned)
-    if not isinstance(returned, tuple | list) or len(returned) != len(names):
-        raise StepOutputError(
-            f"step {step.name!r} must return {len(names)} values ({', '.join(names)}) but "
-            f"returned {type(returned).__name__}"
-        )
-    return dict(zip(names, returned, strict=True))
 
 
 # --- how much an output differs -------------------------------------------------------------

@@ -2,17 +2,16 @@
 
 Owns `cache status` and `explain` as data: a walk of the planned DAG in topological
 order that computes each key from the index alone, and the diff of a step's key
-against the last one recorded for it. Imports plan, keys, dag, records, index and
+against the last one recorded for it, as enums and structured changes. The words
+are the CLI's (cli/phrasing.py). Imports plan, keys, dag, records, index and
 cache; never an executor or the CLI, and it prints nothing.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ..core.keys import RUNTIME_MATERIALIZER, cache_key
@@ -25,53 +24,89 @@ from ..storage.records import StepRecord
 if TYPE_CHECKING:
     from ..core.pipeline import PipelineInstance
 
-CACHED, STALE, NEW = "cached", "stale", "new"
-EARLY_CUTOFF = "early cutoff may still spare this step if it produces identical data"
-_VALUE_REPR_LIMIT = 60
+
+class Status(StrEnum):
+    """What a run would do with a step now."""
+
+    CACHED = "cached"  # a hit: its outputs are in the cache under its key
+    STALE = "stale"  # run before with another key (or cache=False): it will execute
+    NEW = "new"  # never recorded in this pipeline
+
+
+CACHED, STALE, NEW = Status.CACHED, Status.STALE, Status.NEW
+
+
+class ChangeKind(StrEnum):
+    """Which ingredient of the key changed."""
+
+    IDENTITY = "identity"  # the invocation runs another step function
+    CODE = "code"  # a fingerprint part, or the version= pin
+    PARAMETER = "parameter"
+    OUTPUT = "output"  # the outputs' names, or one output's materializer
+    INPUT = "input"
+    CACHE = "cache"  # not an ingredient: the cache itself (cache=False, entry gone, format)
+
+
+class ChangeType(StrEnum):
+    """What happened to the ingredient."""
+
+    ADDED = "added"  # before is None
+    REMOVED = "removed"  # after is None
+    CHANGED = "changed"
+    IGNORED = "ignored"  # a parameter now in ignore=
+    PINNED = "pinned"  # code: version= now pins it (before: the fingerprint)
+    UNPINNED = "unpinned"  # code: fingerprinted again (before: the pin)
+    UPSTREAM_RERUNS = "upstream reruns"  # input: unknown until its producer runs
+    FORMAT_CHANGED = "format changed"  # the fingerprint or key format, not the inputs
+    ALWAYS_EXECUTES = "always executes"  # cache=False
+    ENTRY_GONE = "entry gone"  # the last entry was removed (gc, clear, verify --repair)
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One ingredient of the key that differs from the last recorded one."""
+    """One ingredient of the key that differs from the last recorded one.
 
-    kind: str  # identity | code | parameter | output | input | cache
-    name: str  # the part, parameter, output or input name; "" when not applicable
-    before: str | None  # None: absent before, or unknown
-    after: str | None  # None: absent now, or not computable yet (upstream reruns)
-    message: str
+    `name` is the fingerprint part (`code:<module>:<qualname>`, `const:...`,
+    `dist:<name>`, `python`, or "version" for the pin), parameter, output or input
+    name; "" when not applicable (an output change with name "" is the list of outputs).
+    """
+
+    kind: ChangeKind
+    type: ChangeType
+    step: str  # the invocation whose key it is
+    name: str = ""
+    before: str | None = None  # None: absent before, or unknown
+    after: str | None = None  # None: absent now, or not computable yet (upstream reruns)
     upstream: str = ""  # for inputs: the step that produces it
+    source: str = ""  # for inputs: "<step>.<output>" it is read from
+    own_code: bool = False  # for code parts: the step function's own source
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "before": self.before,
-            "after": self.after,
-            "message": self.message,
-        }
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One reason a step is stale: one change, or the inputs from one upstream step
+    that changed alike (all will rerun, or all changed content)."""
+
+    changes: tuple[Change, ...]
+
+    @property
+    def change(self) -> Change:
+        return self.changes[0]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.changes)
 
 
 @dataclass(frozen=True, slots=True)
 class StepStatus:
     step: str
-    status: str  # cached | stale | new
-    reasons: tuple[str, ...]
+    status: Status
+    reasons: tuple[Reason, ...]
     key: str | None  # None while an upstream's outputs are unknown (it will run)
     previous_key: str | None
     changes: tuple[Change, ...] = ()
     source: str = ""  # a cached step's entry: "local" (this cache) or "remote"
-
-    def to_json(self) -> dict[str, Any]:
-        """The documented shape of `cache status --json`: step, status, reasons, and
-        `"source": "remote"` for a step cached on the remote only."""
-        data: dict[str, Any] = {
-            "step": self.step,
-            "status": self.status,
-            "reasons": list(self.reasons),
-        }
-        if self.source == "remote":
-            data["source"] = "remote"
-        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,26 +131,6 @@ class Explanation:
     @property
     def key(self) -> str | None:
         return self.status.key
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "pipeline": self.pipeline,
-            "step": self.step,
-            "identity": self.identity,
-            "status": self.status.status,
-            "reasons": list(self.status.reasons),
-            "key": self.status.key,
-            "static": self.static,
-            "code": self.code,
-            "params": self.params,
-            "ignored": list(self.ignored),
-            "outputs": list(self.outputs),
-            "inputs": self.inputs,
-            "upstream": list(self.upstream),
-            "previous": self.previous,
-            "changes": [c.to_json() for c in self.changes],
-            "untracked": list(self.untracked),
-        }
 
 
 def pipeline_status(instance: PipelineInstance, cache: Cache) -> list[StepStatus]:
@@ -246,18 +261,15 @@ class _Walk:
         if previous_key is None:
             return StepStatus(ps.name, NEW, (), key, None)
         if not ps.step.options.cache:
-            message = "cache=False: always executes"
-            change = Change("cache", "", None, None, message)
-            return StepStatus(ps.name, STALE, (message,), key, previous_key, (change,))
+            change = Change(ChangeKind.CACHE, ChangeType.ALWAYS_EXECUTES, ps.name)
+            return StepStatus(ps.name, STALE, (Reason((change,)),), key, previous_key, (change,))
 
         record = index.get_step(previous_key)
         changes: list[Change] = []
         if record is None:
-            message = (
-                f"its last result (key {previous_key[:12]}) is no longer in the cache "
-                "(removed by cache gc, clear or verify --repair)"
+            changes.append(
+                Change(ChangeKind.CACHE, ChangeType.ENTRY_GONE, ps.name, "", previous_key, key)
             )
-            changes.append(Change("cache", "", previous_key, key, message))
             changes.extend(self._input_changes(ps, {}, input_ids, recorded=False))
         else:
             self.previous[ps.name] = record
@@ -266,13 +278,7 @@ class _Walk:
             # Every recorded ingredient matches, yet the key differs: the key's
             # own format (or an ingredient the record does not keep) changed.
             changes.append(
-                Change(
-                    "cache",
-                    "",
-                    previous_key,
-                    key,
-                    "the cache key format changed since its last run; it will be recomputed",
-                )
+                Change(ChangeKind.CACHE, ChangeType.FORMAT_CHANGED, ps.name, "", previous_key, key)
             )
         return StepStatus(ps.name, STALE, _reasons(changes), key, previous_key, tuple(changes))
 
@@ -304,36 +310,48 @@ class _Walk:
             handle = current.get(name)
             if handle is None:
                 changes.append(
-                    Change("input", name, before[name], None, f"input {name}: no longer an input")
+                    Change(ChangeKind.INPUT, ChangeType.REMOVED, ps.name, name, before[name], None)
                 )
                 continue
-            source = f"{handle.invocation}.{handle.output}"
             if handle.invocation not in self.ids:
                 changes.append(
                     Change(
-                        "input",
+                        ChangeKind.INPUT,
+                        ChangeType.UPSTREAM_RERUNS,
+                        ps.name,
                         name,
                         before.get(name),
                         None,
-                        f"input {name}: upstream {handle.invocation} will rerun ({EARLY_CUTOFF})",
                         upstream=handle.invocation,
+                        source=f"{handle.invocation}.{handle.output}",
                     )
                 )
             elif not recorded:
                 continue
             elif name not in before:
                 changes.append(
-                    Change("input", name, None, now[name], f"input {name}: new (from {source})")
+                    Change(
+                        ChangeKind.INPUT,
+                        ChangeType.ADDED,
+                        ps.name,
+                        name,
+                        None,
+                        now[name],
+                        upstream=handle.invocation,
+                        source=f"{handle.invocation}.{handle.output}",
+                    )
                 )
             elif before[name] != now[name]:
                 changes.append(
                     Change(
-                        "input",
+                        ChangeKind.INPUT,
+                        ChangeType.CHANGED,
+                        ps.name,
                         name,
                         before[name],
                         now[name],
-                        f"input {name}: content changed",
                         upstream=handle.invocation,
+                        source=f"{handle.invocation}.{handle.output}",
                     )
                 )
         return changes
@@ -347,27 +365,22 @@ def _identity_and_code_changes(ps: PlannedStep, record: StepRecord) -> list[Chan
     name = ps.name
     if record.step != step.identity:
         return [
-            Change(
-                "identity",
-                "",
-                record.step,
-                step.identity,
-                f"code changed: {name} now runs {step.identity} (was {record.step})",
-            )
+            Change(ChangeKind.IDENTITY, ChangeType.CHANGED, name, "", record.step, step.identity)
         ]
     before, after = record.fingerprint, ps.parts.code
     if before == after:
         return []
-    old_pin = before.removeprefix("version:") if before.startswith("version:") else None
-    new_pin = after.removeprefix("version:") if after.startswith("version:") else None
-    if old_pin is not None or new_pin is not None:
-        if old_pin is not None and new_pin is not None:
-            message = f"code pinned: version {old_pin} -> {new_pin}"
-        elif new_pin is not None:
-            message = f"code pinned: version {new_pin} (was fingerprinted from its source)"
-        else:
-            message = f"code no longer pinned (was version {old_pin}): fingerprinted from source"
-        return [Change("code", "version", before, after, message)]
+    old_pin = before.startswith("version:")
+    new_pin = after.startswith("version:")
+    if old_pin or new_pin:
+        how = (
+            ChangeType.CHANGED
+            if old_pin and new_pin
+            else ChangeType.PINNED
+            if new_pin
+            else ChangeType.UNPINNED
+        )
+        return [Change(ChangeKind.CODE, how, name, "version", before, after)]
 
     now = dict(ps.fingerprint.parts) if ps.fingerprint else {}
     changes = []
@@ -375,19 +388,16 @@ def _identity_and_code_changes(ps: PlannedStep, record: StepRecord) -> list[Chan
     for part in sorted(set(record.code_parts) | set(now)):
         old, new = record.code_parts.get(part), now.get(part)
         if old != new:
-            what = _describe_part(part, old, new, own)
-            changes.append(Change("code", part, old, new, f"code changed: {name} ({what})"))
-    if not changes:
-        changes.append(
-            Change(
-                "code",
-                "",
-                before,
-                after,
-                f"code changed: {name} (fingerprint {before[:12]} -> {after[:12]}; "
-                "the fingerprint format changed)",
+            how = (
+                ChangeType.ADDED
+                if old is None
+                else ChangeType.REMOVED
+                if new is None
+                else ChangeType.CHANGED
             )
-        )
+            changes.append(Change(ChangeKind.CODE, how, name, part, old, new, own_code=part in own))
+    if not changes:
+        changes.append(Change(ChangeKind.CODE, ChangeType.FORMAT_CHANGED, name, "", before, after))
     return changes
 
 
@@ -397,28 +407,47 @@ def _param_changes(ps: PlannedStep, record: StepRecord) -> list[Change]:
     for name in sorted(set(record.params) | set(now)):
         old = record.params.get(name)
         if old is None:
-            text = ps.param_reprs[name]
-            message = f"parameter {name}: new, = {text}"
-            changes.append(Change("parameter", name, None, text, message))
+            changes.append(
+                Change(
+                    ChangeKind.PARAMETER,
+                    ChangeType.ADDED,
+                    ps.name,
+                    name,
+                    None,
+                    ps.param_reprs[name],
+                )
+            )
         elif name not in now:
-            message = f"parameter {name}: removed (was {old['repr']})"
-            if name in ps.step.options.ignore:
-                message = f"parameter {name}: now ignored (was {old['repr']})"
-            changes.append(Change("parameter", name, old["repr"], None, message))
+            how = ChangeType.IGNORED if name in ps.step.options.ignore else ChangeType.REMOVED
+            changes.append(Change(ChangeKind.PARAMETER, how, ps.name, name, old["repr"], None))
         elif old["hash"] != now[name]:
-            text = ps.param_reprs[name]
-            message = f"parameter {name}: {old['repr']} -> {text}"
-            if text == old["repr"]:
-                message = f"parameter {name}: value changed (its repr, {text}, did not)"
-            changes.append(Change("parameter", name, old["repr"], text, message))
+            # before and after are reprs: equal ones mean a value whose repr hides it
+            changes.append(
+                Change(
+                    ChangeKind.PARAMETER,
+                    ChangeType.CHANGED,
+                    ps.name,
+                    name,
+                    old["repr"],
+                    ps.param_reprs[name],
+                )
+            )
     return changes
 
 
 def _output_changes(ps: PlannedStep, record: StepRecord) -> list[Change]:
     names = tuple(name for name, _ in ps.parts.outputs)
     if names != tuple(record.output_names):
-        message = f"outputs changed: ({', '.join(record.output_names)}) -> ({', '.join(names)})"
-        return [Change("output", "", ", ".join(record.output_names), ", ".join(names), message)]
+        return [
+            Change(
+                ChangeKind.OUTPUT,
+                ChangeType.CHANGED,
+                ps.name,
+                "",
+                ", ".join(record.output_names),
+                ", ".join(names),
+            )
+        ]
     changes = []
     for name, identity in ps.parts.outputs:
         old = record.materializers.get(name)
@@ -426,129 +455,23 @@ def _output_changes(ps: PlannedStep, record: StepRecord) -> list[Change]:
         # "runtime" both times: the record's choice is not part of the key.
         if identity == RUNTIME_MATERIALIZER or old is None or old == identity:
             continue
-        old_cls, _, old_version = old.rpartition("@")
-        new_cls, _, new_version = identity.rpartition("@")
-        if old_cls == new_cls:
-            detail = f"{_short_class(new_cls)} version {old_version} -> {new_version}"
-        else:
-            detail = (
-                f"{_short_class(old_cls)}@{old_version} -> {_short_class(new_cls)}@{new_version}"
-            )
-        message = f"materializer changed: output {name} ({detail})"
-        changes.append(Change("output", name, old, identity, message))
+        changes.append(Change(ChangeKind.OUTPUT, ChangeType.CHANGED, ps.name, name, old, identity))
     return changes
 
 
-def _reasons(changes: Iterable[Change]) -> tuple[str, ...]:
-    """One line per change, except inputs of one upstream that all changed alike."""
-    reasons: list[str] = []
-    grouped: dict[tuple[str, str], list[str]] = {}
+def _reasons(changes: Iterable[Change]) -> tuple[Reason, ...]:
+    """One reason per change, except inputs of one upstream that all changed alike
+    (all will rerun, or all changed content): those make one reason."""
+    groups: dict[tuple[str, ChangeType], list[Change]] = {}
+    order: list[list[Change]] = []
     for change in changes:
-        if change.kind == "input" and change.upstream:
-            kind = "rerun" if change.after is None else "changed"
-            names = grouped.setdefault((change.upstream, kind), [])
-            if not names:
-                reasons.append(f"\0{change.upstream}\0{kind}")  # placeholder, filled below
-            names.append(change.name)
+        alike = change.type in (ChangeType.UPSTREAM_RERUNS, ChangeType.CHANGED)
+        if change.kind == ChangeKind.INPUT and change.upstream and alike:
+            group = groups.get((change.upstream, change.type))
+            if group is None:
+                group = groups[(change.upstream, change.type)] = []
+                order.append(group)
+            group.append(change)
         else:
-            reasons.append(change.message)
-    out = []
-    for reason in reasons:
-        if reason.startswith("\0"):
-            _, upstream, kind = reason.split("\0")
-            names = grouped[(upstream, kind)]
-            label = f"input {names[0]}" if len(names) == 1 else f"inputs {', '.join(names)}"
-            if kind == "rerun":
-                out.append(f"{label}: upstream {upstream} will rerun ({EARLY_CUTOFF})")
-            else:
-                out.append(f"{label}: content changed (from {upstream})")
-        else:
-            out.append(reason)
-    return tuple(out)
-
-
-# --- readable names for fingerprint parts ----------------------------------------------------
-
-
-def _describe_part(part: str, old: str | None, new: str | None, own: set[str]) -> str:
-    """`code:<module>:<qualname>` -> "helper `fit_model` in models.py", and so on."""
-    kind, _, rest = part.partition(":")
-    if kind == "python":
-        return f"Python {old} -> {new}" if old and new else f"Python {new or old}"
-    if kind == "dist":
-        if old and new:
-            return f"package {rest} {_version(old)} -> {_version(new)}"
-        return f"now uses package {new}" if new else f"no longer uses package {old}"
-    module, _, qualname = rest.partition(":")
-    if kind == "code":
-        if part in own:
-            return f"step function `{qualname}` in {_where(module)}"
-        subject = f"{_code_kind(module, qualname)} `{qualname}` in {_where(module)}"
-    elif kind == "const" and not qualname:
-        subject = f"module `{module}`"
-    elif kind == "const":
-        subject = _describe_const(module, qualname)
-    else:
-        subject = f"`{part}`"
-    if old is None:
-        return f"now uses {subject}"
-    if new is None:
-        return f"no longer uses {subject}"
-    return subject
-
-
-def _describe_const(module: str, name: str) -> str:
-    where = _where(module)
-    if name.endswith("=)") and "(" in name:
-        owner, _, param = name[:-2].partition("(")
-        return f"default of parameter `{param}` of `{owner}` in {where}"
-    if name.isidentifier():
-        value = _lookup(module, name)
-        shown = ""
-        if value is not _MISSING:
-            text = repr(value)
-            if len(text) <= _VALUE_REPR_LIMIT:
-                shown = f", now {text}"
-        return f"constant `{name}` in {where}{shown}"
-    return f"value `{name}` in {where}"
-
-
-_MISSING = object()
-
-
-def _lookup(module: str, qualname: str) -> Any:
-    obj: Any = sys.modules.get(module, _MISSING)
-    for attr in qualname.split("."):
-        if obj is _MISSING or attr == "<locals>":
-            return _MISSING
-        obj = getattr(obj, attr, _MISSING)
-    return obj
-
-
-def _code_kind(module: str, qualname: str) -> str:
-    if "<locals>" in qualname:
-        return "nested function"
-    obj = _lookup(module, qualname)
-    if isinstance(obj, type):
-        return "class"
-    return "method" if "." in qualname else "helper"
-
-
-def _where(module: str) -> str:
-    """The module's file, relative to the current directory when inside it."""
-    filename = getattr(sys.modules.get(module), "__file__", None)
-    if not filename:
-        return f"module {module}"
-    path = Path(filename)
-    try:
-        return str(path.resolve().relative_to(Path(os.getcwd()).resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _version(pin: str) -> str:
-    return pin.partition("==")[2] or pin
-
-
-def _short_class(identity: str) -> str:
-    return identity.rpartition(":")[2] or identity
+            order.append([change])
+    return tuple(Reason(tuple(group)) for group in order)

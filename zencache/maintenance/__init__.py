@@ -1,9 +1,10 @@
 """Cache maintenance as data: stats, ls, verify/repair, gc, clear, runs and lineage.
 
 Owns the policies over the two stores (what is garbage, what a damaged object
-takes down with it); the index and the store own none. Sits above executors
-(DESIGN.md §8): imports cache, index, store, records, errors and
-materializers.artifacts; never an executor or the CLI, and prints nothing.
+takes down with it, what a size limit evicts); the index and the store own none.
+Sits below core and the executors, which call the size limit after a run:
+imports storage, config, errors and materializers.artifacts; never core, an
+executor or the CLI, and prints nothing.
 """
 
 from .gc import DEFAULT_GRACE, TEMP_GRACE, ClearReport, GcReport, clear, gc, parse_duration

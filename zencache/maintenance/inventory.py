@@ -5,14 +5,18 @@ records and hashing, and prints nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import lmdb
 
+from ..config import load_settings
+from ..errors import UsageError
 from ..hashing import ContentId
 from ..storage.cache import Cache
 from ..storage.remote.client import load_stats
+from .eviction import EvictionReport, disk_bytes, last_eviction, last_used
 from .snapshot import (
     db_items,
     decode_artifacts,
@@ -57,6 +61,10 @@ class CacheStats:
     temporary_files: int
     temporary_bytes: int
     index_bytes: int  # index.lmdb's data file (LMDB never shrinks it; it reuses freed pages)
+    disk_bytes: int  # what the size limit counts: objects in whole blocks, plus the index
+    max_size: int | None  # the size limit in force here, if any
+    max_size_source: str  # where it was set
+    last_eviction: EvictionReport | None
     # What this cache moved through remotes: hits, misses, bytes_up, bytes_down, errors, ...
     remote: dict[str, int] = field(default_factory=dict)
 
@@ -65,6 +73,7 @@ class CacheStats:
 
 
 def stats(cache: Cache) -> CacheStats:
+    settings = load_settings()
     index = open_index(cache)
     store = cache.store
 
@@ -89,16 +98,18 @@ def stats(cache: Cache) -> CacheStats:
         for content_id in output_ids(key, value):
             found = artifacts.get(content_id)
             output_bytes += found.size if found is not None else 0
-    objects = object_bytes = ref_objects = ref_bytes = 0
+    objects = object_bytes = ref_objects = ref_bytes = disk = 0
     for object_id, size in store.iter_objects():
         objects += 1
         object_bytes += size
+        disk += disk_bytes(size)
         if object_id in referenced:
             ref_objects += 1
             ref_bytes += size
     temporary = temporary_files(store)
     stored = ref_bytes + inline_bytes
     data_file = cache.path / "index.lmdb" / "data.mdb"
+    index_disk = data_file.stat().st_blocks * 512 if data_file.exists() else 0
     return CacheStats(
         path=str(cache.path),
         step_entries=len(step_pairs),
@@ -121,6 +132,10 @@ def stats(cache: Cache) -> CacheStats:
         temporary_files=len(temporary),
         temporary_bytes=sum(info.st_size for _, info in temporary),
         index_bytes=data_file.stat().st_size if data_file.exists() else 0,
+        disk_bytes=disk + index_disk,
+        max_size=settings.max_size,
+        max_size_source=settings.source("max_size"),
+        last_eviction=last_eviction(cache),
         remote=load_stats(index).to_json(),
     )
 
@@ -149,19 +164,37 @@ class StepEntry:
     created: float
     duration: float
     run_id: str
+    last_used: float  # what size-limit eviction orders by (see maintenance.eviction)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def ls(cache: Cache, step: str | None = None) -> list[StepEntry]:
-    """The step entries (of one step, when named), by pipeline, step, newest first."""
+_ORDERS: dict[str, Callable[[StepEntry], Any]] = {
+    "step": lambda e: (e.pipeline, e.name, -e.created, e.key),
+    "last-used": lambda e: (e.last_used, e.key),
+    "created": lambda e: (e.created, e.key),
+    "size": lambda e: (-e.size, e.key),
+}
+
+
+def ls(cache: Cache, step: str | None = None, *, sort: str = "step") -> list[StepEntry]:
+    """The step entries (of one step, when named), by pipeline and step, newest first;
+    `sort="last-used"` puts first what size-limit eviction would take first."""
+    if sort not in _ORDERS:
+        raise UsageError(f"cannot sort by {sort!r}; use one of {', '.join(_ORDERS)}")
     index = open_index(cache)
 
-    def snapshot(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, bytes]], ...]:
-        return db_items(txn, index, "steps"), db_items(txn, index, "artifacts")
+    def snapshot(
+        txn: lmdb.Transaction,
+    ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]], dict[str, float]]:
+        return (
+            db_items(txn, index, "steps"),
+            db_items(txn, index, "artifacts"),
+            last_used(txn, index),
+        )
 
-    step_pairs, artifact_pairs = read(index, snapshot)
+    step_pairs, artifact_pairs, used = read(index, snapshot)
     artifacts = decode_artifacts(artifact_pairs)
     entries = []
     for record in decode_steps(step_pairs).values():
@@ -191,7 +224,8 @@ def ls(cache: Cache, step: str | None = None) -> list[StepEntry]:
                 created=record.created,
                 duration=record.duration,
                 run_id=record.run_id,
+                last_used=used.get(record.key, record.created),
             )
         )
-    entries.sort(key=lambda e: (e.pipeline, e.name, -e.created, e.key))
+    entries.sort(key=_ORDERS[sort])
     return entries

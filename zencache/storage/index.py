@@ -11,6 +11,9 @@ Imports records, hashing and errors only. One environment, named databases:
     runs       run id (time-ordered) -> RunRecord
     envs       environment id -> EnvRecord
     latest     "pipeline/step" -> last cache key, for status and explain
+    pins       run id -> when it was pinned: runs that size-limit eviction keeps
+    used       cache key -> last load outside a run (float64); a run's own uses
+               are its run record
 
 (Leases live apart, in lease_table.py: they need no durability.)
 
@@ -33,6 +36,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -49,13 +53,17 @@ from .records import (
     hit_entry,
 )
 
-FORMAT = b"zencache-index/3"
-# Upgraded in place when opened (see _upgrade): format 1 had no hit table, and
-# formats 1 and 2 kept the leases in the index.
-_UPGRADABLE = (b"zencache-index/1", b"zencache-index/2")
-DATABASES = ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest")
+FORMAT = b"zencache-index/4"
+# Upgraded in place when opened (see _upgrade): format 1 had no hit table,
+# formats 1 and 2 kept the leases in the index, and format 3 had no pins and used
+# tables (opening the databases creates them).
+_UPGRADABLE = (b"zencache-index/1", b"zencache-index/2", b"zencache-index/3")
+DATABASES = ("meta", "steps", "hits", "artifacts", "runs", "envs", "latest", "pins", "used")
 _RETIRED = ("leases",)
 INITIAL_MAP_SIZE = 64 << 20
+# Last uses (the `used` table): float64 seconds, written at most once a minute per key.
+_STAMP = struct.Struct("<d")
+_USE_GRANULARITY = 60.0
 # A single put larger than this is a bug, not a reason to grow forever.
 _MAX_MAP_SIZE = 1 << 40
 
@@ -255,6 +263,29 @@ class Index:
                 # A damaged entry is a miss: the step re-executes and its commit replaces it.
                 log.warning("the index entry of step key %s is damaged; re-executing it", key)
                 return None
+
+    def record_use(self, keys: Iterable[str], now: float | None = None) -> None:
+        """Note that step entries' outputs were loaded outside a run (size-limit LRU).
+
+        A run's own hits need no call: its run record names them. Unsynced and
+        coarse (a use less than a minute after the recorded one is not written):
+        losing one to a crash only makes an entry look a little older.
+        """
+        now = time.time() if now is None else now
+
+        def stale(txn: lmdb.Transaction) -> list[bytes]:
+            used = self._dbs["used"]
+            return [
+                key.encode()
+                for key in keys
+                if (found := txn.get(key.encode(), db=used)) is None
+                or _STAMP.unpack(found)[0] < now - _USE_GRANULARITY
+            ]
+
+        changed = self._read(stale)
+        if changed:
+            stamp = _STAMP.pack(now)
+            self.write([("used", key, stamp) for key in changed])
 
     def end_snapshot(self) -> None:
         """End the lookup snapshot, so that old pages can be reused and the map resized."""
