@@ -17,8 +17,7 @@ import logging
 from collections.abc import Iterable
 
 from ..fingerprint.environment import current_environment
-from ..materializers import registry
-from ..materializers.artifacts import artifact_id, pickle_allowed
+from ..materializers.remote_entries import refusal
 from ..storage.cache import Cache
 from ..storage.index import Op
 from ..storage.records import ArtifactRecord, StepRecord
@@ -110,21 +109,3 @@ class RemoteTier:
         finally:
             save_stats(self.cache.index, remote.take_stats())
         remote.check()
-
-
-def refusal(entry: RemoteEntry, *, trusted: bool) -> str:
-    """Why a remote entry must not be used here ("" when it may)."""
-    for record in entry.artifacts:
-        if artifact_id(record.materializer, record.files) != record.content_id:
-            return f"artifact {record.content_id} does not match its id"
-        try:
-            materializer = registry.by_identity(record.materializer)
-        except Exception as exc:  # a materializer this process does not define
-            return str(exc).split(";")[0]
-        if materializer.USES_PICKLE and not (trusted and pickle_allowed()):
-            return (
-                f"output {record.content_id[:12]} is a pickle ({record.type_name}), and loading "
-                "one runs its writer's code; set ZENCACHE_REMOTE_TRUSTED=1 if you trust "
-                "everyone who writes to this remote"
-            )
-    return ""

@@ -228,7 +228,7 @@ class _Walk:
         remote = self._remote
         if remote is None or remote.down:
             return None
-        from ..executors.remote_tier import refusal
+        from ..materializers.remote_entries import refusal
 
         entry = remote.lookup(key)
         remote.check()

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from ..errors import CacheError, UsageError
-from ..executors.remote_tier import refusal
+from ..materializers.remote_entries import refusal
 from ..storage.cache import Cache
 from ..storage.index import Op
 from ..storage.records import ArtifactRecord, RunRecord, StepRecord
