@@ -4,6 +4,7 @@
     ├── UsageError (ValueError)                     2  bad input from the user
     │   ├── UnhashableParameterError (TypeError)    2
     │   ├── PipelineDefinitionError                 2
+    │   ├── UntrackedInputError                     2  strict mode: a step reads what is not tracked
     │   ├── TargetError                             2  CLI target cannot be loaded
     │   └── ConfigError                             2  a setting or pyproject.toml is wrong
     ├── StepFailedError (RuntimeError)                 a step raised; cause kept
@@ -18,7 +19,11 @@
     │   └── RemoteError                                the remote cache failed (strict mode)
     └── CacheError                                  2  the cache directory itself
         ├── CacheVersionError                       2  written by another format version
-        └── CorruptIndexError                       2  index.lmdb unreadable or foreign
+        ├── CorruptIndexError                       2  index.lmdb unreadable or foreign
+        └── ReadOnlyCacheError                      2  the cache can be read, not written
+
+    ZencacheWarning (UserWarning)
+    └── UntrackedInputWarning                      a step reads what its fingerprint cannot see
 
 Each exception knows its exit code; only the CLI turns exceptions into output.
 Messages say what failed, the subject and facts, then the fix.
@@ -49,6 +54,18 @@ class PipelineDefinitionError(UsageError):
 
 class TargetError(UsageError):
     pass
+
+
+class UntrackedInputError(UsageError):
+    pass
+
+
+class ZencacheWarning(UserWarning):
+    """The base of zencache's warnings: `warnings.simplefilter("error", ZencacheWarning)`."""
+
+
+class UntrackedInputWarning(ZencacheWarning):
+    """A step reads something its code fingerprint cannot track (once per step and cause)."""
 
 
 class StepFailedError(ZencacheError, RuntimeError):
@@ -108,6 +125,10 @@ class CacheVersionError(CacheError):
 
 
 class CorruptIndexError(CacheError):
+    pass
+
+
+class ReadOnlyCacheError(CacheError):
     pass
 
 

@@ -9,6 +9,7 @@ change here is a cache wipe for every user and must bump FORMAT_VERSION.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import os
@@ -22,7 +23,10 @@ import xxhash
 
 from .errors import UnhashableParameterError
 
-FORMAT_VERSION = 1
+# 2: bytearray and memoryview are told from bytes, an OrderedDict keeps its order,
+# a defaultdict names its default_factory; dates, times, decimals, fractions and
+# UUIDs have encodings. Every other value encodes as in version 1.
+FORMAT_VERSION = 2
 ContentId = str  # 32 lowercase hex digits of an xxh3_128 digest
 
 _LEN = struct.Struct("<Q")
@@ -219,6 +223,18 @@ def _enc_bytes(value: Any, out: bytearray, path: tuple[str, ...]) -> None:
     _field(out, b"y", bytes(value))
 
 
+def _enc_bytearray(value: bytearray, out: bytearray, path: tuple[str, ...]) -> None:
+    # Mutable, and compared unequal to nothing it equals: a step may behave
+    # differently on it (append, isinstance), so it keys apart from bytes.
+    _field(out, b"Y", bytes(value))
+
+
+def _enc_memoryview(value: memoryview, out: bytearray, path: tuple[str, ...]) -> None:
+    # Its format and shape say how the bytes are read (cast("i") views 4 bytes a number).
+    header = f"{value.format}|{value.shape}|{int(value.readonly)}".encode()
+    _field(out, b"m", _LEN.pack(len(header)) + header + value.tobytes())
+
+
 def _sequence(tag: bytes) -> Callable[[Any, bytearray, tuple[str, ...]], None]:
     def encode(value: Any, out: bytearray, path: tuple[str, ...]) -> None:
         body = bytearray()
@@ -262,13 +278,17 @@ _EXACT: dict[type, Callable[[Any, bytearray, tuple[str, ...]], None]] = {
     complex: _enc_complex,
     str: _enc_str,
     bytes: _enc_bytes,
-    bytearray: _enc_bytes,
+    bytearray: _enc_bytearray,
+    memoryview: _enc_memoryview,
     tuple: _sequence(b"t"),
     list: _sequence(b"l"),
     dict: _enc_dict,
     set: _set_of(b"S"),
     frozenset: _set_of(b"F"),
 }
+
+
+_TEXT_MODULES = frozenset({"datetime", "decimal", "_decimal", "fractions", "uuid", "_pydecimal"})
 
 
 def _qualified(cls: type) -> str:
@@ -309,8 +329,26 @@ def _encode_other(value: Any, out: bytearray, path: tuple[str, ...]) -> None:
         _field(out, b"D", bytes(body))
     elif isinstance(value, pathlib.PurePath):
         _field(out, b"p", value.as_posix().encode("utf-8", "surrogatepass"))
-    elif isinstance(value, memoryview):
-        _field(out, b"y", value.tobytes())
+    elif any(base.__module__ in _TEXT_MODULES for base in cls.__mro__[:-1]):
+        # Dates and times by ISO text (with the offset of an aware value: two instants
+        # in other zones differ), timedeltas, zones, decimals, fractions and UUIDs by
+        # their exact str(); looked up by module so that none is imported here.
+        body = bytearray()
+        _encode(_qualified(cls), body, path)
+        isoformat = getattr(value, "isoformat", None)
+        _encode(isoformat() if callable(isoformat) else str(value), body, path)
+        _field(out, b"I", bytes(body))
+    elif isinstance(value, collections.OrderedDict):
+        body = bytearray()  # order is behaviour here: popitem(), iteration, equality
+        _encode(_qualified(cls), body, path)
+        _sequence(b"l")([(k, v) for k, v in value.items()], body, path)
+        _field(out, b"X", bytes(body))
+    elif isinstance(value, collections.defaultdict):
+        body = bytearray()
+        _encode(_qualified(cls), body, path)
+        _encode(_factory_name(value.default_factory), body, path)
+        _enc_dict(value, body, path)
+        _field(out, b"X", bytes(body))
     elif cls.__module__ == "numpy" and hasattr(value, "dtype"):
         _encode_numpy(value, out, path)
     elif isinstance(value, type):
@@ -330,6 +368,20 @@ def _encode_other(value: Any, out: bytearray, path: tuple[str, ...]) -> None:
             "pass it as an artifact, add it to ignore=, or register a hasher with "
             "zencache.hashing.register_hasher"
         )
+
+
+def _factory_name(factory: Any) -> Any:
+    """A defaultdict's default_factory: None, a class, or a function by its name
+    (its code is the step's business: a function read by the step is fingerprinted)."""
+    if factory is None or isinstance(factory, type):
+        return factory
+    name = getattr(factory, "__qualname__", None)
+    if isinstance(name, str):
+        return f"{module_label(str(getattr(factory, '__module__', '?')))}:{name}"
+    raise UnhashableParameterError(
+        f"cannot hash the default_factory of a defaultdict (got {_short_repr(factory)}); "
+        "use a class or a named function, or pass the value as an artifact"
+    )
 
 
 def _encode_numpy(value: Any, out: bytearray, path: tuple[str, ...]) -> None:

@@ -385,3 +385,15 @@ def test_runs_show_json_is_the_provenance_record(baseline: Path) -> None:
     }  # ...not here
     assert entry["module_file"] == str(baseline / "flow.py")
     assert step["duration"] >= 0 and entry["duration"] >= 0
+
+
+def test_a_non_reproducible_output_is_not_stored_by_the_audit(project: Path) -> None:
+    """jitter's audited output (4,800 bytes, over the inline limit) is new: an audit that
+    stored it would add an object to the cache it audits."""
+    before = cache_snapshot(project)
+
+    done = zencache(project, "audit", run_id_of(project, "noisy"), "--steps", "jitter")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "not reproducible" in done.stdout
+    assert cache_snapshot(project) == before

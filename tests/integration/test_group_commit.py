@@ -26,7 +26,9 @@ RELEASE_AT = 9  # the input of the step that lets the committer go (see below)
 _held: list[Index] = []
 
 
-@step
+# version= pins the code: the step reads _held, which the test empties, and the
+# fingerprint (rightly) sees that module-level list change between runs.
+@step(version="1")
 def inc(x: int) -> int:
     if x == RELEASE_AT and _held:
         _held.pop().remap_guard.release()

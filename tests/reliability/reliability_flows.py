@@ -183,6 +183,32 @@ def waiting(n: int = 3):
     return last(x=slow(values=first(n=n)))
 
 
+# --- drivers that reach shared keys in different orders: no deadlock ------------------------
+
+
+@step
+def gate(tag: str, wait: float) -> int:
+    """A miss in every driver (its tag is the driver's own) that orders the shared steps:
+    its output is the same everywhere, so what follows has the same key in every driver."""
+    time.sleep(wait)
+    return 0
+
+
+@step
+def shared(after: int, name: str, seconds: float = 2.0) -> str:
+    log_execution("shared", name)
+    time.sleep(seconds)
+    return name * 3
+
+
+@pipeline
+def crossed(order: tuple = ("a", "b"), tag: str = "", spacing: float = 0.6):
+    """Takes the lease of order[0] first, then (while it runs in the pool) needs order[1]."""
+    return tuple(
+        shared(after=gate(tag=tag, wait=i * spacing), name=name) for i, name in enumerate(order)
+    )
+
+
 # --- checking a cache from the outside ----------------------------------------------------------
 
 _OBJECT_NAME = re.compile(r"^[0-9a-f]{32}$")
@@ -459,6 +485,19 @@ def fanout_run(cache_dir: str, seed: int, ks: str) -> None:
     )
 
 
+def crossed_run(cache_dir: str, executor: str, order: str, tag: str) -> None:
+    cache = Cache(cache_dir)
+    names = tuple(order.split(","))
+    run = crossed(order=names, tag=tag).run(cache=cache, executor=executor, max_workers=2)
+    emit(
+        "run",
+        status=run.status,
+        steps={n: [s.status, s.key] for n, s in run.steps.items()},
+        output_ok=list(run.output()) == [name * 3 for name in names],
+        pid=os.getpid(),
+    )
+
+
 def waiting_run(cache_dir: str) -> None:
     cache = Cache(cache_dir)
     try:
@@ -500,6 +539,8 @@ def main(argv: list[str]) -> None:
         fanout_run(args[0], int(args[1]), args[2])
     elif mode == "waiting":
         waiting_run(args[0])
+    elif mode == "crossed":
+        crossed_run(*args)
     elif mode == "gc":
         gc_loop(args[0], args[1])
     else:

@@ -430,3 +430,43 @@ def test_a_forged_numpy_scalar_in_a_builtin_value_is_a_clear_error(cache: Cache)
     )
     with pytest.raises(MaterializerError, match="could not load artifact"):
         load_artifact(cache.store, forged)
+
+
+@pytest.mark.parametrize("where", ["../../escaped.txt", "../escaped.txt", "/abs"])
+def test_a_materializer_that_writes_outside_its_folder_fails_the_step(
+    cache: Cache, tmp_path: Path, where: str
+) -> None:
+    """Its files never reach the store: recorded, they would be an empty artifact with one
+    id for every value, and a later load would return another value."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    class Escaper(BaseMaterializer):
+        def save(self, data: Any) -> None:
+            path = (
+                os.path.join(self.uri, where)
+                if where != "/abs"
+                else str(outside / f"abs-{data}.txt")
+            )
+            with open(path, "w") as fh:
+                fh.write(data)
+
+        def load(self, data_type: type) -> Any:
+            return Path(self.uri, where).read_text()
+
+    @step(materializers=Escaper)
+    def emit(value: str) -> str:
+        return value
+
+    @pipeline
+    def p(value: str = "a"):
+        return emit(value=value)
+
+    for value in ("a", "b"):
+        with pytest.raises(MaterializerError, match=r"step 'emit': .*Escaper.*") as info:
+            p(value=value).run(cache=cache)
+        assert "self.uri" in str(info.value)
+        if where != "/abs":
+            assert "escaped.txt" in str(info.value)
+    assert cache.index.count("steps") == 0
+    assert cache.index.count("artifacts") == 0

@@ -332,7 +332,11 @@ def test_closure_over_a_function_and_a_value(load: Loader) -> None:
     a = fp_of(load, {"steps": source.format(factor=3)})
     assert f"code:{pkg}.steps:scale" in a.parts
     b = fp_of(load, {"steps": source.format(factor=4)})
-    assert changed(a, b) == {f"const:{pkg}.steps:make.<locals>.train.factor"}
+    # the captured value, and the closure under the name it is reached by
+    assert changed(a, b) == {
+        f"const:{pkg}.steps:make.<locals>.train.factor",
+        f"const:{pkg}.steps:make.<locals>.train",
+    }
     c = fp_of(load, {"steps": source.format(factor=3).replace("x * 2", "x * 5")})
     assert changed(a, c) == {f"code:{pkg}.steps:scale"}
 
@@ -342,7 +346,8 @@ def test_lambda_bound_to_a_module_name(load: Loader) -> None:
     pkg = load.package  # type: ignore[attr-defined]
     a = fp_of(load, {"steps": source.format(d=2)})
     b = fp_of(load, {"steps": source.format(d=3)})
-    assert changed(a, b) == {f"code:{pkg}.steps:<lambda>"}
+    # the lambda's code, and the lambda under the name it is bound to
+    assert changed(a, b) == {f"code:{pkg}.steps:<lambda>", f"const:{pkg}.steps:normalize"}
 
 
 @pytest.mark.parametrize("decorator", ["functools.lru_cache", "functools.cache", "logged"])
@@ -560,8 +565,13 @@ def test_user_module_used_as_a_value_gives_a_note(load: Loader) -> None:
     fp = fp_of(load, {"steps": steps, "helpers": "def one():\n    return 1\n"})
     pkg = load.package  # type: ignore[attr-defined]
     assert fp.untracked == (
-        f"module {pkg}.helpers is used by {pkg}.steps:train other than as `helpers.name`: "
-        "only names read that way are tracked",
+        f"{pkg}.steps:train reads an attribute of 'helpers' by a computed name: what it "
+        "reaches that way is not tracked",
+    )
+    steps = "from . import helpers\n\ndef train():\n    return run(helpers)\n"
+    fp = fp_of(load, {"steps": steps, "helpers": "def one():\n    return 1\n"})
+    assert any(
+        n.startswith(f"module {pkg}.helpers is used by {pkg}.steps:train") for n in fp.untracked
     )
 
 
@@ -633,6 +643,7 @@ def test_unhashable_global_gives_a_note(load: Loader) -> None:
         class Registry:
             def __init__(self):
                 self.items = []
+                self.lock = threading.Lock()
 
         REGISTRY = Registry()
         STATE = {"lock": threading.Lock()}
@@ -652,10 +663,41 @@ def test_unhashable_global_gives_a_note(load: Loader) -> None:
     assert f"code:{pkg}.steps:Registry" in fp.parts  # the instance's methods still count
 
 
+def test_objects_without_an_encoding_are_hashed_by_their_state(load: Loader) -> None:
+    source = """
+        import datetime, random, types
+
+        class Settings:
+            def __init__(self, depth):
+                self.depth = depth
+
+        SETTINGS = Settings({depth})
+        NS = types.SimpleNamespace(rate={depth})
+        START = datetime.date(2024, 1, {depth})
+        RNG = random.Random({depth})
+
+        def train(x):
+            return SETTINGS.depth + NS.rate + START.day + RNG.random() + x
+    """
+    pkg = load.package  # type: ignore[attr-defined]
+    a = fp_of(load, {"steps": source.replace("{depth}", "1")})
+    b = fp_of(load, {"steps": source.replace("{depth}", "2")})
+    assert a.untracked == ()
+    names = ("SETTINGS", "NS", "START", "RNG")
+    assert changed(a, b) >= {f"const:{pkg}.steps:{name}" for name in names}
+
+
 def test_hashable_mutable_global_is_a_constant(load: Loader) -> None:
-    fp = fp_of(load, {"steps": "SEEN = []\n\ndef train(x):\n    SEEN.append(x)\n    return x\n"})
+    fp = fp_of(load, {"steps": "SEEN = []\n\ndef train(x):\n    return len(SEEN) + x\n"})
     pkg = load.package  # type: ignore[attr-defined]
     assert f"const:{pkg}.steps:SEEN" in fp.parts
+    assert fp.untracked == ()
+
+
+def test_container_a_step_only_writes_to_is_not_an_input(load: Loader) -> None:
+    fp = fp_of(load, {"steps": "SEEN = []\n\ndef train(x):\n    SEEN.append(x)\n    return x\n"})
+    pkg = load.package  # type: ignore[attr-defined]
+    assert f"const:{pkg}.steps:SEEN" not in fp.parts
     assert fp.untracked == ()
 
 

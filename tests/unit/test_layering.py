@@ -16,8 +16,9 @@ PACKAGE = Path(zencache.__file__).parent
 # Lowest first. A module may import its own layer and those before it. Entries are
 # package paths; the longest one that prefixes a module names its layer.
 LAYERS: list[set[str]] = [
-    {"errors", "hashing", "config"},
-    {"storage.store"},
+    {"errors", "hashing", "config", "integrations.constants"},
+    {"storage.store", "storage.space"},
+    {"storage.index_check"},
     {"storage.index", "storage.lease_table", "storage.records", "storage.cache", "storage"},
     {"fingerprint"},
     {"materializers", "io"},
@@ -25,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"core"},
     {"executors"},
     {"inspection"},
-    {"cli", "__main__", "steps", "pipelines"},
+    {"cli", "__main__", "steps", "pipelines", "integrations"},
 ]
 
 

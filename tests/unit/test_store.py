@@ -321,15 +321,31 @@ def test_iteration_of_a_store_that_was_never_written(tmp_path: Path) -> None:
     assert list(store.iter_temporary()) == []
 
 
-def test_write_failure_is_a_store_error_and_leaves_no_temporary_file(
+def test_a_folder_in_an_objects_place_is_replaced_and_leaves_no_temporary_file(
     tmp_path: Path,
 ) -> None:
+    """os.replace cannot overwrite a folder: it is in the store's way, so it goes (it was
+    a StoreError, and a run could never rewrite that object)."""
     root = tmp_path / "objects"
     store = ObjectStore(root)
     object_id = digest_bytes(b"blocked")
-    (root / object_id[:2] / object_id[2:]).mkdir(parents=True)  # os.replace cannot overwrite
-    with pytest.raises(StoreError, match=object_id[2:]):
+    (root / object_id[:2] / object_id[2:] / "inside").mkdir(parents=True)
+    assert store.put(b"blocked") == object_id
+    assert store.get(object_id) == b"blocked"
+    assert list(store.iter_temporary()) == []
+
+
+def test_write_failure_is_a_store_error_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    root = tmp_path / "objects"
+    store = ObjectStore(root)
+    object_id = digest_bytes(b"blocked")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    root.mkdir()
+    (root / object_id[:2]).symlink_to(outside)  # never written through
+    with pytest.raises(StoreError, match="is a link"):
         store.put(b"blocked")
+    assert list(outside.iterdir()) == []
     assert list(store.iter_temporary()) == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import (  # noqa: F401  (register commands)
     audit_commands,
     cache_commands,
+    config_commands,
     pipeline_commands,
     remote_commands,
     runs_commands,

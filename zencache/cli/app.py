@@ -1,8 +1,10 @@
 """The click group, global options and the one place errors become exit codes.
 
-Exit status: 0 ok, 1 a check failed (or a step failed), 2 usage or input error.
+Exit status: 0 ok, 1 a check failed (or a step failed), 2 usage or input error,
+141 when the reader of stdout went away (`| head -1`), silently, as git does.
 A ZencacheError prints its one-line message to stderr; anything else is a bug
-and says so. `--debug` shows the traceback in both cases.
+and says so. `--debug` shows the traceback in both cases. The global options
+may also follow the command (`zencache cache stats --cache-dir X`).
 """
 
 from __future__ import annotations
@@ -17,14 +19,59 @@ import click
 
 from .. import __version__
 from ..errors import ZencacheError
+from . import output
+
+# The root's options, accepted before or after the command: (name, takes a value).
+_GLOBAL_OPTIONS = {"--cache-dir": True, "--debug": False}
+SIGPIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for `git log | head -1`
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """`cache stats --cache-dir X` -> `--cache-dir X cache stats`; stops at `--`."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name = arg.partition("=")[0]
+        if name in _GLOBAL_OPTIONS:
+            takes_value = _GLOBAL_OPTIONS[name]
+            if takes_value and "=" not in arg and i + 1 < len(args):
+                hoisted += args[i : i + 2]
+                i += 2
+                continue
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return hoisted + rest
+
+
+def _wants_json(args: list[str]) -> bool:
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
 
 
 class ZencacheGroup(click.Group):
     """Maps exceptions to exit codes, so no command prints a bare traceback."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = hoist_global_options(list(args))
+            ctx.meta["zencache.json"] = _wants_json(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            if ctx.meta.get("zencache.json"):
+                with output.stdout_for_data_only():
+                    return super().invoke(ctx)
             return super().invoke(ctx)
+        except BrokenPipeError:
+            output.silence_stdout()
+            ctx.exit(SIGPIPE_EXIT)
         except ZencacheError as exc:
             _report(ctx, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             ctx.exit(exc.exit_code)
@@ -98,14 +145,18 @@ def _report(ctx: click.Context, message: str) -> None:
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False),
-    envvar="ZENCACHE_DIR",
-    help="The cache directory (default: ./.zencache, or $ZENCACHE_DIR).",
+    help="The cache directory (default: $ZENCACHE_DIR, cache_dir in [tool.zencache], "
+    "the nearest .zencache up the tree, else .zencache beside pyproject.toml or .git).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
 @remote_options
 @click.pass_context
 def main(ctx: click.Context, cache_dir: str | None, debug: bool) -> None:
-    """zencache: a caching pipeline runner that never computes the same thing twice."""
+    """zencache: a caching pipeline runner that never computes the same thing twice.
+
+    The global options may come before or after the command. Shell completion:
+    eval "$(_ZENCACHE_COMPLETE=bash_source zencache)" (zsh_source, fish_source).
+    """
     ctx.ensure_object(dict)
     ctx.obj["cache_dir"] = cache_dir
     warnings.showwarning = _show_warning  # this process is the CLI's
@@ -117,11 +168,18 @@ def main(ctx: click.Context, cache_dir: str | None, debug: bool) -> None:
 
 
 def cache_from(ctx: click.Context) -> Any:
-    """The Cache named by --cache-dir / ZENCACHE_DIR / the default, for a command."""
+    """The Cache named by --cache-dir, else by the project's settings (zencache.config)."""
     from ..storage.cache import Cache
 
     obj = ctx.find_root().obj
     return Cache(obj.get("cache_dir"), remote=obj.get("remote"), remote_mode=obj.get("remote_mode"))
+
+
+def settings_from(ctx: click.Context) -> Any:
+    """The effective settings for this command, --cache-dir counted as an option."""
+    from ..config import load_settings
+
+    return load_settings(cache_dir=ctx.find_root().obj.get("cache_dir"))
 
 
 @main.group("cache")

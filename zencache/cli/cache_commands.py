@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import UsageError
+from . import output
 from .app import cache_from, cache_group
 from .durations import human_duration
 
@@ -74,7 +75,8 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
+    """A JSON document on the real stdout (output.py keeps it pure under --json)."""
+    output.data(json.dumps(data, indent=2))
 
 
 def note(message: str) -> None:
@@ -396,6 +398,13 @@ def verify_command(ctx: click.Context, repair: bool, as_json: bool) -> None:
 
 
 def _print_verify(report: maintenance.VerifyReport) -> None:
+    if report.salvage is not None:
+        copied = sum(report.salvage.entries.values())
+        click.echo(
+            f"the index was damaged; copied the {plural(copied, 'entry', 'entries')} LMDB "
+            f"could read into a new index (the damaged one is at {report.salvage.moved_to}; "
+            "delete it when you like); lost entries rerun"
+        )
     click.echo(
         f"checked {plural(report.objects_checked, 'object')} "
         f"({human_bytes(report.bytes_checked)}), "

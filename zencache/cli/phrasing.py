@@ -32,15 +32,18 @@ _VALUE_REPR_LIMIT = 60
 
 def status_json(status: StepStatus) -> dict[str, Any]:
     """The documented shape of `cache status --json`: step, status, reasons, and
+    `untracked` when the fingerprint cannot see something the step reads, and
     `"source": "remote"` for a step cached on the remote only."""
-    data: dict[str, Any] = {
+    shape: dict[str, Any] = {
         "step": status.step,
         "status": str(status.status),
         "reasons": reason_lines(status.reasons),
     }
+    if status.untracked:
+        shape["untracked"] = list(status.untracked)
     if status.source == "remote":
-        data["source"] = "remote"
-    return data
+        shape["source"] = "remote"
+    return shape
 
 
 def change_json(change: Change) -> dict[str, Any]:
@@ -142,8 +145,10 @@ def _output(c: Change) -> str:
     new_cls, _, new_version = (c.after or "").rpartition("@")
     if old_cls == new_cls:
         detail = f"{_short_class(new_cls)} version {old_version} -> {new_version}"
-    else:
+    elif _short_class(old_cls) != _short_class(new_cls):
         detail = f"{_short_class(old_cls)}@{old_version} -> {_short_class(new_cls)}@{new_version}"
+    else:  # same class name, another module: the short forms would read alike
+        detail = f"{c.before} -> {c.after}"
     return f"materializer changed: output {c.name} ({detail})"
 
 
@@ -189,6 +194,8 @@ def describe_part(part: str, old: str | None, new: str | None, own: bool = False
         return f"Python {old} -> {new}" if old and new else f"Python {new or old}"
     if kind == "dist":
         if old and new:
+            if _version(old) == _version(new):  # the same version under another name
+                return f"package {rest} {old} -> {new}"
             return f"package {rest} {_version(old)} -> {_version(new)}"
         return f"now uses package {new}" if new else f"no longer uses package {old}"
     module, _, qualname = rest.partition(":")

@@ -8,7 +8,6 @@ the commands, so that `zencache --help` stays instant.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -17,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import StepFailedError, ZencacheError
-from .app import cache_from, cache_group, main, remote_options
+from . import output
+from .app import cache_from, cache_group, main, remote_options, settings_from
+from .cache_commands import echo_json
 from .durations import human_duration
+from .progress import Progress
 
 if TYPE_CHECKING:
     from ..core.runs import Run, StepEvent
@@ -39,9 +41,13 @@ def _param_option(fn: Any) -> Any:
 
 
 def _load(target: str, params: Sequence[str]) -> Target:
+    """Import and bind TARGET; a pipeline the module runs at import time is skipped (noted)."""
     from .target import load_target
 
-    return load_target(target, params)
+    loaded = load_target(target, params)
+    for line in loaded.notes():
+        click.echo(line, err=True)
+    return loaded
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -55,16 +61,17 @@ def _load(target: str, params: Sequence[str]) -> Target:
 )
 @click.option(
     "--executor",
-    default="local",
-    show_default=True,
-    help="Where steps run: local (in this process), processes (worker processes on this "
-    "machine), dask (a Dask cluster; see --scheduler).",
+    default=None,
+    help="Where steps run: local (one step at a time in this process), processes (worker "
+    "processes on this machine), dask (a Dask cluster; see --scheduler). Default: executor "
+    "under [tool.zencache] or $ZENCACHE_EXECUTOR, else local.",
 )
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="How many steps may run at once, for executors that run several.",
+    help="How many steps may run at once, for the processes and dask executors. Default: "
+    "workers under [tool.zencache] or $ZENCACHE_WORKERS, else one per core.",
 )
 @click.option(
     "--scheduler",
@@ -74,15 +81,23 @@ def _load(target: str, params: Sequence[str]) -> Target:
     "must be on storage every worker shares); without it a local cluster is started.",
 )
 @remote_options
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the run as one JSON object (run_id, pipeline, status, duration, steps, output) "
+    "instead of the table; the steps' own prints go to stderr.",
+)
 @click.pass_context
 def run_command(
     ctx: click.Context,
     target: str,
     params: tuple[str, ...],
     no_cache: bool,
-    executor: str,
+    executor: str | None,
     workers: int | None,
     scheduler: str | None,
+    as_json: bool,
 ) -> None:
     """Run the pipeline TARGET (module:pipeline or path/file.py:pipeline), reusing the cache.
 
@@ -93,12 +108,17 @@ def run_command(
       zencache run examples/digits/pipeline.py:seed_pipeline --no-cache
     """
     from ..executors import make_executor, run_pipeline
+    from ..storage.cache import Cache
 
+    settings = settings_from(ctx)
+    executor = executor or settings.executor
+    workers = workers if workers is not None else settings.workers
     # An unknown executor, or a missing extra, fails before user code is imported.
     chosen = make_executor(executor, workers, scheduler)
     loaded = _load(target, params)
-    cache = cache_from(ctx)
-    progress = _Progress(loaded, sys.stderr.isatty())
+    cache = Cache(settings.cache_dir)
+    tty = not as_json and sys.stderr.isatty()
+    progress = Progress(loaded.instance.trace(), tty, parallel=executor != "local")
     started = time.perf_counter()
     try:
         run = run_pipeline(
@@ -115,7 +135,12 @@ def run_command(
     except Exception as exc:
         progress.close()
         if progress.events:
-            _echo_table(_failed_rows(cache, loaded.instance.name, progress.events))
+            record = _failed_record(cache, loaded.instance.name, progress.events)
+            if as_json:
+                took = time.perf_counter() - started
+                echo_json(_failed_json(record, loaded, progress.events, took))
+            else:
+                _echo_table(_failed_rows(record, progress.events))
         failed = [e.name for e in progress.events if e.status == "failed"]
         if failed and not isinstance(exc, ZencacheError):
             # A user materializer (or other user code around the step) raised: still
@@ -123,12 +148,15 @@ def run_command(
             raise StepFailedError(f"step {failed[0]!r} failed: {_last_line(exc)}") from exc
         raise
     progress.close()
+    elapsed = time.perf_counter() - started
+    if as_json:
+        echo_json(_run_json(run, loaded, elapsed))
+        return
     _echo_table(_run_rows(run))
     counts: dict[str, int] = {}
     for step in run.steps.values():
         counts[step.status] = counts.get(step.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    elapsed = time.perf_counter() - started
     click.echo(
         f"\nrun {run.run_id}: {run.status} ({summary}) in {human_duration(elapsed, precise=True)}"
     )
@@ -137,46 +165,57 @@ def run_command(
         click.echo(f"output: {shown}")
 
 
-class _Progress:
-    """The run's progress callback: a live line on a TTY, else one plain line per step."""
+def _run_json(run: Run, loaded: Target, elapsed: float) -> dict[str, Any]:
+    """The documented shape of `run --json`."""
+    return {
+        "run_id": run.run_id,
+        "pipeline": loaded.instance.name,
+        "target": loaded.text,
+        "status": run.status,
+        "duration": elapsed,
+        "steps": [
+            {"step": name, "status": s.status, "duration": s.duration, "key": s.key or None}
+            for name, s in run.steps.items()
+        ],
+        "output": _json_output(run),
+    }
 
-    def __init__(self, loaded: Target, tty: bool) -> None:
-        self.order = list(loaded.instance.trace().invocations)
-        self.tty = tty
-        self.events: list[StepEvent] = []
-        self.finished: set[str] = set()
-        self._cursor = 0  # everything before it has finished
-        self._drawn = False
-        if tty:
-            self._draw(f"[0/{len(self.order)}] running {self._next() or '...'}")
 
-    def __call__(self, event: StepEvent) -> None:
-        self.events.append(event)
-        self.finished.add(event.name)
-        took = human_duration(event.duration, precise=True)
-        done = f"[{event.done}/{event.total}] {event.name} {event.status} ({took})"
-        if not self.tty:
-            click.echo(done, err=True)
-            return
-        upcoming = self._next()
-        self._draw(f"{done}; running {upcoming}" if upcoming else done)
+def _failed_json(
+    record: Any, loaded: Target, events: Sequence[StepEvent], elapsed: float
+) -> dict[str, Any]:
+    """`run --json` of a run that raised: its record's steps, else what progress saw."""
+    if record is not None:
+        steps = [
+            {"step": s.name, "status": s.status, "duration": s.duration, "key": s.key or None}
+            for s in record.steps
+        ]
+    else:
+        steps = [
+            {"step": e.name, "status": e.status, "duration": e.duration, "key": None}
+            for e in events
+        ]
+    return {
+        "run_id": record.run_id if record is not None else None,
+        "pipeline": loaded.instance.name,
+        "target": loaded.text,
+        "status": record.status if record is not None else "failed",
+        "duration": elapsed,
+        "steps": steps,
+        "output": None,
+    }
 
-    def _next(self) -> str | None:
-        # The local executor runs steps in this (topological) order, so the step
-        # running now is the first one that has not finished.
-        while self._cursor < len(self.order) and self.order[self._cursor] in self.finished:
-            self._cursor += 1
-        return self.order[self._cursor] if self._cursor < len(self.order) else None
 
-    def _draw(self, line: str) -> None:
-        width = max(20, shutil.get_terminal_size().columns - 1)
-        click.echo("\r\x1b[K" + line[:width], err=True, nl=False)
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            click.echo("\r\x1b[K", err=True, nl=False)
-            self._drawn = False
+def _json_output(run: Run) -> Any:
+    """The pipeline's return value when it is a few JSON-able scalars, else None."""
+    if _small_output(run) is None or not run.record.output:
+        return None
+    value = run.output()
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return None
+    return value
 
 
 def _run_rows(run: Run) -> list[tuple[str, ...]]:
@@ -196,34 +235,44 @@ def _status_label(status: str, source: str) -> str:
     return f"{status} (remote)" if status == "cached" and source == "remote" else status
 
 
-def _failed_rows(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> list[tuple[str, ...]]:
-    """The table of a run that raised: from its run record (written before the error
-    was raised) when the newest one is ours, else from the progress events, without keys."""
+def _failed_record(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> Any:
+    """The run record of a run that raised (written before the error was raised), when
+    the newest one is ours; else None."""
     newest = cache.index.last("runs")
-    if newest is not None:
-        from ..storage.records import RunRecord
+    if newest is None:
+        return None
+    from ..storage.records import RunRecord
 
-        record = RunRecord.decode(newest[1])
-        seen = [(s.name, s.status) for s in record.steps]
-        if record.pipeline == pipeline and seen == [(e.name, e.status) for e in events]:
-            return [
-                (s.name, s.status, human_duration(s.duration, precise=True), s.key[:12] or "-")
-                for s in record.steps
-            ]
+    record = RunRecord.decode(newest[1])
+    seen = [(s.name, s.status) for s in record.steps]
+    if record.pipeline == pipeline and seen == [(e.name, e.status) for e in events]:
+        return record
+    return None
+
+
+def _failed_rows(record: Any, events: Sequence[StepEvent]) -> list[tuple[str, ...]]:
+    """The table of a run that raised: from its record, else from the progress events."""
+    if record is not None:
+        return [
+            (s.name, s.status, human_duration(s.duration, precise=True), s.key[:12] or "-")
+            for s in record.steps
+        ]
     return [(e.name, e.status, human_duration(e.duration, precise=True), "-") for e in events]
 
 
 def _echo_table(rows: list[tuple[str, ...]]) -> None:
     header = ("step", "status", "duration", "key")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
+    colored = output.color_enabled()
+    for number, row in enumerate([header, *rows]):
+        status = row[1].ljust(widths[1])
         cells = [
             row[0].ljust(widths[0]),
-            row[1].ljust(widths[1]),
+            output.paint(status, row[1], colored and number > 0),
             row[2].rjust(widths[2]),
             row[3],
         ]
-        click.echo("  ".join(cells).rstrip())
+        output.echo("  ".join(cells).rstrip(), colored=colored)
 
 
 def _small_output(run: Run) -> str | None:
@@ -234,7 +283,7 @@ def _small_output(run: Run) -> str | None:
     index = run.cache.index
     described = []
     for ref in refs:
-        step_name, _, output = ref.rpartition(".")
+        step_name, _, output = ref.partition(".")  # an output name may hold a dot
         content_id = run.steps[step_name].outputs.get(output)
         record = None if content_id is None else index.get_artifact(content_id)
         if record is None:
@@ -276,13 +325,18 @@ def status_command(ctx: click.Context, target: str, params: tuple[str, ...], as_
 
     statuses = _statuses(ctx, target, params)
     if as_json:
-        click.echo(json.dumps([status_json(s) for s in statuses], indent=2))
+        echo_json([status_json(s) for s in statuses])
         return
     width = max(len(s.step) for s in statuses)
+    colored = output.color_enabled()
     for s in statuses:
-        reasons = "; ".join(reason_lines(s.reasons))
-        line = f"{s.step.ljust(width)}  {_status_label(s.status, s.source).ljust(6)}  {reasons}"
-        click.echo(line.rstrip())
+        reasons = reason_lines(s.reasons)
+        if s.untracked:
+            more = f" (+{len(s.untracked) - 1} more, see explain)" if len(s.untracked) > 1 else ""
+            reasons.append(f"note: not tracked: {s.untracked[0]}{more}")
+        status = output.paint(_status_label(s.status, s.source).ljust(6), s.status, colored)
+        line = f"{s.step.ljust(width)}  {status}  {'; '.join(reasons)}"
+        output.echo(line.rstrip(), colored=colored)
 
 
 def _statuses(ctx: click.Context, target: str, params: Sequence[str]) -> list[StepStatus]:
@@ -316,7 +370,7 @@ def explain_command(
     loaded = _load(target, params)
     result = explain(loaded.instance, cache_from(ctx), step)
     if as_json:
-        click.echo(json.dumps(explanation_json(result), indent=2))
+        echo_json(explanation_json(result))
         return
     for line in _explain_lines(result):
         click.echo(line)
@@ -390,8 +444,16 @@ def _explain_lines(e: Explanation) -> list[str]:
     show_default=True,
     help="text for a terminal, mermaid for Markdown, dot for Graphviz.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print {pipeline, steps: [{step, status, inputs: [{name, from, output}]}]}.",
+)
 @click.pass_context
-def dag_command(ctx: click.Context, target: str, params: tuple[str, ...], fmt: str) -> None:
+def dag_command(
+    ctx: click.Context, target: str, params: tuple[str, ...], fmt: str, as_json: bool
+) -> None:
     """Draw TARGET's steps, how artifacts flow between them, and each step's cache status.
 
     \b
@@ -413,9 +475,23 @@ def dag_command(ctx: click.Context, target: str, params: tuple[str, ...], fmt: s
             same = handle.output in (name, SINGLE_OUTPUT)
             label = name if same else f"{handle.output}->{name}"
             edges.setdefault((handle.invocation, inv.name), []).append(label)
+    if as_json:
+        steps = [
+            {
+                "step": inv.name,
+                "status": statuses[inv.name],
+                "inputs": [
+                    {"name": name, "from": h.invocation, "output": h.output}
+                    for name, h in sorted(inv.inputs.items())
+                ],
+            }
+            for inv in dag.invocations.values()
+        ]
+        echo_json({"pipeline": dag.pipeline, "steps": steps})
+        return
     render = {"text": _dag_text, "mermaid": _dag_mermaid, "dot": _dag_dot}[fmt]
     for line in render(dag.pipeline, list(dag.invocations), statuses, edges):
-        click.echo(line)
+        output.echo(line, colored=fmt == "text" and output.color_enabled())
 
 
 _COLORS = {"cached": "#c8e6c9", "stale": "#ffe0b2", "new": "#bbdefb"}
@@ -428,13 +504,15 @@ def _dag_text(
     edges: dict[tuple[str, str], list[str]],
 ) -> list[str]:
     lines = [f"pipeline {pipeline}"]
+    colored = output.color_enabled()
     width = max(len(s) for s in steps)
     for step in steps:
         inputs = [
             f"{src} ({', '.join(labels)})" for (src, dst), labels in edges.items() if dst == step
         ]
         arrow = f"  <- {'; '.join(inputs)}" if inputs else ""
-        lines.append(f"  {step.ljust(width)}  {f'[{statuses[step]}]'.ljust(8)}{arrow}".rstrip())
+        status = output.paint(f"[{statuses[step]}]".ljust(8), statuses[step], colored)
+        lines.append(f"  {step.ljust(width)}  {status}{arrow}".rstrip())
     return lines
 
 

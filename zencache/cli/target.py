@@ -1,8 +1,11 @@
 """TARGET loading for the CLI: `package.module:attr` or `path/to/file.py:attr`, plus `-p`.
 
 Owns importing the user's module, finding the pipeline in it and binding the
-`-p name=value` parameters; every failure is a one-line TargetError (exit 2)
-that says what was wrong and how to fix it. Imports pipeline and errors; prints nothing.
+`-p name=value` parameters (checked against their annotations before anything
+runs); every failure is a one-line TargetError (exit 2) that says what was wrong
+and how to fix it. While the module is imported, a pipeline it runs at import
+time executes nothing (executors.runs_skipped): the command decides what runs.
+Imports pipeline, executors and errors; prints nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import functools
 import importlib
 import importlib.util
 import inspect
-import json
 import os
 import sys
 import traceback
@@ -24,6 +26,8 @@ from typing import Any
 from ..core.pipeline import Pipeline, PipelineInstance
 from ..core.steps import Step, StepInstance
 from ..errors import TargetError, ZencacheError
+from ..executors import runs_skipped, skipping
+from .params import annotations_of, coerce_params
 
 _FORMS = "module:pipeline or path/to/file.py:pipeline"
 
@@ -34,10 +38,25 @@ class Target:
     module: types.ModuleType
     attr: str
     instance: PipelineInstance
+    # Pipelines the module ran while it was imported, which were skipped, and where
+    # the import stopped when the module went on to use such a run's result.
+    skipped: tuple[str, ...] = ()
+    stopped: str | None = None
+
+    def notes(self) -> list[str]:
+        """What the user should know about the import (for stderr)."""
+        if not self.skipped:
+            return []
+        names = ", ".join(repr(n) for n in dict.fromkeys(self.skipped))
+        stop = f"; its import stopped {self.stopped}" if self.stopped else ""
+        return [
+            f"note: {self.module.__name__} runs pipeline {names} when imported; not executed "
+            f'here{stop} (put that call under `if __name__ == "__main__":`)'
+        ]
 
 
 def parse_params(pairs: Sequence[str]) -> dict[str, str]:
-    """`-p name=value` pairs as text; `_coerce` decides what each value means."""
+    """`-p name=value` pairs as text; params.coerce_params decides what each value means."""
     params: dict[str, str] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -53,16 +72,10 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     return params
 
 
-def param_value(text: str) -> Any:
-    """JSON where it parses (0.01, true, [1, 2], "a b"), else the text itself."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def load_target(text: str, pairs: Sequence[str] = ()) -> Target:
-    """Import TARGET's module and return the pipeline instance it names, bound with -p."""
+    """Import TARGET's module and return the pipeline instance it names, bound with -p.
+
+    Nothing executes meanwhile: a `run()` the module makes at import time is skipped."""
     params = parse_params(pairs)
     where, sep, attr = text.rpartition(":")
     if not sep or not where or not attr:
@@ -70,28 +83,30 @@ def load_target(text: str, pairs: Sequence[str] = ()) -> Target:
             f"TARGET {text!r} is malformed: expected {_FORMS}, "
             "e.g. examples/digits/pipeline.py:digits"
         )
-    if where.endswith(".py") or os.sep in where or "/" in where:
-        module = _import_file(text, Path(where))
-    else:
-        module = _import_module(text, where)
-    obj = _attribute(text, where, module, attr)
-    instance = _instance(text, obj, params)
-    try:
-        instance.trace()  # memoized: the commands reuse this DAG
-    except ZencacheError:
-        raise
-    except Exception as exc:
-        raise TargetError(
-            f"TARGET {text!r}: tracing pipeline {instance.name!r} failed: {_one_line(exc)}"
-            f"{_location(exc)}; fix the pipeline function (--debug shows the traceback)"
-        ) from exc
-    return Target(text, module, attr, instance)
+    stops: list[str] = []
+    with runs_skipped() as skipped:
+        if where.endswith(".py") or os.sep in where or "/" in where:
+            module = _import_file(text, Path(where), stops)
+        else:
+            module = _import_module(text, where, stops)
+        obj = _attribute(text, where, module, attr, stops)
+        instance = _instance(text, obj, params)
+        try:
+            instance.trace()  # memoized: the commands reuse this DAG
+        except ZencacheError:
+            raise
+        except Exception as exc:
+            raise TargetError(
+                f"TARGET {text!r}: tracing pipeline {instance.name!r} failed: {_one_line(exc)}"
+                f"{_location(exc)}; fix the pipeline function (--debug shows the traceback)"
+            ) from exc
+    return Target(text, module, attr, instance, tuple(skipped), stops[0] if stops else None)
 
 
 # --- importing ----------------------------------------------------------------------------
 
 
-def _import_file(text: str, path: Path) -> types.ModuleType:
+def _import_file(text: str, path: Path, stops: list[str]) -> types.ModuleType:
     if not path.is_file():
         hint = "it is a directory" if path.is_dir() else "no such file"
         raise TargetError(
@@ -120,23 +135,36 @@ def _import_file(text: str, path: Path) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise TargetError(f"TARGET {text!r}: {path} cannot be imported as Python source")
-    module = importlib.util.module_from_spec(spec)
-    # Registered before it runs, so that pickling, dataclasses and fingerprints find it.
-    sys.modules[name] = module
+    return _execute(text, name, spec, stops)
+
+
+def _execute(
+    text: str, name: str, spec: importlib.machinery.ModuleSpec, stops: list[str]
+) -> types.ModuleType:
+    """Run a module's code as an import would, its runs skipped; a stop is noted."""
     try:
-        spec.loader.exec_module(module)
+        module, stop = skipping.exec_module(name, spec)
     except BaseException as exc:
-        sys.modules.pop(name, None)
         raise _import_failure(text, name, exc) from exc
+    if stop is not None:
+        where = _location(stop)[len(" (") : -len(")")] or f"in {name}"
+        stops.append(f"{where}: {stop}")
     return module
 
 
-def _import_module(text: str, name: str) -> types.ModuleType:
+def _import_module(text: str, name: str, stops: list[str]) -> types.ModuleType:
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
+    if name in sys.modules:
+        return sys.modules[name]
     try:
-        return importlib.import_module(name)
+        spec = importlib.util.find_spec(name)  # imports the parent packages
+        if spec is None or spec.loader is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return _execute(text, name, spec, stops)
+    except TargetError:
+        raise
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing and (name == missing or name.startswith(missing + ".")):
@@ -194,7 +222,9 @@ def _one_line(exc: BaseException) -> str:
 # --- finding and binding the pipeline ---------------------------------------------------------
 
 
-def _attribute(text: str, where: str, module: types.ModuleType, attr: str) -> Any:
+def _attribute(
+    text: str, where: str, module: types.ModuleType, attr: str, stops: Sequence[str] = ()
+) -> Any:
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -207,6 +237,11 @@ def _attribute(text: str, where: str, module: types.ModuleType, attr: str) -> An
                 else "it defines no @pipeline; check the module, or decorate a function "
                 "with @pipeline"
             )
+            if stops:
+                hint = (
+                    f"its import stopped {stops[0]}, before defining it; put the code that "
+                    'runs pipelines under `if __name__ == "__main__":`'
+                )
             raise TargetError(
                 f"TARGET {text!r}: module {module.__name__!r} has no attribute {attr!r}; {hint}"
             ) from None
@@ -246,16 +281,19 @@ def _instance(text: str, obj: Any, params: dict[str, str]) -> PipelineInstance:
                 "default; pass -p NAME=VALUE, or (for injected steps) name a function that "
                 "returns the pipeline instance"
             )
-        return obj(**_coerce(obj.signature, params))
+        hints = annotations_of(obj.fn)
+        return obj(**coerce_params(f"pipeline {obj.name!r}", obj.signature, params, hints))
     if isinstance(obj, Step | StepInstance):
         raise TargetError(
             f"TARGET {text!r} is a step, not a pipeline; name the @pipeline that calls it"
         )
     if isinstance(obj, types.FunctionType | types.MethodType | functools.partial):
         signature = inspect.signature(obj)
-        _check_params(text, f"function {getattr(obj, '__name__', text)!r}", signature, params)
+        what = f"function {getattr(obj, '__name__', text)!r}"
+        _check_params(text, what, signature, params)
+        arguments = coerce_params(what, signature, params, annotations_of(obj))
         try:
-            result = obj(**_coerce(signature, params))
+            result = obj(**arguments)
         except ZencacheError:
             raise
         except Exception as exc:
@@ -292,20 +330,3 @@ def _check_params(
             raise TargetError(
                 f"TARGET {text!r}: {what} has no parameter {name!r}; its parameters are: {listed}"
             )
-
-
-def _coerce(signature: inspect.Signature, params: dict[str, str]) -> dict[str, Any]:
-    """Values from -p text, matched to the annotation where JSON would guess wrong:
-    `-p gamma=1` for `gamma: float` is 1.0 (else its key differs from `gamma=1.0`'s),
-    and `-p tag=2024` for `tag: str` stays the text "2024"."""
-    out = {}
-    for name, text in params.items():
-        param = signature.parameters.get(name)
-        annotation = param.annotation if param is not None else inspect.Parameter.empty
-        value = param_value(text)
-        if annotation in (str, "str") and not text.startswith('"'):
-            value = text
-        elif annotation in (float, "float") and type(value) is int:
-            value = float(value)
-        out[name] = value
-    return out

@@ -9,11 +9,15 @@ one deferred import, the single upward call, so that `import zencache` stays lig
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PipelineDefinitionError
+from ..config import load_settings
+from ..errors import PipelineDefinitionError, UsageError
+from ..integrations.constants import REQUIREMENTS
 from ..storage.cache import Cache
 from .dag import Dag, Tracer
 from .steps import Step, StepInstance
@@ -21,15 +25,45 @@ from .steps import Step, StepInstance
 if TYPE_CHECKING:
     from .runs import Run, StepEvent
 
+log = logging.getLogger(__name__)
+
 
 class Pipeline:
     """A pipeline definition; call it with arguments to get a runnable instance."""
 
-    def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        required_integrations: Iterable[str] = (),
+    ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.name = name or fn.__name__
         self.signature = inspect.signature(fn)
+        if isinstance(required_integrations, str):
+            required_integrations = (required_integrations,)
+        self.required_integrations = tuple(required_integrations)
+
+    def check_requirements(self) -> None:
+        """ZenML's `required_integrations`: each known one's modules must be importable
+        (looked up, not imported); names zencache does not know are ignored, logged."""
+        missing = []
+        for name in self.required_integrations:
+            known = REQUIREMENTS.get(str(name).lower())
+            if known is None:
+                log.info("pipeline %r: integration %r is not one zencache knows", self.name, name)
+                continue
+            modules, requirement = known
+            if not all(_importable(m) for m in modules):
+                missing.append((name, requirement))
+        if missing:
+            names = ", ".join(repr(n) for n, _ in missing)
+            install = " ".join(sorted({r for _, r in missing}))
+            raise UsageError(
+                f"pipeline {self.name!r} requires the integration {names}, which is not "
+                f"installed; pip install {install}"
+            )
 
     def __repr__(self) -> str:
         return f"<pipeline {self.fn.__module__}:{self.fn.__qualname__}>"
@@ -96,7 +130,7 @@ class PipelineInstance:
 
     def run(
         self,
-        executor: Any = "local",
+        executor: Any = None,
         max_workers: int | None = None,
         *,
         scheduler: Any = None,
@@ -112,9 +146,22 @@ class PipelineInstance:
 
         `executor`: "local", "processes", "dask" or an Executor instance;
         `scheduler`: a Dask scheduler address or distributed.Client (executor "dask").
+        Without them, `executor`, `workers` and the cache folder come from the project's
+        settings (`[tool.zencache]`, ZENCACHE_* variables: zencache.config), else local.
         """
         from ..executors import run_pipeline  # the executor layer sits above this one
 
+        # The settings are read (~0.1 ms) only when something is left to them: the local
+        # executor runs one step at a time, so `workers` means nothing to it.
+        wants_workers = max_workers is None and isinstance(executor, str) and executor != "local"
+        if executor is None or wants_workers:
+            settings = load_settings()
+            if executor is None:
+                executor = settings.executor
+            if max_workers is None and isinstance(executor, str) and executor != "local":
+                max_workers = settings.workers
+            if cache is None:
+                cache = settings.cache_dir
         return run_pipeline(
             self,
             executor=executor,
@@ -128,8 +175,36 @@ class PipelineInstance:
         )
 
 
-def pipeline(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
-    """Make `fn` a pipeline: `@pipeline` or `@pipeline(name="...")`."""
+_ZENML_PIPELINE_OPTIONS = {"enable_cache", "requirements_file", "dockerignore_file"}
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def pipeline(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    required_integrations: Iterable[str] = (),
+    **zenml_options: Any,
+) -> Any:
+    """Make `fn` a pipeline: `@pipeline` or `@pipeline(name="...")`.
+
+    `required_integrations=[SKLEARN, ...]` (ZenML's; names in
+    zencache.integrations.constants) are checked when the pipeline runs. ZenML's
+    other pipeline options (`enable_cache=`, `requirements_file=`, ...) are accepted
+    and ignored, with a debug-log note: caching is per step here.
+    """
+    unknown = sorted(set(zenml_options) - _ZENML_PIPELINE_OPTIONS)
+    if unknown:
+        raise TypeError(f"pipeline() got an unexpected keyword argument {unknown[0]!r}")
+    if zenml_options:
+        log.debug("pipeline options %s are ZenML's and ignored", sorted(zenml_options))
     if fn is None:
-        return lambda f: Pipeline(f, name)
-    return Pipeline(fn, name)
+        return lambda f: Pipeline(f, name, required_integrations)
+    return Pipeline(fn, name, required_integrations)

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PipelineDefinitionError, UnhashableParameterError
-from ..fingerprint import Fingerprint, fingerprint
+from ..fingerprint import Fingerprint, fingerprint, new_epoch
+from ..fingerprint.carried import carried_classes
 from ..hashing import hash_value
 from ..materializers import registry
 from ..materializers.base import BaseMaterializer
 from .dag import Dag, Invocation
 from .keys import RUNTIME_MATERIALIZER, KeyParts, KeyTemplate
+from .step_config import BaseStepConfig, key_params
 
 _REPR_LIMIT = 200
 
@@ -45,6 +47,9 @@ def plan(dag: Dag) -> list[PlannedStep]:
     # A step invoked many times with the same parameters has the same static parts:
     # computed once per plan (the registry and fingerprints cannot change meanwhile).
     shared: dict[Any, Any] = {}
+    # Each plan checks the per-process fingerprint memos again (a notebook may have
+    # redefined a helper or edited a module-level dict since the last run).
+    new_epoch()
     return [plan_invocation(dag.pipeline, inv, shared) for inv in dag.invocations.values()]
 
 
@@ -56,22 +61,39 @@ def plan_invocation(
     options = step.options
     params: dict[str, str] = {}
     reprs: dict[str, str] = {}
-    for name, value in inv.params.items():
-        if name in options.ignore:
+    for given, value in inv.params.items():
+        if given in options.ignore:
             continue
-        try:
-            params[name] = hash_value(value)
-        except UnhashableParameterError as exc:
-            raise UnhashableParameterError(
-                f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step {inv.name!r}: {exc}"
-            ) from exc
-        reprs[name] = _short_repr(value)
+        # A ZenML step config enters field by field (`config.gamma`): status names the field.
+        pairs = key_params(given, value) if isinstance(value, BaseStepConfig) else ((given, value),)
+        for name, part in pairs:
+            try:
+                params[name] = hash_value(part)
+            except UnhashableParameterError as exc:
+                raise UnhashableParameterError(
+                    f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step "
+                    f"{inv.name!r}: {exc}"
+                ) from exc
+            except RecursionError:
+                raise UnhashableParameterError(
+                    f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step "
+                    f"{inv.name!r}: a {type(part).__name__} nested too deeply or that refers "
+                    "to itself; pass it as an artifact (the output of a step), or add it to ignore="
+                ) from None
+            reprs[name] = short_repr(part)
     inputs = inv.inputs
     names = tuple(sorted(inputs)) if len(inputs) > 1 else tuple(inputs)
-    memo = (step, tuple(params.items()), names)
+    # The classes the parameters' values are instances of (or are) bring their
+    # methods into the step, like helpers it calls.
+    carried = (
+        carried_classes(v for n, v in inv.params.items() if n not in options.ignore)
+        if inv.params
+        else ()
+    )
+    memo = (step, tuple(params.items()), names, carried)
     found = None if shared is None else shared.get(memo)
     if found is None:
-        found = _static_parts(step, params, names)
+        found = _static_parts(step, params, names, carried)
         if shared is not None:
             shared[memo] = found
     parts, fp, materializers, outputs, template = found
@@ -86,7 +108,7 @@ def plan_invocation(
 
 
 def _static_parts(
-    step: Any, params: dict[str, str], input_names: tuple[str, ...]
+    step: Any, params: dict[str, str], input_names: tuple[str, ...], carried: tuple[type, ...] = ()
 ) -> tuple[KeyParts, Fingerprint | None, dict[str, type[BaseMaterializer] | None], KeyTemplate]:
     """What every invocation of `step` with these parameters and inputs shares."""
     materializers = output_materializers(step)
@@ -98,10 +120,20 @@ def _static_parts(
     if version is not None:
         fp, code = None, f"version:{version}"
     else:
-        fp = fingerprint(step.fn)
+        # The user classes its annotations name: an input declared `cfg: Config`
+        # calls Config's methods on whatever upstream wrote, byte-identical or not.
+        declared = carried_classes(annotations=step.input_types.values())
+        fp = fingerprint(step.fn, _union(carried, declared))
         code = fp.digest
     parts = KeyParts.make(step.identity, code, params, outputs)
     return parts, fp, materializers, tuple(materializers), KeyTemplate(parts.static, input_names)
+
+
+def _union(a: tuple[type, ...], b: tuple[type, ...]) -> tuple[type, ...]:
+    if not a or not b:
+        return a or b
+    merged = {id(c): c for c in (*a, *b)}
+    return tuple(sorted(merged.values(), key=lambda c: (str(c.__module__), c.__qualname__, id(c))))
 
 
 def output_materializers(step: Any) -> dict[str, type[BaseMaterializer] | None]:
@@ -128,6 +160,11 @@ def output_materializers(step: Any) -> dict[str, type[BaseMaterializer] | None]:
     return result
 
 
-def _short_repr(value: Any) -> str:
-    text = repr(value)
+def short_repr(value: Any) -> str:
+    """A value's repr for records and messages, at most _REPR_LIMIT characters (a
+    parameter of 24 MB made every run record 24 MB)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to show>"
     return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."

@@ -113,7 +113,7 @@ class Run:
         refs = self.record.output
         values = []
         for ref in refs:
-            step_name, _, output = ref.rpartition(".")
+            step_name, _, output = ref.partition(".")  # an output name may hold a dot
             values.append(self.steps[step_name].output(output))
         if not refs:
             return None

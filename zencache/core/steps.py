@@ -17,6 +17,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from ..errors import PipelineDefinitionError
 from ..hashing import module_label
 from . import dag
+from .step_config import _REQUIRED, config_class
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,6 +51,8 @@ class StepOptions:
     materializers: Any = None  # one class for every output, or {output name: class}
     ignore: frozenset[str] = frozenset()
     deterministic: bool = True
+    # True: what the fingerprint cannot track is an error; None: the project's setting
+    strict: bool | None = None
 
 
 class Step(dag.StepLike, Generic[P, R]):
@@ -79,7 +82,7 @@ class Step(dag.StepLike, Generic[P, R]):
         # Each parameter's name and default (inspect.Parameter.empty if none), in
         # signature order: what tracing reads for every call, without inspect's properties.
         self.parameter_defaults = tuple(
-            (name, p.default) for name, p in self.signature.parameters.items()
+            (name, _default(p, fn)) for name, p in self.signature.parameters.items()
         )
         # Names that may be passed by keyword, in signature order: the fast path of _bind.
         self._keywords = tuple(
@@ -149,6 +152,17 @@ class StepInstance(dag.StepLike):
         return tracer.invoke(self.step, arguments, self.name)
 
 
+def _default(param: inspect.Parameter, fn: Callable[..., Any]) -> Any:
+    """A parameter's default; a ZenML step config (`config: TrainerConfig`) without one
+    gets its class's defaults, as ZenML did when the pipeline passed no config."""
+    if param.default is not inspect.Parameter.empty:
+        return param.default
+    cls = config_class(param.annotation, getattr(fn, "__globals__", {}))
+    if cls is not None and all(d is not _REQUIRED for _, d in cls.fields().values()):
+        return cls()
+    return param.default
+
+
 @overload
 def step(fn: Callable[P, R], /) -> Step[P, R]: ...
 @overload
@@ -159,6 +173,8 @@ def step(
     materializers: Any = None,
     ignore: tuple[str, ...] | list[str] = (),
     deterministic: bool = True,
+    strict: bool | None = None,
+    enable_cache: bool | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -171,15 +187,23 @@ def step(
     materializers: Any = None,
     ignore: tuple[str, ...] | list[str] = (),
     deterministic: bool = True,
+    strict: bool | None = None,
+    enable_cache: bool | None = None,
 ) -> Any:
     """Make `fn` a step. `version=` pins its code fingerprint; `ignore=` keeps
-    parameters (say `verbose`) out of the key; `cache=False` always executes."""
+    parameters (say `verbose`) out of the key; `cache=False` always executes
+    (`enable_cache=False` is ZenML's spelling of it); `strict=True` makes what its
+    fingerprint cannot track an error, not a warning (None: the project's `strict`
+    setting)."""
+    if enable_cache is not None:
+        cache = cache and bool(enable_cache)
     options = StepOptions(
         cache=cache,
         version=None if version is None else str(version),
         materializers=materializers,
         ignore=frozenset(ignore),
         deterministic=deterministic,
+        strict=strict,
     )
     if fn is None:
         return lambda f: Step(f, options)

@@ -18,13 +18,22 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..config import load_settings
-from ..core.plan import plan
+from ..core.plan import plan, short_repr
 from ..errors import CacheSizeWarning, UsageError, ZencacheError
 from ..storage.cache import Cache
-from . import collector
 from .base import Executor
 from .remote_tier import RemoteTier
 from .runner import Progress, Runner
+from .skipping import InspectionStop, SkippedRun, runs_skipped, skip_run
+
+__all__ = [
+    "EXECUTORS",
+    "InspectionStop",
+    "SkippedRun",
+    "make_executor",
+    "run_pipeline",
+    "runs_skipped",
+]
 
 if TYPE_CHECKING:
     from ..core.pipeline import PipelineInstance
@@ -88,6 +97,10 @@ def run_pipeline(
     remote_mode: str | None = None,
 ) -> Run:
     """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed."""
+    skipped = skip_run(instance.name)
+    if skipped is not None:  # the module calling run() is only being imported
+        return skipped  # type: ignore[return-value]
+    instance.pipeline.check_requirements()
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         raise UsageError(
             f"pipeline {instance.name!r} was run while a new process was importing the main "
@@ -95,29 +108,28 @@ def run_pipeline(
             'put the code that runs the pipeline under `if __name__ == "__main__":`'
         )
     chosen = make_executor(executor, max_workers, scheduler)
-    with collector.paused():  # see collector.py: the run's bookkeeping makes no cycles
-        dag = instance.trace()
-        planned = plan(dag)
-        params = {name: repr(value) for name, value in instance.params.items()}
-        tier = _remote_tier(cache, dag.pipeline, remote, remote_mode)
-        runner = Runner(
-            cache,
-            dag,
-            planned,
-            params,
-            force=force,
-            progress=progress,
-            target=target,
-            remote=tier,
-        )
+    dag = instance.trace()
+    planned = plan(dag)
+    params = {name: short_repr(value) for name, value in instance.params.items()}
+    tier = _remote_tier(cache, dag.pipeline, remote, remote_mode)
+    runner = Runner(
+        cache,
+        dag,
+        planned,
+        params,
+        force=force,
+        progress=progress,
+        target=target,
+        remote=tier,
+    )
     try:
         chosen.execute(runner)
     except KeyboardInterrupt:
         runner.write_run("interrupted")
         raise
-    with collector.paused():
-        run = runner.write_run()
-    limit_size(cache, run.record)
+    run = runner.write_run()
+    if not cache.index.read_only:
+        limit_size(cache, run.record)
     runner.raise_failures()
     return run
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -113,16 +114,23 @@ class _DaskPool:
         return future
 
     def wait(
-        self, handles: list[Any], every: bool = False
+        self, handles: list[Any], every: bool = False, timeout: float | None = None
     ) -> list[tuple[Any, TaskResult | BaseException]]:
         from distributed import wait
 
         when = "ALL_COMPLETED" if every else "FIRST_COMPLETED"
+        give_up = None if timeout is None else time.monotonic() + timeout
+        done: set[Any] = set()
         while True:
+            left = _SLICE if give_up is None else min(_SLICE, give_up - time.monotonic())
             try:  # in slices, so that Ctrl-C reaches this thread while steps run
-                done, _ = wait(handles, timeout=_SLICE, return_when=when)
+                done, _ = wait(handles, timeout=max(left, 0.001), return_when=when)
                 break
             except TimeoutError:
+                if give_up is not None and time.monotonic() >= give_up:
+                    # Those finished by then (distributed.wait raises instead of saying).
+                    done = {f for f in handles if f.done()}
+                    break
                 continue
         outcomes: list[tuple[Any, TaskResult | BaseException]] = []
         self.pending.difference_update(done)

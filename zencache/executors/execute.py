@@ -6,7 +6,8 @@ audit's fresh interpreter (inspection/audit_worker.py). What differs between the
 where inputs come from (memory, the store, a recorded entry), which store receives
 the outputs (the cache's, or the audit's digest-only one) and who writes the index
 (only the runner, in the driver); those stay with the callers. Imports materializers
-and storage records; never the index, never an executor.
+and storage records, and fingerprints (of the classes an output is made of); never the
+index, never an executor.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CorruptObjectError, MissingObjectError, StepFailedError, StepOutputError
+from ..fingerprint import fingerprint
+from ..fingerprint.carried import carried_classes
+from ..hashing import module_label
 from ..materializers import registry
 from ..materializers.artifacts import load_artifact, save_artifact
 from ..materializers.base import BaseMaterializer
@@ -110,8 +114,20 @@ def materialize(
     artifacts: dict[str, ArtifactRecord] = {}
     for name, value in outputs.items():
         materializer = materializers[name] or registry.for_value(value)
-        artifacts[name] = save_artifact(store, value, materializer)
+        artifacts[name] = save_artifact(store, value, materializer, carried_code(value))
     return artifacts
+
+
+def carried_code(value: Any) -> bytes:
+    """The fingerprints of the user classes a value is made of (artifacts.CODE_FILE):
+    pickle stores a class by name, so a changed method must change the id another way."""
+    classes = carried_classes([value])
+    if not classes:
+        return b""
+    lines = [
+        f"{module_label(c.__module__)}:{c.__qualname__} {fingerprint(c).digest}" for c in classes
+    ]
+    return "\n".join(lines).encode()
 
 
 def execute_step(

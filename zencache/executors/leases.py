@@ -28,6 +28,14 @@ LEASE_SETTING = "ZENCACHE_LEASE_SECONDS"
 _POLL_SECONDS = (0.01, 0.05, 0.1, 0.2)
 
 
+class _Held:
+    def __repr__(self) -> str:
+        return "HELD"
+
+
+HELD = _Held()  # Leases.attempt: another live process holds the lease
+
+
 def _pid_namespace() -> int | None:
     try:
         return os.stat("/proc/self/ns/pid").st_ino
@@ -76,29 +84,38 @@ class Leases:
 
         Returns None too when the holder failed or died: then the caller executes.
         `while_waiting` is called at every poll: the runner's committer may need the
-        driver meanwhile (the holder may be waiting for one of our own entries).
+        driver meanwhile (the holder may be waiting for one of our own entries). A
+        driver with steps of its own in flight must not block here (it would stop
+        collecting them while another process waits for their entries): it calls
+        `attempt` between collecting them instead.
         """
-        if not self._swept:
-            self.sweep()
-        now = time.time()
-        current = self.table.try_lease(key, self._holder(now), now)
+        found = self.attempt(key, looked_up=True)
         polls = 0
-        while current is not None:
+        while found is HELD:
             if while_waiting is not None:
                 while_waiting()
             time.sleep(_POLL_SECONDS[min(polls, len(_POLL_SECONDS) - 1)])
             polls += 1
+            found = self.attempt(key)
+        return found  # type: ignore[return-value]
+
+    def attempt(self, key: str, looked_up: bool = False) -> tuple[str, ...] | _Held | None:
+        """One try, never waiting: the holder's ids when its entry is committed, None
+        when the lease is now ours (the caller executes), HELD while another live
+        holder has it. `looked_up`: the caller just missed the entry."""
+        if not self._swept:
+            self.sweep()
+        if not looked_up:
             ids = self.index.step_output_ids(key)
             if ids is not None:
                 return ids
-            current = self.table.holder(key)
-            if current is None:
-                pass  # released without an entry (its step failed): try to take it
-            elif self._is_local(current) and not self._is_dead(current):
-                continue  # a live holder on this machine: wait as long as it runs
-            now = time.time()
-            replace = current if current is not None and self._is_dead(current) else None
-            current = self.table.try_lease(key, self._holder(now), now, replace=replace)
+        current = self.table.holder(key)
+        if current is not None and self._is_local(current) and not self._is_dead(current):
+            return HELD  # a live holder on this machine: waited for as long as it runs
+        now = time.time()
+        replace = current if current is not None and self._is_dead(current) else None
+        if self.table.try_lease(key, self._holder(now), now, replace=replace) is not None:
+            return HELD  # taken meanwhile, or a holder elsewhere whose lease has not expired
         # Taken. The entry may have been committed between our miss and the take
         # (its holder commits, then releases): then it is a hit after all.
         ids = self.index.step_output_ids(key)
@@ -115,6 +132,7 @@ class Leases:
         its first miss."""
         self._swept = True
         self.table.remove_if([(k, h) for k, h in self.table.items() if self._is_dead(h)])
+        self.table.remove_unreadable()
 
     def release(self, *keys: str) -> None:
         """Release leases this run holds (after their step entries are committed)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from . import collector
 from .base import Executor, check_workers
 from .runner import Runner
 
@@ -17,13 +16,11 @@ class LocalExecutor(Executor):
 
     def execute(self, runner: Runner) -> None:
         try:
-            with collector.paused() as collect:  # the hits' bookkeeping (collector.py)
-                for ps in runner.planned.values():
-                    started = time.perf_counter()
-                    key = runner.decide(ps, started)
-                    if key is not None:
-                        with collector.running_user_code(collect):
-                            runner.execute_here(ps, key, started)
+            for ps in runner.planned.values():
+                started = time.perf_counter()
+                key = runner.decide(ps, started)
+                if key is not None:
+                    runner.execute_here(ps, key, started)
         finally:
             runner.wait_for_commits()  # the queued records of what finished, however the run ends
 

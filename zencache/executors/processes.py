@@ -1,8 +1,10 @@
 """`processes`: independent steps in parallel worker processes on this machine (joblib's loky).
 
 Workers are started on the first miss, so a fully cached run starts none, and
-live for one run: a run always executes the code the driver fingerprinted, never
-a module a long-lived worker imported before it was edited. Steps are sent by
+live for one run. A worker imports the step's modules when it starts, so a module
+saved after the driver imported it (an edit while a run is under way) would be
+what runs: each worker checks, before running a step, that its code has the
+driver's fingerprint, and fails the step with a message otherwise. Steps are sent by
 name when their module is importable (workers get the driver's sys.path) and by
 value with cloudpickle otherwise, so a script needs no `if __name__ == "__main__":`
 guard. Each worker's BLAS/OpenMP thread pools are sized to its share of the CPUs,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import time
 from typing import Any
 
 from .base import Executor, check_workers
@@ -60,20 +63,26 @@ class _LokyPool:
         self.executor = ProcessPoolExecutor(max_workers=workers, env=env)
         self.capacity = workers
         self.broken: tuple[type[BaseException], ...] = (BrokenProcessPool,)
-        self.check_code = False  # workers live for one run: they import the current code
+        # Workers import the modules as they are on disk now, which may no longer be
+        # what the driver imported and fingerprinted.
+        self.check_code = True
         self.remote_workers = False  # on this machine: they share the cache folder
 
     def submit(self, task: StepTask) -> concurrent.futures.Future[TaskResult]:
         return self.executor.submit(run_task, task)
 
     def wait(
-        self, handles: list[Any], every: bool = False
+        self, handles: list[Any], every: bool = False, timeout: float | None = None
     ) -> list[tuple[Any, TaskResult | BaseException]]:
         when = concurrent.futures.ALL_COMPLETED if every else concurrent.futures.FIRST_COMPLETED
         done: set[Any] = set()
+        give_up = None if timeout is None else time.monotonic() + timeout
         while not done or (every and len(done) < len(handles)):
+            left = _SLICE if give_up is None else min(_SLICE, give_up - time.monotonic())
             # In slices, so that Ctrl-C reaches this thread while steps run.
-            done, _ = concurrent.futures.wait(handles, timeout=_SLICE, return_when=when)
+            done, _ = concurrent.futures.wait(handles, timeout=max(left, 0), return_when=when)
+            if give_up is not None and time.monotonic() >= give_up:
+                break
         return [(f, f.exception() or f.result()) for f in done]
 
     def describe(self, exc: BaseException) -> str:

@@ -45,9 +45,10 @@ from . import run_record
 from .committer import Committer
 from .execute import DamagedInputs, call_step, materialize
 from .execute import load_inputs as load_stored_inputs
-from .leases import Leases
+from .leases import HELD, Leases
 from .remote_tier import RemoteTier
 from .unstable_params import UnstableParameterWarning, warn_unstable_params
+from .untracked import report_untracked
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class Runner:
         self.remote = remote
         self.index = cache.index
         self.store = cache.store
+        if force:
+            self.store.distrust_existing()
         self.dag = dag
         self.planned = {p.name: p for p in planned}
         self.params = params
@@ -93,6 +96,11 @@ class Runner:
         self.results: dict[str, StepRun] = {}
         self._remaining_consumers = {name: len(c) for name, c in dag.consumers.items()}
         self._keep = {(h.invocation, h.output) for h in dag.output_handles()}
+        # How many steps have still to read each step's outputs: all but the last get
+        # their own copy (see load_inputs), so that a step that changes an input in
+        # place cannot change what its siblings receive.
+        self._readers = dict(self._remaining_consumers)
+        self._have_read: set[str] = set()  # steps already counted off _readers
         self._failures: list[tuple[str, BaseException]] = []
         self.leases = Leases(cache, self.run_id)
         self.committer = Committer(self.index, self._on_committed)
@@ -103,6 +111,7 @@ class Runner:
         self._queued_artifacts: dict[str, ArtifactRecord] = {}
         self._stored_envs: set[str] = set()  # environments known to be in the index
         warn_unstable_params(planned)
+        report_untracked(planned)
 
     # --- the decision ---------------------------------------------------------------------
 
@@ -202,9 +211,12 @@ class Runner:
 
     # --- executing in this process ---------------------------------------------------------------
 
-    def decide(self, ps: PlannedStep, started: float, key: str = "") -> str | None:
-        """Skip, hit or miss. A miss returns its key (with its lease held when it caches);
-        skips and hits are settled here and return None. No data is loaded.
+    def decide(
+        self, ps: PlannedStep, started: float, key: str = "", lease: bool = True
+    ) -> str | None:
+        """Skip, hit or miss. A miss returns its key (with its lease held when it caches,
+        waiting for another holder; `lease=False`: not taken, see `claim`); skips and
+        hits are settled here and return None. No data is loaded.
         `key`: the step's key when the caller computed it already."""
         if self._failures:  # every skip goes back to a failure: the hit path skips this
             upstream = self.blocked_by(ps)
@@ -222,10 +234,15 @@ class Runner:
         )
         if hit is None:
             self.index.end_snapshot()
-            if caches:
+            if self.index.read_only:
+                why = "a miss" if caches else "not cached"
+                raise self.index.read_only_error(
+                    f"record step {ps.name!r}, which must execute ({why})"
+                )
+            if caches and self.remote is not None and self._remote_hit(ps, key, started):
+                return None
+            if caches and lease:
                 self.committer.check()  # a failed commit (a full disk) stops the run here
-                if self.remote is not None and self._remote_hit(ps, key, started):
-                    return None
                 hit = self.leases.acquire(key, while_waiting=self.committer.check)
         if hit is not None:
             self.settle_hit(ps, key, hit, started)
@@ -246,6 +263,19 @@ class Runner:
         self._recorded[key] = entry.step.output_ids
         self.settle_hit(ps, key, entry.step.output_ids, started, "remote")
         return True
+
+    def claim(self, ps: PlannedStep, key: str, started: float) -> bool | None:
+        """Try to take a missed key's lease without waiting: True when taken (execute
+        the step), False when it turned out a hit (settled), None while another
+        process holds it (try again later, after collecting this run's own steps)."""
+        self.committer.check()
+        found = self.leases.attempt(key)
+        if found is HELD:
+            return None
+        if found is None:
+            return True
+        self.settle_hit(ps, key, found, started)  # type: ignore[arg-type]
+        return False
 
     def execute_here(self, ps: PlannedStep, key: str, started: float) -> None:
         """A miss, in this process: load inputs, call, store outputs, queue the entry."""
@@ -276,7 +306,15 @@ class Runner:
         values, ids = self.values, self.ids
         for name, handle in ps.invocation.inputs.items():
             slot = (handle.invocation, handle.output)
-            if slot in values:
+            # The last reader takes the value itself: nobody else sees a change. Others
+            # (or the run's result) still need it as the step returned it: they get their
+            # own, loaded from the store (a large array is mapped copy-on-write, so a
+            # reader that only reads copies nothing).
+            if (
+                slot in values
+                and self._readers.get(handle.invocation, 0) <= 1
+                and slot not in self._keep
+            ):
                 inputs[name] = values[slot]
                 continue
             content_id = ids[handle.invocation][handle.output]
@@ -299,6 +337,10 @@ class Runner:
                 damaged.update(exc.damaged)
         for name, exc in damaged.items():
             inputs[name] = self._recreate(ps.invocation.inputs[name], exc)
+        if ps.name not in self._have_read:  # a producer re-executed for repairs reads again
+            self._have_read.add(ps.name)
+            for upstream in ps.invocation.upstream:
+                self._readers[upstream] -= 1
         return inputs
 
     def _recreate(self, handle: ArtifactHandle, damage: Exception) -> Any:
@@ -306,8 +348,17 @@ class Runner:
         rewrites the objects (the store replaces a damaged object it finds)."""
         log.warning("%s; re-executing step %r to recreate it", damage, handle.invocation)
         producer = self.planned[handle.invocation]
+        started = time.perf_counter()
         outputs = self.call(producer, self.load_inputs(producer))
         self.store_outputs(producer, self.key(producer), outputs, 0.0)
+        earlier = self.results.get(producer.name)
+        if earlier is not None and earlier.status == "cached":
+            # It ran after all: the run record says so (its hit was damaged).
+            self.results[producer.name] = earlier._replace(
+                status="executed",
+                duration=earlier.duration + time.perf_counter() - started,
+                outputs=self.ids[producer.name],
+            )
         return self.values.get((handle.invocation, handle.output), outputs[handle.output])
 
     def artifact_record(self, content_id: str) -> ArtifactRecord | None:
@@ -402,9 +453,15 @@ class Runner:
         self.leases.release(*(key for key, _ in tokens))
 
     def wait_for_commits(self) -> None:
-        """Wait until every queued record is committed (and raise if one could not be)."""
+        """Wait until every queued record is committed (and raise if one could not be).
+        Then no lease of this run belongs to a record in flight: any still held (a
+        Ctrl-C between taking one and the step's own cleanup) is released."""
         self.index.end_snapshot()
-        self.committer.drain()
+        try:
+            self.committer.drain()
+        finally:
+            if self.leases.held:
+                self.leases.release(*self.leases.held)
 
     def _release_inputs(self, ps: PlannedStep) -> None:
         for upstream in ps.invocation.upstream:
@@ -428,6 +485,14 @@ class Runner:
         record = run_record.build(
             self.run_id, self.dag, self.params, status, self.started, steps, self.target
         )
+        if self.index.read_only:
+            log.warning(
+                "the cache at %s is read-only here (%s): every step was served from it, and "
+                "this run is not recorded",
+                self.cache.path,
+                self.index.read_only,
+            )
+            return Run(record, self.cache, self.values)
         run_record.write(self.index, record)
         return Run(record, self.cache, self.values)
 

@@ -36,10 +36,13 @@ from .worker import (
     StepRef,
     StepTask,
     TaskResult,
+    outside_main,
     step_reference,
 )
 
 log = logging.getLogger(__name__)
+
+_POLL_SECONDS = (0.01, 0.05, 0.1, 0.2)  # between tries of another process's lease
 
 
 class Pool(Protocol):
@@ -47,15 +50,16 @@ class Pool(Protocol):
 
     capacity: int  # tasks in flight at most
     broken: tuple[type[BaseException], ...]  # outcomes that mean the pool lost every task
-    check_code: bool  # workers outlive runs: they verify the code of steps sent by name
+    check_code: bool  # workers verify that they hold the code the driver fingerprinted
     remote_workers: bool  # workers may not share the driver's files: use the remote
 
     def submit(self, task: StepTask) -> Any: ...
 
     def wait(
-        self, handles: list[Any], every: bool = False
+        self, handles: list[Any], every: bool = False, timeout: float | None = None
     ) -> list[tuple[Any, TaskResult | BaseException]]:
-        """Some (at least one) or `every` finished handle with its outcome."""
+        """Some (at least one) or `every` finished handle with its outcome; after
+        `timeout` seconds (when given), those finished by then, maybe none."""
         ...
 
     def describe(self, exc: BaseException) -> str:
@@ -103,6 +107,10 @@ class _Scheduler:
         # for the first and then hits, instead of waiting on its own lease.
         self.busy: set[str] = set()
         self.parked: dict[str, list[PlannedStep]] = {}
+        # Misses whose lease another process holds: tried again between collecting
+        # this run's own steps, never waited on (their holder may be waiting for us).
+        self.foreign: list[_Flight] = []
+        self.polls = 0
         self.suspects: set[str] = set()
         self.references: dict[int, Any] = {}
 
@@ -110,22 +118,31 @@ class _Scheduler:
         while True:
             before = (len(self.undecided), len(self.queue), len(self.runner.results))
             self._decide_ready()
+            self._claim_foreign()
             self._send()
             if not self.running:
                 # A step settled here (a failed send, a repair) may have made others ready.
                 if (len(self.undecided), len(self.queue), len(self.runner.results)) == before:
-                    break
+                    if not self.foreign:
+                        break
+                    self._pause()
                 continue
             pool = self._pool()
-            outcomes = pool.wait(list(self.running))
+            timeout = _POLL_SECONDS[min(self.polls, len(_POLL_SECONDS) - 1)]
+            outcomes = pool.wait(list(self.running), timeout=timeout if self.foreign else None)
+            self.runner.committer.check()  # a remap the committer waits for, a failed commit
+            if not outcomes:
+                self.polls += 1
+                continue
             if any(isinstance(o, pool.broken) for _, o in outcomes):
                 outcomes = pool.wait(list(self.running), every=True)
                 self._settle_crash(outcomes, pool)
                 continue
             for handle, outcome in outcomes:
                 self._settle(self.running.pop(handle), outcome)
-        if self.undecided or self.queue:
-            stuck = ", ".join(ps.name for ps in self.undecided) or self.queue[0].ps.name
+        if self.undecided or self.queue or self.foreign:
+            left = [*self.undecided, *(f.ps for f in (*self.queue, *self.foreign))]
+            stuck = ", ".join(ps.name for ps in left)
             raise AssertionError(f"scheduler stopped with steps left undecided: {stuck}")
 
     # --- the driver's half --------------------------------------------------------------------
@@ -148,12 +165,44 @@ class _Scheduler:
                     self.parked.setdefault(key, []).append(ps)
                     continue
             started = time.perf_counter()
-            missed = runner.decide(ps, started, key)
-            if missed is not None:
-                if caches:
-                    self.busy.add(missed)
-                self.queue.append(_Flight(ps, missed, started))
+            missed = runner.decide(ps, started, key, lease=False)
+            if missed is None:
+                continue
+            flight = _Flight(ps, missed, started)
+            if caches:
+                self.busy.add(missed)
+                claimed = runner.claim(ps, missed, started)
+                if claimed is None:
+                    self.foreign.append(flight)
+                    continue
+                if not claimed:  # committed by another process since the lookup
+                    self._done(missed)
+                    continue
+            self.queue.append(flight)
         self.undecided = waiting
+
+    def _claim_foreign(self) -> None:
+        """Try again the leases other processes held: hits, or ours to execute now."""
+        if not self.foreign:
+            return
+        still = []
+        for flight in self.foreign:
+            claimed = self.runner.claim(flight.ps, flight.key, flight.started)
+            if claimed is None:
+                still.append(flight)
+            elif claimed:
+                self.queue.append(flight)
+            else:
+                self._done(flight.key)
+        if len(still) < len(self.foreign):
+            self.polls = 0
+        self.foreign = still
+
+    def _pause(self) -> None:
+        """Nothing of ours in flight: wait a little for other processes' leases."""
+        self.runner.committer.check()
+        time.sleep(_POLL_SECONDS[min(self.polls, len(_POLL_SECONDS) - 1)])
+        self.polls += 1
 
     def _send(self) -> None:
         while self.queue:
@@ -215,9 +264,12 @@ class _Scheduler:
         reference = self.references.get(id(step))
         if reference is None:
             reference = self.references[id(step)] = step_reference(step)
-        code = ""
-        if self._pool().check_code and isinstance(reference, StepRef) and ps.fingerprint:
-            code = ps.fingerprint.digest
+        code, parts = "", None
+        if self._pool().check_code and ps.fingerprint:
+            if isinstance(reference, StepRef):
+                code = ps.fingerprint.digest
+            else:  # sent by value: the modules it reaches are imported by the worker
+                parts = outside_main(ps.fingerprint.parts)
         return StepTask(
             name=ps.name,
             step=reference,
@@ -228,6 +280,7 @@ class _Scheduler:
             store=str(runner.store.root),
             chunk_size=runner.store.chunk_size,
             code=code,
+            code_parts=parts,
             remote=self._remote_spec(records),
         )
 

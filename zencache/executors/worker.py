@@ -9,7 +9,6 @@ Executes through the shared core (execute.py), as the runner does; no joblib, no
 
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
 import socket
@@ -23,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StepFailedError, StoreError, ZencacheError
+from ..hashing import hash_value, module_label
 from ..materializers.base import BaseMaterializer
 from ..storage.records import ArtifactRecord
 from ..storage.remote import Remote
 from ..storage.store import ObjectStore
+from . import skipping
 from .execute import DamagedInputs, execute_step, load_inputs
 
 
@@ -40,7 +41,9 @@ class StepRef:
 
     def resolve(self) -> Any:
         try:
-            obj: Any = importlib.import_module(self.module)
+            # A pipeline the module runs at import time must not run in the worker:
+            # the driver may hold the very leases that run would wait for.
+            obj: Any = skipping.import_module(self.module)
         except ImportError as exc:
             raise StepFailedError(
                 f"worker on {socket.gethostname()} cannot import module {self.module!r} of step "
@@ -85,6 +88,9 @@ class StepTask:
     # run (Dask): one that imported the module before it was edited, or that has
     # other package versions, must not store its result under the driver's key.
     code: str = ""
+    # For a step sent by value: the driver's fingerprint parts of the code outside the
+    # main script (which travels with the step); the worker imports that code itself.
+    code_parts: dict[str, str] | None = None
     # Set when the run has a writable remote cache and workers may not share the
     # driver's file system: such a worker reads inputs from the remote and writes its
     # outputs there, through a read-through cache of its own (WORKER_CACHE_SETTING).
@@ -139,7 +145,7 @@ def run_task(task: StepTask) -> TaskResult:
 def _run(task: StepTask, started: float) -> TaskResult:
     try:
         step = task.step.resolve() if isinstance(task.step, StepRef) else task.step
-        if task.code:
+        if task.code or task.code_parts is not None:
             _check_code(task, step)
         store, remote = _store_for(task)
         try:
@@ -160,17 +166,30 @@ def _run(task: StepTask, started: float) -> TaskResult:
 
 
 def _check_code(task: StepTask, step: Any) -> None:
-    from ..fingerprint import fingerprint  # memoized per process: paid once per step
+    from ..fingerprint import fingerprint, new_epoch  # memoized per process and epoch
 
-    found = fingerprint(step.fn)
-    if found.digest == task.code:
-        return
+    new_epoch()  # a Dask worker outlives runs: its memos are checked again
+    if task.code_parts is None:
+        found = fingerprint(step.fn)
+        if found.digest == task.code:
+            return
+        ours, theirs, changed = found.digest[:12], task.code[:12], ""
+    else:
+        # A step sent by value brings its script's code; the functions and classes it
+        # reaches in other modules are imported here, and must be the driver's.
+        here = _imported_parts(task.code_parts)
+        names = sorted(n for n, v in here.items() if task.code_parts.get(n) != v)
+        if not names:
+            return
+        ours, theirs = _digest(here)[:12], _digest(task.code_parts)[:12]
+        changed = f" ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''} differ)"
     raise StepFailedError(
-        f"the worker on {socket.gethostname()} has other code for step {task.name!r} than "
-        f"the driver (code fingerprint {found.digest[:12]} there, {task.code[:12]} here): it "
-        "imported the step's module before the module was edited, or has other versions of "
-        "the packages the step uses; restart the workers (distributed.Client.restart()) or "
-        "install the driver's versions",
+        f"step {task.name!r} was not run: the worker on {socket.gethostname()} holds other "
+        f"code for it than the driver fingerprinted (code {ours} there, {theirs} here)"
+        f"{changed}; a module it uses was edited after the driver imported it (run again "
+        "to run the code as it is now), or the worker has other versions of the packages "
+        "it uses (install the driver's versions; restart long-lived Dask workers with "
+        "distributed.Client.restart())",
         step=task.name,
     )
 
@@ -196,6 +215,44 @@ def _store_for(task: StepTask) -> tuple[ObjectStore, Remote | None]:
         )
         store.fetcher = remote
     return store, remote
+
+
+def _imported_parts(driver: dict[str, str]) -> dict[str, str]:
+    """The fingerprint parts, in this process, of the functions and classes outside
+    the main script that the driver's fingerprint names."""
+    from ..fingerprint import fingerprint
+
+    roots: list[Any] = []
+    missing: dict[str, str] = {}
+    for name in driver:
+        kind, _, rest = name.partition(":")
+        module, _, qualname = rest.partition(":")
+        if kind != "code" or "<" in qualname:
+            continue
+        obj: Any = sys.modules.get(module)
+        try:
+            obj = obj if obj is not None else skipping.import_module(module)
+            for attr in qualname.split("."):
+                obj = getattr(obj, attr)
+        except Exception as exc:
+            missing[name] = f"cannot be imported: {type(exc).__name__}"
+            continue
+        roots.append(obj)
+    if not roots:
+        return missing
+    found = fingerprint(roots[0], tuple(roots[1:]))
+    return {**{n: v for n, v in found.parts.items() if n != "python"}, **missing}
+
+
+def _digest(parts: dict[str, str]) -> str:
+    return hash_value(parts)
+
+
+def outside_main(parts: Any) -> dict[str, str]:
+    """Fingerprint parts that do not name the main script: a step sent by value
+    carries its script's code with it."""
+    main = {"__main__", module_label("__main__")}
+    return {n: v for n, v in parts.items() if n.partition(":")[2].partition(":")[0] not in main}
 
 
 def _store(root: str, chunk_size: int) -> ObjectStore:

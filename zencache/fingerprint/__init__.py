@@ -14,11 +14,11 @@ from typing import Any
 from ..hashing import Hasher, module_label
 from .classes import class_node
 from .functions import function_node
-from .node import Node, Where
+from .node import Epoch, Node, Where, new_epoch
 from .origin import PYTHON_VERSION
 from .values import use
 
-__all__ = ["PYTHON_VERSION", "Fingerprint", "fingerprint"]
+__all__ = ["PYTHON_VERSION", "Fingerprint", "fingerprint", "new_epoch"]
 
 
 # The names in `parts` are shown to users (cache status, explain) and are stable:
@@ -39,18 +39,37 @@ class Fingerprint:
         return hash(self.digest)
 
 
-def fingerprint(fn: Callable[..., Any]) -> Fingerprint:
-    """The code fingerprint of `fn` and of everything it reaches; memoized per process."""
-    hit = _FINGERPRINTS.get(id(fn))
-    if hit is not None and hit[0] is fn:
-        return hit[1]
-    result = _collect(fn)
-    # The strong reference to fn keeps its id from being reused by another object.
-    _FINGERPRINTS[id(fn)] = (fn, result)
+def fingerprint(fn: Callable[..., Any], carried: tuple[Any, ...] = ()) -> Fingerprint:
+    """The code fingerprint of `fn` (and of the classes `carried` by its parameters
+    and inputs) and of everything they reach; memoized per process.
+
+    The memo is checked once per epoch (`new_epoch()`, called by each plan): every
+    node's guards (node.py) must still hold, or the fingerprint is collected again,
+    reusing the nodes that are still valid.
+    """
+    memo = (id(fn), *map(id, carried)) if carried else id(fn)
+    hit = _FINGERPRINTS.get(memo)
+    if hit is not None and hit.roots[0] is fn and hit.roots[1:] == carried:
+        if hit.checked == Epoch.current:
+            return hit.result
+        if all(node.valid() for node in hit.nodes):
+            hit.checked = Epoch.current
+            return hit.result
+    result, nodes = _collect((fn, *carried))
+    # The strong references to the roots keep their ids from being reused.
+    _FINGERPRINTS[memo] = _Memo((fn, *carried), result, nodes, Epoch.current)
     return result
 
 
-_FINGERPRINTS: dict[int, tuple[object, Fingerprint]] = {}
+@dataclass(slots=True)
+class _Memo:
+    roots: tuple[Any, ...]
+    result: Fingerprint
+    nodes: tuple[Node, ...]  # every node the fingerprint merged
+    checked: int
+
+
+_FINGERPRINTS: dict[Any, _Memo] = {}
 
 
 _NODES: dict[int, tuple[object, Node]] = {}
@@ -58,23 +77,26 @@ _NODES: dict[int, tuple[object, Node]] = {}
 
 def _node_for(obj: object) -> Node:
     hit = _NODES.get(id(obj))
-    if hit is not None and hit[0] is obj:
+    if hit is not None and hit[0] is obj and hit[1].valid():
         return hit[1]
     if isinstance(obj, types.FunctionType):
         node = function_node(obj)
     else:
         assert isinstance(obj, type), obj
         node = class_node(obj)
+    node.checked = Epoch.current
     _NODES[id(obj)] = (obj, node)
     return node
 
 
-def _collect(root: object) -> Fingerprint:
+def _collect(roots: tuple[Any, ...]) -> tuple[Fingerprint, tuple[Node, ...]]:
     start = Node()
-    name = getattr(root, "__qualname__", None) or type(root).__qualname__
-    module = getattr(root, "__module__", None) or "?"
-    use(root, start, Where(f"const:{module}:{name}", f"'{name}'", f"in module {module}"))
+    for root in roots:
+        name = getattr(root, "__qualname__", None) or type(root).__qualname__
+        module = getattr(root, "__module__", None) or "?"
+        use(root, start, Where(f"const:{module}:{name}", f"'{name}'", f"in module {module}"))
     start.part("python", PYTHON_VERSION)
+    nodes = [start]
 
     merged: dict[str, set[str]] = {}
     notes: set[str] = set()
@@ -84,11 +106,15 @@ def _collect(root: object) -> Fingerprint:
         node = stack.pop()
         for key, value in node.parts:
             merged.setdefault(key, set()).add(value)
+        for key, fn in node.links:
+            merged.setdefault(key, set()).add(_own_parts(_node_for(fn)))
         notes.update(node.notes)
         for ref in node.refs:
             if id(ref) not in seen:
                 seen.add(id(ref))
-                stack.append(_node_for(ref))
+                found = _node_for(ref)
+                nodes.append(found)
+                stack.append(found)
 
     main = module_label("__main__")  # a script's parts are named after its file
     renamed = {key.replace(":__main__:", f":{main}:", 1): v for key, v in merged.items()}
@@ -96,7 +122,16 @@ def _collect(root: object) -> Fingerprint:
     hasher = Hasher("zencache/fingerprint/v1")
     for key, value in parts.items():
         hasher.text(key).text(value)
-    return Fingerprint(hasher.hexdigest(), types.MappingProxyType(parts), tuple(sorted(notes)))
+    fp = Fingerprint(hasher.hexdigest(), types.MappingProxyType(parts), tuple(sorted(notes)))
+    return fp, tuple(nodes)
+
+
+def _own_parts(node: Node) -> str:
+    """A function's own contribution (its code, defaults, captured values, in order)."""
+    hasher = Hasher("zencache/fingerprint/link/v1")
+    for key, value in node.parts:
+        hasher.text(key).text(value)
+    return hasher.hexdigest()
 
 
 def _one_value(values: set[str]) -> str:

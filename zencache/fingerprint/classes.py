@@ -29,6 +29,9 @@ _CLASS_BOOKKEEPING = frozenset(
 
 def class_node(cls: type) -> Node:
     node = Node()
+    # A method assigned to the class, or a class attribute rebound, in a notebook.
+    node.members.append((cls, tuple(cls.__dict__), tuple(cls.__dict__.values())))
+    node.attrs.append((cls, "__bases__", cls.__bases__))
     module, qualname = str(cls.__module__), cls.__qualname__
     reader = f"{module}:{qualname}"
     hasher = Hasher("zencache/class/v1")

@@ -18,6 +18,11 @@ from .values import use
 def function_node(fn: types.FunctionType) -> Node:
     node = Node()
     code = fn.__code__
+    # Re-running a notebook cell binds a new function; assigning __code__ or
+    # __defaults__ changes this one: the guards see both.
+    node.attrs.append((fn, "__code__", code))
+    node.attrs.append((fn, "__defaults__", fn.__defaults__))
+    node.attrs.append((fn, "__kwdefaults__", fn.__kwdefaults__))
     module = str(fn.__globals__.get("__name__", fn.__module__))
     qualname = qualname_of(fn)
     reader = f"{module}:{qualname}"
@@ -41,14 +46,32 @@ def function_node(fn: types.FunctionType) -> Node:
         if name not in read:
             resolve(fn, node, "closure", name, (), quiet=True)
 
-    wrapped = fn.__dict__.get("__wrapped__")
-    if wrapped is not None:
-        use(wrapped, node, Where(f"const:{reader}.__wrapped__", "'__wrapped__'", f"of {reader}"))
+    _use_attributes(fn, node, reader)
     return node
+
+
+# What functools.update_wrapper copies and the interpreter keeps: not behaviour.
+_FUNCTION_BOOKKEEPING = frozenset(
+    {"__module__", "__name__", "__qualname__", "__doc__", "__signature__", "__type_params__"}
+)
+
+
+def _use_attributes(fn: types.FunctionType, node: Node, reader: str) -> None:
+    """What a decorator set on the function: `__wrapped__`, a singledispatch
+    registry, a threshold attached as `fn.limit = 3`; each is followed like a
+    value the code reads."""
+    attributes = fn.__dict__
+    node.members.append((fn, tuple(attributes), tuple(attributes.values())))  # type: ignore[arg-type]
+    for name, value in attributes.items():
+        if name in _FUNCTION_BOOKKEEPING:
+            continue
+        what = f"'{name}'" if name == "__wrapped__" else f"function attribute '{name}'"
+        use(value, node, Where(f"const:{reader}.{name}", what, f"of {reader}"))
 
 
 _LITERAL_TYPES = (type(None), bool, int, float, complex, str, bytes)
 _LITERAL_TYPES += (tuple, list, dict, set, frozenset)
+_IMMUTABLE_TYPES = (type(None), bool, int, float, complex, str, bytes, frozenset)
 
 
 def _hash_defaults(
@@ -66,6 +89,8 @@ def _hash_defaults(
         if isinstance(value, _LITERAL_TYPES):
             try:
                 hasher.text(hash_value(value))
+                if not isinstance(value, _IMMUTABLE_TYPES):  # `def f(seen=[])`, appended to
+                    node.values.append((value, hash_value(value), hash_value))
                 continue
             except (UnhashableParameterError, RecursionError):
                 pass

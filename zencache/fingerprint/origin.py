@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import importlib.machinery
 import os
 import pathlib
 import re
@@ -29,15 +30,24 @@ _ZENCACHE_DIR = os.path.normcase(os.path.dirname(os.path.dirname(os.path.abspath
 
 
 def _python_dirs() -> tuple[str, ...]:
+    # Only the standard library's own directories: a prefix (a virtualenv, /usr,
+    # a Docker image's /usr/local) also holds user code, such as a src/ checkout
+    # inside the virtualenv or /usr/src/app, whose edits must count.
     paths = sysconfig.get_paths()
     dirs = {paths["stdlib"], paths["platstdlib"], os.path.dirname(os.__file__)}
-    # A prefix that is a shared root (a system Python in /usr, a Docker image's
-    # /usr/local) also holds user projects such as /usr/src/app: only its stdlib
-    # directories count there, or edits to that code would go unnoticed.
-    shared_roots = {os.path.abspath(p) for p in ("/", "/usr", "/usr/local", "/opt")}
-    for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
-        if os.path.abspath(prefix) not in shared_roots:
-            dirs.add(prefix)
+    for prefix in {sys.base_prefix, sys.base_exec_prefix}:
+        for key in ("stdlib", "platstdlib"):
+            dirs.add(
+                sysconfig.get_path(
+                    key,
+                    vars={
+                        "installed_base": prefix,
+                        "base": prefix,
+                        "platbase": prefix,
+                        "installed_platbase": prefix,
+                    },
+                )
+            )
     return tuple(sorted(os.path.normcase(os.path.abspath(d)) for d in dirs))
 
 
@@ -91,12 +101,24 @@ def _find_module_origin(name: str) -> str | None:
         if isinstance(filename, str) and filename:
             return file_origin(filename)
     if top in sys.stdlib_module_names:
-        return PYTHON
+        # A project module may shadow a standard one (statistics.py, or a utils.py
+        # beside the script): where the import system would find it decides.
+        return _found_origin(top) if module is None and "." not in name else PYTHON
     if _distributions_of(top):
         return f"pkg:{top}"
     if name == "__main__":  # an interactive session has no file
         return USER
     return None
+
+
+def _found_origin(top: str) -> str:
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(top)
+    except Exception:  # an unreadable sys.path entry: judge by the name
+        return PYTHON
+    if spec is None or not spec.origin or not spec.has_location:
+        return PYTHON  # built into the interpreter, or frozen
+    return file_origin(spec.origin)
 
 
 def function_origin(fn: types.FunctionType) -> str:

@@ -123,7 +123,8 @@ def class_dump(cls: type) -> str | None:
     filename = getattr(module, "__file__", None)
     if not isinstance(filename, str):
         return None
-    source = _source_file(filename, vars(module))
+    # A reloaded module's classes are new objects, and their file may be new too.
+    source = _source_file(filename, vars(module), refresh=True)
     statement = source.classes.get(cls.__qualname__) if source is not None else None
     if statement is None:
         return None
@@ -135,6 +136,10 @@ def code_digest(code: types.CodeType) -> str:
     hasher.raw(b"c", code.co_code)
     hasher.raw(b"x", getattr(code, "co_exceptiontable", b""))
     hasher.text(f"{code.co_argcount}/{code.co_posonlyargcount}/{code.co_kwonlyargcount}")
+    # Parameter names are part of the interface (`f(x=1)` fails on `lambda y: y`).
+    arguments = code.co_argcount + code.co_kwonlyargcount
+    arguments += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
+    hasher.text("params:" + ",".join(code.co_varnames[:arguments]))
     hasher.text(f"names:{len(code.co_names)}")
     for name in code.co_names:
         hasher.text(name)

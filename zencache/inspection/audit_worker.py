@@ -70,6 +70,9 @@ class DigestOnlyStore(ObjectStore):
     def put(self, data: Any) -> ContentId:
         return digest_bytes(memoryview(data).cast("B"))
 
+    def _put(self, view: memoryview, object_id: ContentId) -> ContentId:
+        return object_id  # every write goes through here (put_blob's chunks too)
+
 
 def main(argv: list[str]) -> int:
     request_path, result_path = argv[1], argv[2]

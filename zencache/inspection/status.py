@@ -9,6 +9,7 @@ cache; never an executor or the CLI, and it prints nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -106,6 +107,9 @@ class StepStatus:
     key: str | None  # None while an upstream's outputs are unknown (it will run)
     previous_key: str | None
     changes: tuple[Change, ...] = ()
+    # What the step reads that its fingerprint cannot track: a hit is only as good
+    # as these are unchanged (run warns about them; strict mode refuses them).
+    untracked: tuple[str, ...] = ()
     source: str = ""  # a cached step's entry: "local" (this cache) or "remote"
 
 
@@ -213,7 +217,13 @@ class _Walk:
         self._remote_opened = False
 
     def run(self) -> list[StepStatus]:
-        return [self._status(ps) for ps in self.planned.values()]
+        statuses = []
+        for ps in self.planned.values():
+            status = self._status(ps)
+            if ps.fingerprint is not None and ps.fingerprint.untracked:
+                status = dataclasses.replace(status, untracked=ps.fingerprint.untracked)
+            statuses.append(status)
+        return statuses
 
     def _remote_hit(self, ps: PlannedStep, key: str) -> StepStatus | None:
         """A step the remote's action cache holds a usable entry for (nothing is recorded

@@ -241,8 +241,12 @@ def _plan_prune(
     kept_runs: list[RunRecord] = []
     for pipeline_runs in by_pipeline.values():
         pipeline_runs.sort(key=lambda r: r.run_id, reverse=True)  # ids sort by start time
-        for position, run in enumerate(pipeline_runs):
-            beyond = keep_last is None or position >= keep_last
+        # Only completed runs count: a failed run after a good one must not push the
+        # good one (and the outputs only it names) out.
+        completed = 0
+        for run in pipeline_runs:
+            beyond = keep_last is None or completed >= keep_last
+            completed += run.status == "completed"
             old = max_age is None or run.finished < now - max_age
             if beyond and old:
                 result.runs.append(run.run_id)

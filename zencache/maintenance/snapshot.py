@@ -17,7 +17,7 @@ import lmdb
 from ..errors import CacheError, CorruptIndexError
 from ..hashing import ContentId
 from ..storage.cache import Cache
-from ..storage.index import Index
+from ..storage.index import DAMAGE, Index
 from ..storage.records import ArtifactRecord, RunRecord, StepRecord, decode_output_ids
 from ..storage.store import ObjectStore
 
@@ -39,10 +39,11 @@ class StepRef:
 
 
 def open_index(cache: Cache) -> Index:
-    """The cache's index, refusing to create a cache that does not exist."""
+    """The cache's index, refusing to create a cache that does not exist; read through
+    in a child process first (Cache.checked_index), since maintenance reads it all."""
     if not cache.exists():
         raise CacheError(f"no cache at {cache.path}; run a pipeline first or pass --cache-dir")
-    return cache.index
+    return cache.checked_index()
 
 
 def read(index: Index, fn: Callable[[lmdb.Transaction], T]) -> T:
@@ -53,6 +54,11 @@ def read(index: Index, fn: Callable[[lmdb.Transaction], T]) -> T:
                 return fn(txn)
         except lmdb.MapResizedError:
             index.env.set_mapsize(0)  # another process grew the map: adopt its size
+        except DAMAGE as exc:
+            raise CorruptIndexError(
+                f"the index at {index.path} is damaged ({exc}); run 'zencache cache verify "
+                "--repair' to copy what is readable into a new index"
+            ) from exc
 
 
 def db_items(txn: lmdb.Transaction, index: Index, db: str) -> list[tuple[bytes, bytes]]:

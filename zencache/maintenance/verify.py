@@ -7,6 +7,9 @@ cache, index, records, errors and materializers.artifacts (artifact ids).
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,9 +22,13 @@ from ..errors import CorruptIndexError, CorruptObjectError, MissingObjectError
 from ..hashing import ContentId
 from ..materializers.artifacts import artifact_id
 from ..storage.cache import Cache
-from ..storage.index import Index
+from ..storage.index import DATABASES, Index
+from ..storage.index_check import salvage
 from ..storage.records import ArtifactRecord, StepRecord
 from .snapshot import StepRef, db_items, decode_artifact, decode_step, open_index, read, ref_order
+
+log = logging.getLogger(__name__)
+_MAX_KEY = 511  # LMDB's default key size limit
 
 # --- verify and repair ------------------------------------------------------------------------
 
@@ -68,6 +75,19 @@ class Repair:
 
 
 @dataclass(frozen=True, slots=True)
+class Salvage:
+    """`verify(repair=True)` on an index LMDB cannot read through: what was readable
+    went into a new index; the damaged one was moved aside."""
+
+    reason: str
+    moved_to: str
+    entries: dict[str, int]  # database -> entries copied
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
     objects_checked: int
     bytes_checked: int
@@ -79,6 +99,7 @@ class VerifyReport:
     steps: tuple[DamagedStep, ...]
     repair: Repair | None = None
     seconds: float = 0.0
+    salvage: Salvage | None = None
     # Objects absent here that the remote cache holds (remote hits not loaded yet):
     # fetched when something loads them, so not damage.
     remote_objects: int = 0
@@ -105,6 +126,20 @@ def verify(cache: Cache, repair: bool = False) -> VerifyReport:
     transaction) and delete the damaged files, so the next run re-executes
     exactly the steps whose outputs were lost."""
     started = time.perf_counter()
+    if not repair:
+        return _verify(cache, False, started)
+    try:
+        return _verify(cache, True, started)
+    except CorruptIndexError as exc:
+        # LMDB cannot read through the index, or cannot delete from it (a damaged page
+        # under an entry to drop): copy what it can read into a new one, then repair that.
+        if not cache.exists():
+            raise
+        salvaged = salvage_index(cache, str(exc))
+    return replace(_verify(cache, True, started), salvage=salvaged)
+
+
+def _verify(cache: Cache, repair: bool, started: float) -> VerifyReport:
     index = open_index(cache)
     store = cache.store
 
@@ -244,6 +279,35 @@ def _held_by_remote(
     except RemoteUnavailable:
         return set()
     return held
+
+
+def salvage_index(cache: Cache, reason: str) -> Salvage:
+    """Copy every entry LMDB can still read into a new index (each database read in a
+    child process: index_check.salvage), move the damaged one aside, and put the new
+    one in its place. Objects are untouched; entries that were lost just rerun. Run
+    it when no pipeline is using the cache."""
+    cache.close()
+    folder = cache.path / "index.lmdb"
+    fresh = cache.path / "index.lmdb.salvaging"
+    shutil.rmtree(fresh, ignore_errors=True)
+    databases = tuple(d for d in DATABASES if d not in ("meta", "hits"))  # both rebuilt
+    found = salvage(folder, databases)
+    entries: dict[str, int] = {}
+    new = Index(fresh)
+    try:
+        for db, read_back in found.items():
+            # A key LMDB could never have stored came from a damaged page: left out.
+            pairs = [(k, v) for k, v in read_back if 0 < len(k) <= _MAX_KEY]
+            for at in range(0, len(pairs), 1000):
+                new.write([(db, k, v) for k, v in pairs[at : at + 1000]])
+            entries[db] = len(pairs)
+    finally:
+        new.close()
+    moved = cache.path / f"index.lmdb.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+    os.replace(folder, moved)
+    os.replace(fresh, folder)
+    log.warning("moved the damaged index to %s; salvaged %s", moved, entries)
+    return Salvage(reason, str(moved), entries)
 
 
 def _repair(cache: Cache, index: Index, report: VerifyReport) -> Repair:

@@ -29,12 +29,18 @@ INLINE_LIMIT = 4096
 # MAPS_FILES (below it, reading costs less than the mmap calls: benchmarks/README.md).
 MAP_THRESHOLD = 1 << 20
 PICKLE_SETTING = "ZENCACHE_ALLOW_PICKLE"
+# An inline file beside the materializer's own, naming the code of the user classes
+# the value is made of: pickle stores a class by name, so without it a changed
+# method leaves the bytes (and the id) as they were, and early cutoff would keep
+# a step that calls that method cached. Never handed to the materializer.
+CODE_FILE = ".zencache-code"
 
 
 def save_artifact(
-    store: ObjectStore, value: Any, materializer: type[BaseMaterializer]
+    store: ObjectStore, value: Any, materializer: type[BaseMaterializer], code: bytes = b""
 ) -> ArtifactRecord:
-    """Write `value`'s objects (durably) and return the record to commit to the index."""
+    """Write `value`'s objects (durably) and return the record to commit to the index.
+    `code`: what names the code of the classes in the value (CODE_FILE), if any."""
     check_pickle_allowed(materializer, "save")
     try:
         files = materializer().dump(value)
@@ -55,6 +61,8 @@ def save_artifact(
         else:
             blob = store.put_blob(view)
             entries[name] = FileEntry(size=blob.size, chunks=blob.chunks)
+    if code:
+        entries[CODE_FILE] = FileEntry(size=len(code), inline=code)
     return ArtifactRecord(
         content_id=artifact_id(materializer.identity(), entries),
         materializer=materializer.identity(),
@@ -77,6 +85,8 @@ def load_artifact(store: ObjectStore, record: ArtifactRecord, data_type: Any = N
     files: dict[str, Any] = {}
     for name, entry in record.files.items():
         _check_name(name)
+        if name == CODE_FILE:
+            continue
         if entry.inline is not None:
             files[name] = entry.inline
         else:

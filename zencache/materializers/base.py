@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import UnsafePathError
+from ..errors import MaterializerError, UnsafePathError
+from ..hashing import module_label
 from . import registry
 
 Files = Mapping[str, Any]  # relative path -> bytes-like
+_SANDBOX_DEPTH = ("a", "b", "c", "d", "e", "f", "g", "h", "artifact")
 
 
 class BaseMaterializer:
@@ -48,7 +50,9 @@ class BaseMaterializer:
 
     @classmethod
     def identity(cls) -> str:
-        return f"{cls.__module__}:{cls.__qualname__}@{cls.VERSION}"
+        # A script's materializer is named after its file, as its steps are, so that
+        # `python flow.py` and `zencache run flow.py:p` share their entries.
+        return f"{module_label(cls.__module__)}:{cls.__qualname__}@{cls.VERSION}"
 
     @property
     def artifact(self) -> BaseMaterializer:
@@ -81,11 +85,35 @@ class BaseMaterializer:
     # --- what zencache calls ----------------------------------------------------------------
 
     def dump(self, data: Any) -> dict[str, Any]:
-        """The files for `data`: by default, whatever `save` writes under a fresh uri."""
+        """The files for `data`: by default, whatever `save` writes under a fresh uri.
+
+        The uri lies a few folders deep inside a private folder, so that a write
+        through `..` lands where it is seen; a save that leaves no file at all wrote
+        elsewhere (an absolute path). Either fails the step rather than record an
+        artifact without the value's bytes (one id for every value).
+        """
         with tempfile.TemporaryDirectory(prefix="zencache-save-") as tmp:
-            self.uri = tmp
+            sandbox = Path(tmp)
+            uri = sandbox.joinpath(*_SANDBOX_DEPTH)
+            uri.mkdir(parents=True)
+            self.uri = str(uri)
             self.save(data)
-            return read_tree(Path(tmp))
+            name = type(self).__qualname__
+            for dirpath, _, filenames in os.walk(sandbox):
+                for found in filenames:
+                    path = Path(dirpath, found)
+                    if not path.is_relative_to(uri):
+                        raise MaterializerError(
+                            f"materializer {name} wrote {os.path.relpath(path, uri)} "
+                            "outside its folder; write every file under self.uri"
+                        )
+            files = read_tree(uri)
+            if not files:
+                raise MaterializerError(
+                    f"materializer {name} wrote no file under self.uri (a path outside it, "
+                    "or nothing at all); write the value's files under self.uri"
+                )
+            return files
 
     def restore(self, files: Files, data_type: type) -> Any:
         """The value back from its files: by default, laid out under a fresh uri for `load`.

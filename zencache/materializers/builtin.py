@@ -253,6 +253,13 @@ _warned: weakref.WeakSet[type] = weakref.WeakSet()
 _warned_lock = threading.Lock()
 
 
+def _is_pandas(value_type: type) -> bool:
+    return any(
+        str(getattr(base, "__module__", "")).partition(".")[0] == "pandas"
+        for base in getattr(value_type, "__mro__", ())
+    )
+
+
 class PickleMaterializer(BaseMaterializer):
     """Anything pickle can handle: the fallback when no materializer claims a type.
 
@@ -271,12 +278,16 @@ class PickleMaterializer(BaseMaterializer):
             if value_type in _warned:
                 return
             _warned.add(value_type)
+        fix = (
+            "Declare a type that has a materializer, register one (subclass "
+            "BaseMaterializer with ASSOCIATED_TYPES)"
+        )
+        if _is_pandas(value_type):  # pandas's parquet materializer needs pyarrow
+            fix = "pip install 'zencache[pandas]' (pyarrow) to store it as parquet"
         warnings.warn(
             f"no materializer is registered for type {registry.type_name(value_type)}, so "
             "zencache stores it with pickle; loading pickles from an untrusted cache runs "
-            "arbitrary code. Declare a type that has a materializer, register one (subclass "
-            "BaseMaterializer with ASSOCIATED_TYPES), or set ZENCACHE_ALLOW_PICKLE=0 to "
-            "refuse pickle loads",
+            f"arbitrary code. {fix}, or set ZENCACHE_ALLOW_PICKLE=0 to refuse pickle loads",
             PickleFallbackWarning,
             stacklevel=3,
         )

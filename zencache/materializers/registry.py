@@ -10,6 +10,7 @@ lazily can never shadow a user's.
 
 from __future__ import annotations
 
+import logging
 import typing
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,8 @@ from ..errors import MaterializerError
 
 if TYPE_CHECKING:
     from .base import BaseMaterializer
+
+log = logging.getLogger(__name__)
 
 _by_type_name: dict[str, type[BaseMaterializer]] = {}
 _builtin_by_type_name: dict[str, type[BaseMaterializer]] = {}
@@ -31,13 +34,29 @@ def type_name(cls: Any) -> str:
 
 
 def register(materializer: type[BaseMaterializer]) -> None:
+    """Claim the types the class itself declares. A subclass that declares none claims
+    none (it is for `@step(materializers=...)`): it does not silently take over its
+    parent's types; to take them over, it says so, `ASSOCIATED_TYPES = Parent.ASSOCIATED_TYPES`."""
     _by_identity[materializer.identity()] = materializer
     table = (
         _builtin_by_type_name if materializer.__module__.startswith("zencache.") else _by_type_name
     )
-    for cls in materializer.ASSOCIATED_TYPES:
+    own = vars(materializer)
+    types_ = own.get("ASSOCIATED_TYPES", ())
+    names = own.get("ASSOCIATED_TYPE_NAMES", ())
+    if (
+        not types_
+        and not names
+        and (materializer.ASSOCIATED_TYPES or materializer.ASSOCIATED_TYPE_NAMES)
+    ):
+        log.debug(
+            "%s declares no ASSOCIATED_TYPES of its own: it claims no type (its parent's stay "
+            "with the parent); use it with @step(materializers=...)",
+            type_name(materializer),
+        )
+    for cls in types_:
         table[type_name(cls)] = materializer
-    for name in materializer.ASSOCIATED_TYPE_NAMES:
+    for name in names:
         table[name] = materializer
 
 

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, TypeVar
 from ..config import CACHE_DIRNAME, load_settings
 from ..errors import CacheError
 from .index import Index
+from .index_check import walk_in_child
 from .lease_table import LeaseTable
+from .space import FULL_ERRNOS, full_error
 from .store import Blob, ObjectStore
 
 if TYPE_CHECKING:
@@ -119,6 +121,17 @@ class Cache:
     def index(self) -> Index:
         return self._shared(_indexes, lambda: Index(self.path / "index.lmdb"))
 
+    def checked_index(self) -> Index:
+        """The index, read through once in a child process first when this process has
+        not opened it yet: damage that makes LMDB abort or fault is then a
+        CorruptIndexError here instead of the end of this process (index_check.py).
+        For commands that read the whole index anyway (maintenance)."""
+        with _handles_lock:
+            opened = self.path.resolve() in _indexes
+        if not opened:
+            walk_in_child(self.path / "index.lmdb")
+        return self.index
+
     @property
     def leases(self) -> LeaseTable:
         return self._shared(_lease_tables, lambda: LeaseTable(self.path / "leases"))
@@ -155,11 +168,28 @@ class Cache:
                 f"{self.path} exists and is not a zencache cache; pass an empty or new "
                 "folder as --cache-dir / ZENCACHE_DIR"
             )
-        (self.path / "objects").mkdir(parents=True, exist_ok=True)
+        objects = self.path / "objects"
+        try:
+            objects.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise CacheError(
+                f"{objects} is a file where the cache keeps its folder of objects; move it "
+                "away (the index is kept; steps whose objects are gone rerun)"
+            ) from None
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise full_error(self.path, 4096, "creating the cache's folders") from exc
+            raise
         tag = self.path / "CACHEDIR.TAG"
         if not tag.exists():
-            tag.write_text(_CACHEDIR_TAG)
-            (self.path / ".gitignore").write_text("*\n")
+            try:
+                (self.path / ".gitignore").write_text("*\n")
+                tag.write_text(_CACHEDIR_TAG)  # last: its presence says both are complete
+            except OSError as exc:
+                tag.unlink(missing_ok=True)
+                if exc.errno in FULL_ERRNOS:
+                    raise full_error(self.path, 4096, "creating the cache's marker files") from exc
+                raise
 
     def _looks_like_cache(self) -> bool:
         return any(

@@ -31,6 +31,7 @@ at a moment it holds no transaction, under `remap_guard`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -43,7 +44,14 @@ from typing import TypeVar
 
 import lmdb
 
-from ..errors import CacheVersionError, CorruptIndexError, CorruptObjectError, StorageFullError
+from ..errors import (
+    CacheVersionError,
+    CorruptIndexError,
+    CorruptObjectError,
+    ReadOnlyCacheError,
+    StorageFullError,
+)
+from .index_check import check_length
 from .records import (
     ArtifactRecord,
     EnvRecord,
@@ -52,6 +60,7 @@ from .records import (
     decode_output_ids,
     hit_entry,
 )
+from .space import FULL_ERRNOS, full_error, is_nearly_full, reserve_lock_file
 
 FORMAT = b"zencache-index/4"
 # Upgraded in place when opened (see _upgrade): format 1 had no hit table,
@@ -68,12 +77,29 @@ _USE_GRANULARITY = 60.0
 _MAX_MAP_SIZE = 1 << 40
 
 # What a damaged data.mdb raises while it is read (a flipped page, a truncated file).
-_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadTxnError)
+DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadTxnError)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Op = tuple[str, bytes, bytes | None]  # database, key, value (None deletes)
+
+
+def _is_full(exc: lmdb.Error, path: Path) -> bool:
+    """LMDB failed for want of space: it says so (ENOSPC), or a commit's write failed
+    with EIO (what LMDB reports for a short write) on a disk that is nearly full."""
+    text = str(exc)
+    if getattr(exc, "errno", None) in FULL_ERRNOS or os.strerror(errno.ENOSPC) in text:
+        return True
+    return os.strerror(errno.EIO) in text and is_nearly_full(path, 1 << 20)
+
+
+def _cannot_write(exc: lmdb.Error) -> bool:
+    """LMDB's open failed because this process may not write the folder or its files."""
+    text = str(exc)
+    return isinstance(exc, lmdb.ReadonlyError) or any(
+        os.strerror(code) in text for code in (errno.EROFS, errno.EACCES, errno.EPERM)
+    )
 
 
 class RemapNeeded(Exception):
@@ -108,19 +134,33 @@ class Index:
             raise CorruptIndexError(
                 f"{self.path} is a file, not an index folder; move it away or delete it"
             ) from exc
+        check_length(self.path / "data.mdb")  # a truncated file would be a SIGBUS
+        reserve_lock_file(self.path / "lock.mdb", self.path.parent)  # a full disk: SIGBUS
+        # Set when this process may read the index but not write it (a read-only mount,
+        # a cache of another user): reads work, writes raise ReadOnlyCacheError.
+        self.read_only = ""
         try:
-            self.env = self._open_env(map_size)
+            try:
+                self.env = self._open_env(map_size)
+            except lmdb.Error as exc:
+                if not _cannot_write(exc):
+                    raise
+                self.read_only = str(exc).rpartition(": ")[2] or "read-only"
+                self.env = self._open_env(map_size, read_only=True)
         except lmdb.InvalidError as exc:
             raise CorruptIndexError(
                 f"{self.path} is not a zencache index (damaged or foreign LMDB file); "
                 f"move it away or delete it to start an empty cache ({exc})"
             ) from exc
         except lmdb.Error as exc:
+            if _is_full(exc, self.path):
+                raise full_error(self.path.parent, 64 << 10, "creating the index") from exc
             raise CorruptIndexError(f"cannot open the index at {self.path}: {exc}") from exc
         try:
             # Free the reader slots of processes that died (kill -9) holding a snapshot,
             # so their pages can be reused instead of growing the file.
-            self.env.reader_check()
+            if not self.read_only:
+                self.env.reader_check()
             self._refuse_foreign()
             self._dbs = self._open_dbs()
             self._steps, self._hits = self._dbs["steps"], self._dbs["hits"]
@@ -197,6 +237,8 @@ class Index:
     def transact(self, fn: Callable[[lmdb.Transaction], T], *, remap: bool = True) -> T:
         """Run `fn` in a write transaction; retried whole after the map grows.
         `remap=False`: raise RemapNeeded instead of resizing the map."""
+        if self.read_only:
+            raise self.read_only_error("record anything")
         while True:
             try:
                 with self.env.begin(write=True) as txn:
@@ -211,12 +253,19 @@ class Index:
                 self._adopt()
             except lmdb.DiskError as exc:
                 raise self._full_error(exc) from exc
-            except _DAMAGE as exc:
+            except DAMAGE as exc:
                 raise self._damaged_error(exc) from exc
             except lmdb.Error as exc:
-                if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
+                if _is_full(exc, self.path):
                     raise self._full_error(exc) from exc
                 raise
+
+    def read_only_error(self, action: str) -> ReadOnlyCacheError:
+        return ReadOnlyCacheError(
+            f"the cache at {self.path.parent} is read-only here ({self.read_only}), so "
+            f"zencache cannot {action}; what it holds can be read, and runs serve its hits: "
+            "point --cache-dir or ZENCACHE_DIR at a writable folder to record new results"
+        )
 
     def remap(self, need: RemapNeeded) -> None:
         """Resize as a `remap=False` transaction asked; call it holding no transaction."""
@@ -256,7 +305,7 @@ class Index:
                 return None if value is None else decode_output_ids(value)
             except lmdb.MapResizedError:
                 self._adopt()
-            except _DAMAGE as exc:
+            except DAMAGE as exc:
                 self.end_snapshot()
                 raise self._damaged_error(exc) from exc
             except (ValueError, struct.error):
@@ -356,7 +405,7 @@ class Index:
                     return fn(txn)
             except lmdb.MapResizedError:
                 self._adopt()
-            except _DAMAGE as exc:
+            except DAMAGE as exc:
                 raise self._damaged_error(exc) from exc
 
     def _damaged_error(self, exc: Exception) -> CorruptIndexError:
@@ -392,12 +441,27 @@ class Index:
             self.env.set_mapsize(size * 2)
 
     def _full_error(self, exc: Exception) -> StorageFullError:
-        return StorageFullError(
-            f"cannot write the index at {self.path}: the disk is full ({exc}); free space or "
-            "run 'zencache cache gc'; entries committed before are intact"
-        )
+        # A commit writes new copies of the pages it changes and of the path up to
+        # the root: a few pages per entry, and the map's growth step at most.
+        needed = min(max(1 << 20, 4 * (self.path / "data.mdb").stat().st_size // 100), 64 << 20)
+        return full_error(self.path.parent, needed, f"a commit to the index {self.path} ({exc})")
 
-    def _open_env(self, map_size: int) -> lmdb.Environment:
+    def _open_env(self, map_size: int, read_only: bool = False) -> lmdb.Environment:
+        if read_only:
+            # No lock file either (it cannot be written): this reader is not registered,
+            # so a writer running at the same time (the owner's) may reuse pages under
+            # it; such a read fails as damage, and a rerun reads the present.
+            with contextlib.suppress(OSError):
+                map_size = max(map_size, (self.path / "data.mdb").stat().st_size)
+            return lmdb.open(
+                str(self.path),
+                map_size=map_size,
+                max_dbs=len(DATABASES) + 1,
+                readonly=True,
+                lock=False,
+                readahead=False,
+                create=False,
+            )
         while True:
             try:
                 return lmdb.open(
@@ -412,6 +476,11 @@ class Index:
                 continue  # another process grew the map between sizing it and reading it
 
     def _open_dbs(self) -> dict[str, lmdb._Database]:
+        if self.read_only:
+            try:
+                return {name: self.env.open_db(name.encode(), create=False) for name in DATABASES}
+            except lmdb.Error as exc:
+                raise self.read_only_error("bring its index up to date") from exc
         while True:
             try:
                 return {name: self.env.open_db(name.encode()) for name in DATABASES}
@@ -420,7 +489,7 @@ class Index:
             except lmdb.MapFullError:
                 self._grow()  # creating the databases of a new index in a tiny map
             except lmdb.Error as exc:
-                if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
+                if _is_full(exc, self.path):
                     raise self._full_error(exc) from exc
                 raise CorruptIndexError(
                     f"{self.path} is not a zencache index ({exc}); move it away or delete it"
@@ -461,8 +530,12 @@ class Index:
         if found == FORMAT:
             return
         if found in _UPGRADABLE:
+            if self.read_only:
+                raise self.read_only_error("upgrade its index to this version's format")
             self.transact(self._upgrade)
             return
+        if found is None and self.read_only:
+            return  # a new, empty index: nothing to read
         if found is not None:
             raise CacheVersionError(
                 f"the cache at {self.path.parent} was written by another zencache format "

@@ -21,6 +21,8 @@ from typing import Any
 import lmdb
 
 from ..errors import CorruptIndexError, StorageFullError
+from .index_check import check_length
+from .space import full_error, reserve_lock_file
 
 # Leases are deleted when released; a few hundred bytes each, so this is room for
 # millions of abandoned ones. The map is address space: the file grows as used.
@@ -43,11 +45,18 @@ class LeaseTable:
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if "No space" in str(exc):
+                raise full_error(self.folder.parent, 4096, "the leases folder") from exc
+            raise
         boot = boot_id()
         self.path = self.folder / f"{boot or 'synced'}.mdb"
         if boot is not None:
             self._remove_stale()
+        check_length(self.path, subdir=False)  # a truncated file would be a SIGBUS
+        reserve_lock_file(Path(f"{self.path}-lock"), self.folder.parent)  # full disk: SIGBUS
         try:
             self.env = lmdb.open(
                 str(self.path),
@@ -60,6 +69,8 @@ class LeaseTable:
                 max_readers=254,
             )
         except lmdb.Error as exc:
+            if "No space" in str(exc):
+                raise full_error(self.folder.parent, 64 << 10, "creating the lease table") from exc
             raise CorruptIndexError(
                 f"cannot open the lease table {self.path} ({exc}); no run can be holding "
                 "it if none is running: delete it"
@@ -76,8 +87,7 @@ class LeaseTable:
         name = key.encode()
 
         def swap(txn: lmdb.Transaction) -> dict[str, Any] | None:
-            raw = txn.get(name)
-            current = None if raw is None else json.loads(raw)
+            current = _decode(txn.get(name))  # unreadable: as good as free
             if current is None or current["expires"] <= now or current == replace:
                 txn.put(name, json.dumps(holder).encode())
                 return None
@@ -95,24 +105,35 @@ class LeaseTable:
 
     def holder(self, key: str) -> dict[str, Any] | None:
         with self.env.begin() as txn:
-            raw = txn.get(key.encode())
-        return None if raw is None else json.loads(raw)
+            return _decode(txn.get(key.encode()))
 
     def keys(self) -> list[str]:
         with self.env.begin() as txn:
             return [k.decode() for k in txn.cursor().iternext(values=False)]
 
     def items(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every readable lease (an unreadable one counts as free: see remove_unreadable)."""
         with self.env.begin() as txn:
-            return [(k.decode(), json.loads(v)) for k, v in txn.cursor().iternext()]
+            pairs = [(k.decode(errors="replace"), _decode(v)) for k, v in txn.cursor().iternext()]
+        return [(k, h) for k, h in pairs if h is not None]
+
+    def remove_unreadable(self) -> None:
+        """Delete records that are no lease (damaged, or written by something else)."""
+
+        def remove(txn: lmdb.Transaction) -> None:
+            cursor = txn.cursor()
+            bad = [k for k, v in cursor.iternext() if _decode(v) is None]
+            for key in bad:
+                txn.delete(key)
+
+        self._write(remove)
 
     def remove_if(self, leases: list[tuple[str, dict[str, Any]]]) -> None:
         """Delete each lease that still has exactly the holder given."""
 
         def remove(txn: lmdb.Transaction) -> None:
             for key, holder in leases:
-                raw = txn.get(key.encode())
-                if raw is not None and json.loads(raw) == holder:
+                if _decode(txn.get(key.encode())) == holder:
                     txn.delete(key.encode())
 
         if leases:
@@ -129,9 +150,7 @@ class LeaseTable:
             ) from exc
         except lmdb.Error as exc:
             if "No space" in str(exc):
-                raise StorageFullError(
-                    f"cannot write the lease table {self.path}: the disk is full ({exc})"
-                ) from exc
+                raise full_error(self.folder.parent, 64 << 10, "a lease") from exc
             raise
 
     def _remove_stale(self) -> None:
@@ -145,6 +164,25 @@ class LeaseTable:
                     path.unlink()
             except OSError:
                 pass  # another process removed it first
+
+
+def _decode(raw: bytes | None) -> dict[str, Any] | None:
+    """A lease record, or None when there is none or it is not one (damaged bytes, a
+    record without the fields every holder writes): such a lease is free."""
+    if raw is None:
+        return None
+    try:
+        holder = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if (
+        not isinstance(holder, dict)
+        or not isinstance(holder.get("expires"), int | float)
+        or not isinstance(holder.get("pid"), int)
+        or not isinstance(holder.get("host"), str)
+    ):
+        return None
+    return holder
 
 
 def _uptime() -> float:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
 import mmap
 import os
 import re
+import shutil
+import stat
 import sys
 import threading
 import time
@@ -24,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CorruptObjectError, MissingObjectError, StorageFullError, StoreError
+from ..errors import CorruptObjectError, MissingObjectError, StoreError
 from ..hashing import ContentId, digest_bytes
+from .space import FULL_ERRNOS, full_error
 
 if TYPE_CHECKING:
     from .protocols import Fetcher
@@ -50,6 +54,8 @@ _TMP_PREFIX = ".tmp-"
 # An object that is not there: its file is missing, or a file stands where its
 # shard folder should be (then writing it says so: _write_atomically).
 _ABSENT = (FileNotFoundError, NotADirectoryError)
+# Reads never follow a link in an object's place and never block on a FIFO.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,13 @@ class ObjectStore:
         # Asked for the chunks of a blob this store lacks (or holds damaged): the
         # remote cache's read-through (protocols.Fetcher). None: a miss is a miss.
         self.fetcher: Fetcher | None = None
+        self._shards: set[Path] = set()  # shard folders seen to be real folders
+
+    def distrust_existing(self) -> None:
+        """From now on, re-hash an existing object before deduplicating against it (and
+        rewrite it when damaged), not only once damage has been seen: a forced rerun
+        (`--no-cache`) repairs what it writes, damaged chunks of the right size too."""
+        self._seen_damage = True
 
     # --- single objects ---------------------------------------------------------
 
@@ -131,14 +144,18 @@ class ObjectStore:
         that repairs one chunk must repair them all), so they are re-hashed.
         """
         try:
-            if target.stat().st_size != size:
-                return False
+            info = target.lstat()
         except _ABSENT:
             return False
+        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+            return False  # a link, a FIFO, a folder: replaced by a real object
         if not self._seen_damage:
             return True
-        with open(target, "rb") as fh:
-            return digest_bytes(fh.read()) == object_id
+        try:
+            with self._open(object_id) as fh:
+                return digest_bytes(fh.read(size + 1)) == object_id
+        except (CorruptObjectError, MissingObjectError):
+            return False
 
     def get(self, object_id: ContentId) -> bytes:
         """The object's bytes, verified against its id."""
@@ -148,30 +165,22 @@ class ObjectStore:
 
     def get_into(self, object_id: ContentId, buffer: memoryview) -> None:
         """Read the object into `buffer` (exactly its size) and verify it there."""
-        path = self.path(object_id)
-        try:
-            with open(path, "rb", buffering=0) as fh:
-                got = fh.readinto(buffer)
-                extra = fh.read(1)
-        except _ABSENT as exc:
-            raise self._missing(object_id) from exc
+        with self._open(object_id) as fh:
+            got = fh.readinto(buffer)
+            extra = fh.read(1)
         if got != len(buffer) or extra:
             raise self._corrupt(object_id, "has the wrong size")
         self._check(object_id, buffer)
 
     def map(self, object_id: ContentId) -> memoryview:
         """A read-only memory map of the object, verified once on opening."""
-        path = self.path(object_id)
-        try:
-            with open(path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if size == 0:
-                    # mmap refuses empty files; an emptied object must still fail its check.
-                    self._check(object_id, b"")
-                    return memoryview(b"")
-                mapped = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
-        except _ABSENT as exc:
-            raise self._missing(object_id) from exc
+        with self._open(object_id) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                # mmap refuses empty files; an emptied object must still fail its check.
+                self._check(object_id, b"")
+                return memoryview(b"")
+            mapped = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
         view = memoryview(mapped)
         self._check(object_id, view)
         return view
@@ -181,8 +190,17 @@ class ObjectStore:
         self.get(object_id)
 
     def delete(self, object_id: ContentId) -> bool:
+        """Remove the object's name from its shard; never anything outside the store
+        (a shard that is a link elsewhere is left alone). A folder where the object
+        should be is removed too: it is in the store's way."""
+        path = self.path(object_id)
+        if not self._real_shard(path.parent):
+            return False
         try:
-            self.path(object_id).unlink()
+            if stat.S_ISDIR(path.lstat().st_mode):
+                shutil.rmtree(path)  # does not follow links inside it
+            else:
+                path.unlink()
         except _ABSENT:
             return False
         return True
@@ -195,10 +213,19 @@ class ObjectStore:
         if not self.root.is_dir():
             return
         with os.scandir(self.root) as it:
-            shards = sorted((e.name, e.path) for e in it if len(e.name) == 2 and e.is_dir())
+            # A shard that is a link may lead out of the store, or back into it: skipped.
+            shards = sorted(
+                (e.name, e.path) for e in it if len(e.name) == 2 and e.is_dir(follow_symlinks=False)
+            )
         for name, path in shards:
             with os.scandir(path) as entries:
-                found = [(e.name, e.stat().st_size) for e in entries if _OBJECT_NAME.match(e.name)]
+                # Whatever stands under an object's name is listed (a link, a FIFO, a
+                # folder: reads refuse them, verify names them), sized without following.
+                found = [
+                    (e.name, e.stat(follow_symlinks=False).st_size)
+                    for e in entries
+                    if _OBJECT_NAME.match(e.name)
+                ]
             for entry_name, size in found:
                 yield name + entry_name, size
 
@@ -207,7 +234,7 @@ class ObjectStore:
         if not self.root.is_dir():
             return
         with os.scandir(self.root) as it:
-            shards = [e.path for e in it if e.is_dir()]
+            shards = [e.path for e in it if e.is_dir(follow_symlinks=False)]
         for path in shards:
             with os.scandir(path) as entries:
                 found = [e.path for e in entries if e.name.startswith(_TMP_PREFIX)]
@@ -320,14 +347,21 @@ class ObjectStore:
         for i, chunk in enumerate(blob.chunks):
             length = size if i < last else blob.size - last * size
             try:
-                fd = os.open(f"{root}/{chunk[:2]}/{chunk[2:]}", os.O_RDONLY)
+                fd = os.open(f"{root}/{chunk[:2]}/{chunk[2:]}", _READ_FLAGS)
             except _ABSENT as exc:
                 raise self._missing(chunk) from exc
+            except OSError as exc:  # a link (ELOOP): objects are regular files
+                raise self._corrupt(chunk, f"cannot be read ({exc.strerror})") from exc
             try:
                 # Beyond a file's end a map would SIGBUS. lseek, not fstat: the size
                 # without building a stat_result, 0.4 ms instead of 1.5 for 2,048 chunks.
-                if os.lseek(fd, 0, os.SEEK_END) != length:
-                    raise self._corrupt(chunk, "has the wrong size")
+                # A FIFO cannot seek, a folder or device has no such size: all refused.
+                try:
+                    end = os.lseek(fd, 0, os.SEEK_END)
+                except OSError:
+                    end = -1
+                if end != length or not self._real_shard(Path(root, chunk[:2])):
+                    raise self._corrupt(chunk, "has the wrong size or is not a regular file")
                 if map_fixed(address, length, prot, flags, fd, 0) != address:
                     code = _last_errno()
                     if code == errno.ENOMEM:
@@ -390,11 +424,44 @@ class ObjectStore:
             raise self._corrupt(chunks[damaged[0]])
 
     def _read_file(self, object_id: ContentId) -> bytes:
+        with self._open(object_id) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            return fh.read(size + 1)  # bounded: a file that grows is caught by its hash
+
+    def _open(self, object_id: ContentId) -> io.FileIO:
+        """The object's file, for reading, only if it is a regular file reached without
+        following a link: a FIFO would block, a link to /dev/zero never ends, a link
+        may lead out of the store. Anything else is a damaged object."""
+        path = self.path(object_id)
+        if not self._real_shard(path.parent):
+            raise self._corrupt(object_id, f"is under {path.parent}, a link out of the store")
         try:
-            with open(self.path(object_id), "rb") as fh:
-                return fh.read()
+            fd = os.open(path, _READ_FLAGS)
         except _ABSENT as exc:
             raise self._missing(object_id) from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._corrupt(object_id, "is a symbolic link, not a file") from exc
+            raise self._corrupt(object_id, f"cannot be read ({exc.strerror})") from exc
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind != stat.S_IFREG:
+            os.close(fd)
+            what = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO"}.get(kind, "not a file")
+            raise self._corrupt(object_id, f"is {what}, not a regular file")
+        return io.FileIO(fd, "rb", closefd=True)
+
+    def _real_shard(self, shard: Path) -> bool:
+        """Whether a shard is not a link (which may lead out of the store); remembered.
+        A missing shard, or a file in its place, reads as missing objects."""
+        if shard in self._shards:
+            return True
+        try:
+            mode = shard.lstat().st_mode
+        except OSError:
+            return True
+        if stat.S_ISDIR(mode):
+            self._shards.add(shard)
+        return not stat.S_ISLNK(mode)
 
     def _check(self, object_id: ContentId, data: Any) -> None:
         if digest_bytes(data) != object_id:
@@ -426,6 +493,12 @@ class ObjectStore:
         shard = target.parent
         # os.urandom, not secrets: that module costs 4 ms of import (hashlib, hmac)
         tmp = shard / f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
+        if not self._real_shard(shard):
+            raise StoreError(
+                f"{shard} is a link where the object store keeps a folder of objects; "
+                "objects are never written through a link out of the store: replace it "
+                "with a folder (nothing cached is lost) and rerun"
+            )
         try:
             if not shard.is_dir():
                 try:
@@ -446,7 +519,11 @@ class ObjectStore:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except IsADirectoryError:  # a folder under the object's name: in the way
+                shutil.rmtree(target)
+                os.replace(tmp, target)
             if sync:
                 _fsync_dir(shard)
         except OSError as exc:
@@ -454,11 +531,8 @@ class ObjectStore:
                 tmp.unlink()
             if isinstance(exc, StoreError):
                 raise
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFullError(
-                    f"no space left to write to the cache at {self.root}: free disk space "
-                    "or run 'zencache cache gc'; nothing already cached was lost"
-                ) from exc
+            if exc.errno in FULL_ERRNOS:
+                raise full_error(self.root.parent, len(view), f"object {target.name}") from exc
             raise StoreError(f"cannot write object {target.name} under {self.root}: {exc}") from exc
 
 
