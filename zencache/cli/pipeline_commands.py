@@ -116,7 +116,10 @@ def run_command(
     # An unknown executor, or a missing extra, fails before user code is imported.
     chosen = make_executor(executor, workers, scheduler)
     loaded = _load(target, params)
-    cache = Cache(settings.cache_dir)
+    given = ctx.find_root().obj
+    cache = Cache(
+        settings.cache_dir, remote=given.get("remote"), remote_mode=given.get("remote_mode")
+    )
     tty = not as_json and sys.stderr.isatty()
     progress = Progress(loaded.instance.trace(), tty, parallel=executor != "local")
     started = time.perf_counter()

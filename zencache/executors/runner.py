@@ -358,6 +358,7 @@ class Runner:
                 status="executed",
                 duration=earlier.duration + time.perf_counter() - started,
                 outputs=self.ids[producer.name],
+                source="",
             )
         return self.values.get((handle.invocation, handle.output), outputs[handle.output])
 
