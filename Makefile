@@ -11,4 +11,4 @@ test:
 	$(PY) -m pytest -q
 
 bench:
-	for b in chain large dedupe load startup scale executors foundation; do $(PY) benchmarks/bench_$$b.py || exit 1; done
+	for b in chain large dedupe load startup scale executors foundation hooks; do $(PY) benchmarks/bench_$$b.py || exit 1; done

@@ -8,6 +8,8 @@
     │   ├── TargetError                             2  CLI target cannot be loaded
     │   └── ConfigError                             2  a setting or pyproject.toml is wrong
     ├── StepFailedError (RuntimeError)                 a step raised; cause kept
+    ├── StepContextError (RuntimeError)                get_step_context() outside a step
+    ├── HookError                                      a hook raised, with strict hooks
     ├── StepOutputError (TypeError)                    a step returned the wrong shape or type
     ├── MaterializerError (TypeError)                  no materializer, or it failed
     │   └── PickleRefusedError                         ZENCACHE_ALLOW_PICKLE=0
@@ -24,6 +26,9 @@
 
     ZencacheWarning (UserWarning)
     └── UntrackedInputWarning                      a step reads what its fingerprint cannot see
+
+    ZencacheWarning (UserWarning)
+    └── HookFailedWarning                              a hook raised; the run went on
 
 Each exception knows its exit code; only the CLI turns exceptions into output.
 Messages say what failed, the subject and facts, then the fix.
@@ -73,6 +78,19 @@ class StepFailedError(ZencacheError, RuntimeError):
         super().__init__(message)
         self.step = step
         self.traceback_text = traceback_text
+
+
+class StepContextError(ZencacheError, RuntimeError):
+    pass
+
+
+class HookError(ZencacheError):
+    """A hook raised and the run asked for strict hooks; the cause is the hook's error."""
+
+    def __init__(self, message: str, *, hook: str = "", method: str = "") -> None:
+        super().__init__(message)
+        self.hook = hook
+        self.method = method
 
 
 class StepOutputError(ZencacheError, TypeError):
@@ -138,3 +156,7 @@ class ZencacheWarning(UserWarning):
 
 class CacheSizeWarning(ZencacheWarning):
     """The size limit evicted the latest run of a pipeline, or cannot be met at all."""
+
+
+class HookFailedWarning(ZencacheWarning):
+    """A hook raised; reported once per hook and run, which went on without it."""

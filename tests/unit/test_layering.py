@@ -91,7 +91,16 @@ def test_every_module_imports_only_lower_layers() -> None:
 
 def test_public_names_are_sorted_and_importable() -> None:
     assert zencache.__all__ == sorted(zencache.__all__)
-    assert set(zencache.__all__) == {"BaseMaterializer", "Cache", "Output", "pipeline", "step"}
+    assert set(zencache.__all__) == {
+        "BaseMaterializer",
+        "Cache",
+        "Output",
+        "get_step_context",
+        "log_metadata",
+        "log_metric",
+        "pipeline",
+        "step",
+    }
     for name in zencache.__all__:
         assert getattr(zencache, name) is not None
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from zencache.storage.records import (
     RECORD_VERSION,
     RUN_RECORD_VERSION,
+    STEP_RECORD_VERSION,
     ArtifactRecord,
     EnvRecord,
     FileEntry,
@@ -50,6 +51,15 @@ def step_records(draw: st.DrawFn) -> StepRecord:
         run_id=draw(st.text(max_size=20)),
         created=draw(floats),
         duration=draw(floats),
+        metrics=draw(st.dictionaries(names, floats, max_size=3)),
+        metric_history=draw(
+            st.dictionaries(
+                names,
+                st.lists(st.tuples(floats, st.none() | st.integers(-5, 10**6)).map(list)),
+                max_size=2,
+            )
+        ),
+        metadata=draw(st.dictionaries(names, json_values, max_size=3)),
     )
 
 
@@ -94,6 +104,11 @@ run_records = st.builds(
     output=st.lists(names, max_size=3).map(tuple),
     output_is_tuple=st.booleans(),
     target=st.text(max_size=20),
+    step_logs=st.dictionaries(
+        names,
+        st.fixed_dictionaries({"metrics": st.dictionaries(names, floats, max_size=2)}),
+        max_size=2,
+    ),
 )
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | floats | st.text(max_size=10),
@@ -120,7 +135,7 @@ def test_step_records_round_trip(record: StepRecord) -> None:
     data = record.encode()
     assert StepRecord.decode(data) == record
     assert decode_output_ids(data) == record.output_ids
-    assert data[0] == RECORD_VERSION
+    assert data[0] == STEP_RECORD_VERSION
 
 
 @given(artifact_records)
@@ -154,8 +169,46 @@ def test_output_ids_are_raw_bytes_up_front() -> None:
         output_ids=("00" * 16, "ff" * 16), output_names=("a", "b"), fingerprint="x",
     )  # fmt: skip
     data = record.encode()
-    assert data[:3] == bytes([RECORD_VERSION]) + (2).to_bytes(2, "little")
+    assert data[:3] == bytes([STEP_RECORD_VERSION]) + (2).to_bytes(2, "little")
     assert data[3:35] == b"\x00" * 16 + b"\xff" * 16
+
+
+def test_a_version_1_step_record_still_reads_with_nothing_logged() -> None:
+    # The bytes a zencache before step metrics wrote (version 1: no metrics fields).
+    body = {
+        "key": "k", "step": "m:f", "name": "f", "pipeline": "m:p", "output_names": ["a"],
+        "fingerprint": "x", "code_parts": {}, "params": {}, "inputs": {},
+        "materializers": {}, "untracked": [], "run_id": "r", "created": 1.0,
+        "duration": 2.0, "param_values": {}, "module_file": "", "env_id": "e",
+    }  # fmt: skip
+    data = bytes([1]) + (1).to_bytes(2, "little") + b"\xab" * 16 + json.dumps(body).encode()
+    record = StepRecord.decode(data)
+    assert record.output_ids == ("ab" * 16,)
+    assert decode_output_ids(data) == ("ab" * 16,)
+    assert (record.metrics, record.metric_history, record.metadata) == ({}, {}, {})
+    assert record.run_id == "r"
+
+
+def test_a_step_record_keeps_what_the_step_logged() -> None:
+    record = StepRecord(
+        key="k", step="m:f", name="f", pipeline="m:p", output_ids=("00" * 16,),
+        output_names=("a",), fingerprint="x", metrics={"acc": 0.5, "nan": float("nan")},
+        metric_history={"loss": [[1.0, 0], [0.5, 1]]}, metadata={"note": "hi", "n": [1, 2]},
+    )  # fmt: skip
+    back = StepRecord.decode(record.encode())
+    assert back.metrics["acc"] == 0.5 and back.metrics["nan"] != back.metrics["nan"]
+    assert back.metric_history == {"loss": [[1.0, 0], [0.5, 1]]}
+    assert back.metadata == {"note": "hi", "n": [1, 2]}
+
+
+def test_a_run_record_with_nothing_logged_is_written_as_before() -> None:
+    plain = RunRecord("r", "m:p", {}, "completed", 0.0, 1.0, "e", ())
+    assert b"step_logs" not in plain.encode()
+    logged = RunRecord(
+        "r", "m:p", {}, "completed", 0.0, 1.0, "e", (), step_logs={"s": {"metrics": {"a": 1.0}}}
+    )
+    assert RunRecord.decode(logged.encode()) == logged
+    assert RunRecord.decode(plain.encode()).step_logs == {}
 
 
 @pytest.mark.parametrize("version", [0, RUN_RECORD_VERSION + 1, 255])

@@ -160,10 +160,24 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
     click.echo(
         format_table(("STEP", "STATUS", "TIME", "KEY", "OUTPUTS", "PARAMS"), rows, right={2})
     )
+    logged = [(s.name, details.logged(s.name)) for s in r.steps]
+    if any(found["metrics"] or found["metadata"] for _, found in logged):
+        click.echo()
+        for name, found in logged:
+            if found["metrics"]:
+                click.echo(f"{name}: metrics {_values(found['metrics'])}")
+            if found["metadata"]:
+                click.echo(f"{name}: metadata {_values(found['metadata'])}")
     for s in r.steps:
         if s.error:
             last = s.error.strip().splitlines()[-1] if s.error.strip() else ""
             click.echo(f"{s.name}: {last}")
+
+
+def _values(values: dict[str, object]) -> str:
+    return ", ".join(
+        f"{k}={format(v, '.6g') if isinstance(v, float) else v}" for k, v in values.items()
+    )
 
 
 @main.command("lineage")

@@ -137,6 +137,8 @@ class PipelineInstance:
         cache: Cache | str | None = None,
         force: bool = False,
         progress: Callable[[StepEvent], None] | None = None,
+        hooks: Any = None,
+        strict_hooks: bool = False,
         remote: str | None = None,
         remote_mode: str | None = None,
     ) -> Run:
@@ -148,14 +150,19 @@ class PipelineInstance:
         `scheduler`: a Dask scheduler address or distributed.Client (executor "dask").
         Without them, `executor`, `workers` and the cache folder come from the project's
         settings (`[tool.zencache]`, ZENCACHE_* variables: zencache.config), else local.
+        `hooks`: objects (or names: "mlflow", "wandb", "module:attr") told about the
+        run as it goes, after the project's and installed ones (docs/integrations.md);
+        `strict_hooks`: a hook that raises fails the run (its cache entries are kept).
         """
         from ..executors import run_pipeline  # the executor layer sits above this one
 
         # The settings are read (~0.1 ms) only when something is left to them: the local
         # executor runs one step at a time, so `workers` means nothing to it.
         wants_workers = max_workers is None and isinstance(executor, str) and executor != "local"
+        project_hooks = None  # read by run_pipeline unless read here
         if executor is None or wants_workers:
             settings = load_settings()
+            project_hooks = settings.hooks
             if executor is None:
                 executor = settings.executor
             if max_workers is None and isinstance(executor, str) and executor != "local":
@@ -170,6 +177,9 @@ class PipelineInstance:
             cache=cache if isinstance(cache, Cache) else Cache(cache),
             force=force,
             progress=progress,
+            hooks=hooks,
+            strict_hooks=strict_hooks,
+            project_hooks=project_hooks,
             remote=remote,
             remote_mode=remote_mode,
         )

@@ -15,6 +15,7 @@ from ..errors import ZencacheError
 from ..materializers.artifacts import load_artifact
 from ..storage.cache import Cache
 from ..storage.records import RunRecord, StepRun
+from .context import StepLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +39,47 @@ class StepResult:
     error: str
     cache: Cache = field(repr=False)
     _memory: dict[str, Any] = field(default_factory=dict, repr=False)
+    # What the step logged: from the run record for a step this run executed, else
+    # read from its cache entry on first use (a cached step's are its producer's).
+    _log: StepLog | None = field(default=None, repr=False)
+
     # Where a cached step's entry came from: "local" (this cache) or "remote"
     # (another machine's run, through the remote cache); "" when it was not cached.
     source: str = ""
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The metrics the step logged (`zencache.log_metric`), final values by name;
+        for a cached step, those of the execution that made its cache entry."""
+        return dict(self._logged().metrics)
+
+    @property
+    def metric_history(self) -> dict[str, list[tuple[float, int | None]]]:
+        """Every value of the metrics logged more than once or with a step number."""
+        return self._logged().series()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The metadata the step logged (`zencache.log_metadata`)."""
+        return dict(self._logged().metadata)
+
+    def _logged(self) -> StepLog:
+        if self._log is None:
+            entry = None
+            if self.key and self.status in ("cached", "executed"):
+                entry = self.cache.index.get_step(self.key)
+            self._log = (
+                StepLog.from_json(
+                    {
+                        "metrics": entry.metrics,
+                        "history": entry.metric_history,
+                        "metadata": entry.metadata,
+                    }
+                )
+                if entry is not None
+                else StepLog()
+            )
+        return self._log
 
     def output(self, name: str | None = None) -> Any:
         """Load one output (the only one when `name` is None) through its materializer."""
@@ -88,8 +127,10 @@ class Run:
         of 10,000 steps need not build 10,000 results that no one reads)."""
         if self._steps is None:
             memory = self._memory
+            logs = self.record.step_logs
             self._steps = {
-                s.name: _result(s, self.cache, memory.get(s.name, {})) for s in self.record.steps
+                s.name: _result(s, self.cache, memory.get(s.name, {}), logs.get(s.name))
+                for s in self.record.steps
             }
         return self._steps
 
@@ -122,8 +163,22 @@ class Run:
         return tuple(values)
 
 
-def _result(s: StepRun, cache: Cache, memory: dict[str, Any]) -> StepResult:
+def _result(
+    s: StepRun, cache: Cache, memory: dict[str, Any], logged: dict[str, Any] | None
+) -> StepResult:
+    log = StepLog.from_json(logged) if logged is not None else None
+    if log is None and s.status in ("executed", "failed", "skipped", "interrupted"):
+        log = StepLog()  # nothing logged in this run (the record keeps only non-empty logs)
     source = s.source or ("local" if s.status == "cached" else "")
     return StepResult(
-        s.name, s.status, s.key, s.duration, dict(s.outputs), s.error, cache, memory, source
+        s.name,
+        s.status,
+        s.key,
+        s.duration,
+        dict(s.outputs),
+        s.error,
+        cache,
+        memory,
+        log,
+        source=source,
     )

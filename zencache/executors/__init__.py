@@ -21,6 +21,7 @@ from ..config import load_settings
 from ..core.plan import plan, short_repr
 from ..errors import CacheSizeWarning, UsageError, ZencacheError
 from ..storage.cache import Cache
+from . import hooks as hook_registry
 from .base import Executor
 from .remote_tier import RemoteTier
 from .runner import Progress, Runner
@@ -93,10 +94,17 @@ def run_pipeline(
     force: bool = False,
     progress: Progress | None = None,
     target: str = "",
+    hooks: Any = None,
+    strict_hooks: bool = False,
+    project_hooks: tuple[str, ...] | None = None,
     remote: str | None = None,
     remote_mode: str | None = None,
 ) -> Run:
-    """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed."""
+    """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed.
+
+    `hooks`: hook objects or names for this run, called after the installed and the
+    project's hooks (hooks.py; `project_hooks`: the project's, when the caller read the
+    settings already); `strict_hooks`: a hook that raises fails the run."""
     skipped = skip_run(instance.name)
     if skipped is not None:  # the module calling run() is only being imported
         return skipped  # type: ignore[return-value]
@@ -108,6 +116,11 @@ def run_pipeline(
             'put the code that runs the pipeline under `if __name__ == "__main__":`'
         )
     chosen = make_executor(executor, max_workers, scheduler)
+    if hooks is not None and (isinstance(hooks, str) or not isinstance(hooks, list | tuple)):
+        hooks = [hooks]  # one hook, given alone
+    if project_hooks is None:
+        project_hooks = load_settings().hooks
+    found = hook_registry.collect(hooks, strict=strict_hooks, project=project_hooks)
     dag = instance.trace()
     planned = plan(dag)
     params = {name: short_repr(value) for name, value in instance.params.items()}
@@ -120,9 +133,12 @@ def run_pipeline(
         force=force,
         progress=progress,
         target=target,
+        hooks=found,
+        executor=chosen.name or type(chosen).__qualname__,
         remote=tier,
     )
     try:
+        runner.run_started()
         chosen.execute(runner)
     except KeyboardInterrupt:
         runner.write_run("interrupted")
@@ -131,6 +147,7 @@ def run_pipeline(
     if not cache.index.read_only:
         limit_size(cache, run.record)
     runner.raise_failures()
+    runner.raise_hook_errors()
     return run
 
 

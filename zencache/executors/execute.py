@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.context import StepContext, activated
 from ..errors import CorruptObjectError, MissingObjectError, StepFailedError, StepOutputError
 from ..fingerprint import fingerprint
 from ..fingerprint.carried import carried_classes
@@ -86,15 +87,18 @@ def call_step(
     params: Mapping[str, Any],
     *,
     check_types: bool = True,
+    context: StepContext | None = None,
 ) -> dict[str, Any]:
     """Call a step's function on loaded inputs and map what it returned onto its outputs.
 
     An exception of the function comes out as StepFailedError (its cause the original,
     its traceback text kept); a return value that does not fit the declared outputs as
-    StepOutputError.
+    StepOutputError. `context`: what `zencache.get_step_context()` returns inside the
+    function; what the step logs (`zencache.log_metric`, ...) goes to `context.log`.
     """
     try:
-        returned = step.fn(**inputs, **params)
+        with activated(context):
+            returned = step.fn(**inputs, **params)
     except Exception as exc:
         raise StepFailedError(
             f"step {name!r} raised {type(exc).__name__}: {exc}",
@@ -137,10 +141,11 @@ def execute_step(
     params: Mapping[str, Any],
     store: ObjectStore,
     materializers: Mapping[str, type[BaseMaterializer] | None],
+    context: StepContext | None = None,
 ) -> Executed:
     """Call the step on loaded inputs, then write its outputs to `store`."""
     started = time.perf_counter()
-    values = call_step(name, step, inputs, params)
+    values = call_step(name, step, inputs, params, context=context)
     seconds = time.perf_counter() - started
     return Executed(values, materialize(store, materializers, values), seconds)
 

@@ -25,8 +25,9 @@ def build(
     started: float,
     steps: tuple[StepRun, ...],
     target: str,
+    step_logs: dict[str, dict[str, Any]] | None = None,
 ) -> RunRecord:
-    """The record of a run that ends now."""
+    """The record of a run that ends now; `step_logs`: what executed steps logged."""
     handles = dag.output_handles()
     return RunRecord(
         run_id=run_id,
@@ -42,6 +43,7 @@ def build(
         target=target,
         workdir=working_directory(),
         sys_path=user_sys_path(),
+        step_logs=step_logs or {},
     )
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.context import StepContext, StepLog, activated
 from ..core.dag import ArtifactHandle, Dag
 from ..core.plan import PlannedStep
 from ..core.runs import Run, StepEvent
@@ -45,6 +46,7 @@ from . import run_record
 from .committer import Committer
 from .execute import DamagedInputs, call_step, materialize
 from .execute import load_inputs as load_stored_inputs
+from .hooks import Hooks
 from .leases import HELD, Leases
 from .remote_tier import RemoteTier
 from .unstable_params import UnstableParameterWarning, warn_unstable_params
@@ -75,6 +77,8 @@ class Runner:
         force: bool = False,
         progress: Progress | None = None,
         target: str = "",
+        hooks: Hooks | None = None,
+        executor: str = "",
         remote: RemoteTier | None = None,
     ) -> None:
         self.cache = cache
@@ -110,6 +114,15 @@ class Runner:
         # Artifact records queued and not yet committed, for the steps that read them.
         self._queued_artifacts: dict[str, ArtifactRecord] = {}
         self._stored_envs: set[str] = set()  # environments known to be in the index
+        # What executed steps logged (zencache.log_metric, log_metadata): by step name
+        # for the run record and hooks, by key for a later hit on the same key.
+        self.logs: dict[str, StepLog] = {}
+        self._logs_by_key: dict[str, StepLog] = {}
+        # Hooks (hooks.py): None when the run has none, so that it pays nothing.
+        self.hooks = hooks or None
+        self.executor_name = executor
+        self._replayed: dict[str, tuple[StepLog, str]] = {}  # cached step -> its log, producer
+        self._started: set[str] = set()  # steps whose on_step_start was called
         warn_unstable_params(planned)
         report_untracked(planned)
 
@@ -162,9 +175,11 @@ class Runner:
             "",
             source,
         )
-        if self.progress is None:  # the hit path of a run without a progress display
+        if self.progress is None and self.hooks is None:  # the hit path of a plain run
             self.results[name] = step_run
         else:
+            if self.hooks is not None:
+                self.step_started(ps, key, cached=True)
             self._settle(step_run)
 
     def settle_skip(self, ps: PlannedStep, upstream: str) -> None:
@@ -198,6 +213,8 @@ class Runner:
 
     def _settle(self, step_run: StepRun) -> None:
         self.results[step_run.name] = step_run
+        if self.hooks is not None:
+            self._step_ended(step_run)
         if self.progress is not None:
             self.progress(
                 StepEvent(
@@ -208,6 +225,121 @@ class Runner:
                     step_run.duration,
                 )
             )
+
+    # --- hooks (hooks.py): called in this process, whichever executor runs the steps ----------------
+
+    def run_started(self) -> None:
+        """on_run_start; with strict hooks, a failure here stops the run before any step."""
+        if self.hooks is None or not self.hooks.wants("on_run_start"):
+            return
+        self.hooks.call(
+            "on_run_start",
+            run_id=self.run_id,
+            pipeline=self.dag.pipeline,
+            params=dict(self.params),
+            steps=list(self.planned),
+            executor=self.executor_name,
+            cache_dir=str(self.cache.path),
+            target=self.target,
+            started=self.started,
+        )
+
+    def step_started(self, ps: PlannedStep, key: str, *, cached: bool) -> None:
+        hooks = self.hooks
+        if hooks is None or not hooks.wants("on_step_start") or ps.name in self._started:
+            return
+        self._started.add(ps.name)  # once, also for a step retried after a worker died
+        status = "replayed" if cached else "executing"
+        with activated(self.step_context(ps, key, status)):
+            hooks.call(
+                "on_step_start",
+                run_id=self.run_id,
+                pipeline=self.dag.pipeline,
+                step=ps.name,
+                step_identity=ps.step.identity,
+                key=key,
+                params=dict(ps.invocation.params),
+                cached=cached,
+                source="local" if cached else None,
+                upstream=list(ps.invocation.upstream),
+            )
+
+    def _step_ended(self, step_run: StepRun) -> None:
+        hooks = self.hooks
+        assert hooks is not None
+        if not hooks.wants("on_step_end"):
+            return
+        ps = self.planned[step_run.name]
+        status = step_run.status
+        produced_by = self.run_id if status == "executed" else ""
+        logged = self.logs.get(step_run.name) if status == "executed" else None
+        if status == "cached":
+            logged, produced_by = self.replayed_log(step_run.key)
+            self._replayed[step_run.name] = (logged, produced_by)
+        logged = logged or StepLog()
+        context = self.step_context(
+            ps, step_run.key, "replayed" if status == "cached" else "executing"
+        )
+        context.log = logged
+        with activated(context):
+            hooks.call(
+                "on_step_end",
+                run_id=self.run_id,
+                pipeline=self.dag.pipeline,
+                step=step_run.name,
+                step_identity=step_run.step,
+                status=status,
+                source="local" if status == "cached" else None,
+                key=step_run.key,
+                duration=step_run.duration,
+                params=dict(ps.invocation.params),
+                metrics=dict(logged.metrics),
+                metric_history={n: list(p) for n, p in logged.series().items()},
+                metadata=dict(logged.metadata),
+                outputs=dict(step_run.outputs),
+                error=step_run.error,
+                produced_by=produced_by,
+            )
+
+    def replayed_log(self, key: str) -> tuple[StepLog, str]:
+        """What the execution behind a cache entry logged, and the run that executed it."""
+        known = self._logs_by_key.get(key)
+        if known is not None:
+            return known, self.run_id
+        try:
+            record = self.index.get_step(key)
+        except Exception as exc:  # a damaged entry: the hit stands, its metrics are lost
+            log.warning("cannot read the entry of step key %s for its metrics: %s", key, exc)
+            record = None
+        if record is None:
+            return StepLog(), ""
+        found = StepLog.from_json(
+            {
+                "metrics": record.metrics,
+                "history": record.metric_history,
+                "metadata": record.metadata,
+            }
+        )
+        return found, record.run_id
+
+    def run_ended(self, run: Run | None, status: str) -> None:
+        hooks = self.hooks
+        if hooks is None or not hooks.wants("on_run_end"):
+            return
+        metrics = {name: dict(sl.metrics) for name, sl in self.logs.items() if sl.metrics}
+        for name, (replayed, _) in self._replayed.items():
+            if replayed.metrics:
+                metrics[name] = dict(replayed.metrics)
+        hooks.call(
+            "on_run_end",
+            run_id=self.run_id,
+            pipeline=self.dag.pipeline,
+            status=status,
+            duration=time.time() - self.started,
+            steps={name: r.status for name, r in self.results.items()},
+            metrics=metrics,
+            run=run,
+        )
 
     # --- executing in this process ---------------------------------------------------------------
 
@@ -247,6 +379,8 @@ class Runner:
         if hit is not None:
             self.settle_hit(ps, key, hit, started)
             return None
+        if self.hooks is not None and lease:  # a parallel driver: when it sends the step
+            self.step_started(ps, key, cached=False)
         return key
 
     def _remote_hit(self, ps: PlannedStep, key: str, started: float) -> bool:
@@ -368,7 +502,23 @@ class Runner:
 
     def call(self, ps: PlannedStep, inputs: dict[str, Any]) -> dict[str, Any]:
         """Run the step's function and check what it returned against its outputs."""
-        return call_step(ps.name, ps.step, inputs, ps.invocation.params)
+        context = self.step_context(ps, self.key(ps))  # inputs loaded: their ids are final
+        outputs = call_step(ps.name, ps.step, inputs, ps.invocation.params, context=context)
+        self.logs[ps.name] = context.log
+        return outputs
+
+    def step_context(self, ps: PlannedStep, key: str, status: str = "executing") -> StepContext:
+        """What `zencache.get_step_context()` returns while the step (or a hook for it) runs."""
+        return StepContext(
+            run_id=self.run_id,
+            pipeline=self.dag.pipeline,
+            step=ps.name,
+            key=key,
+            status=status,
+            output_names=ps.output_names,
+            output_ids=dict(self.ids.get(ps.name, {})),
+            params=dict(ps.invocation.params),
+        )
 
     # --- storing: objects now, index entries through the committer --------------------------------
 
@@ -388,6 +538,7 @@ class Runner:
         key: str,
         artifacts: dict[str, ArtifactRecord],
         duration: float,
+        logged: StepLog | None = None,
     ) -> None:
         """Queue a step's artifact and step records (its objects already durable) for
         the committer, which commits them and then releases the step's lease. Local
@@ -395,8 +546,11 @@ class Runner:
         committer.py: never a committed entry; at most steps that had just finished.
         """
         ids = {name: a.content_id for name, a in artifacts.items()}
+        if logged is None:  # executed here: Runner.call kept it
+            logged = self.logs.get(ps.name) or StepLog()
+        self.logs[ps.name] = self._logs_by_key[key] = logged
         env = current_environment()  # the driver's, for steps a worker executed too
-        record = self._step_record(ps, key, ids, artifacts, duration, env.env_id)
+        record = self._step_record(ps, key, ids, artifacts, duration, env.env_id, logged)
         ops: list[Op] = [
             ("artifacts", a.content_id.encode(), a.encode()) for a in artifacts.values()
         ]
@@ -421,6 +575,7 @@ class Runner:
         artifacts: dict[str, ArtifactRecord],
         duration: float,
         env_id: str,
+        logged: StepLog,
     ) -> StepRecord:
         """The index entry of one executed step: what made its key, and its outputs."""
         return StepRecord(
@@ -442,6 +597,9 @@ class Runner:
             param_values=encode_params(ps.invocation.params),
             module_file=module_file(ps.step.fn),
             env_id=env_id,
+            metrics=dict(logged.metrics),
+            metric_history={n: [list(p) for p in s] for n, s in logged.series().items()},
+            metadata=dict(logged.metadata),
         )
 
     def _on_committed(self, tokens: list[tuple[str, tuple[str, ...]]]) -> None:
@@ -483,8 +641,9 @@ class Runner:
         if status is None:
             status = "failed" if self._failures else "completed"
         steps = tuple(self.results[name] for name in self.planned if name in self.results)
+        step_logs = {name: sl.to_json() for name, sl in self.logs.items() if sl}
         record = run_record.build(
-            self.run_id, self.dag, self.params, status, self.started, steps, self.target
+            self.run_id, self.dag, self.params, status, self.started, steps, self.target, step_logs
         )
         if self.index.read_only:
             log.warning(
@@ -493,9 +652,12 @@ class Runner:
                 self.cache.path,
                 self.index.read_only,
             )
-            return Run(record, self.cache, self.values)
-        run_record.write(self.index, record)
-        return Run(record, self.cache, self.values)
+        else:
+            run_record.write(self.index, record)
+        run = Run(record, self.cache, self.values)
+        if self.hooks is not None:
+            self.run_ended(run, status)
+        return run
 
     def raise_failures(self) -> None:
         """The first failed step's error, noting that what the other branches computed
@@ -513,6 +675,12 @@ class Runner:
         raise StepFailedError(
             f"{exc} ({where})", step=name, traceback_text=exc.traceback_text
         ) from exc.__cause__
+
+    def raise_hook_errors(self) -> None:
+        """With strict hooks, the first hook failure (HookError); also a failure report
+        that the warnings filter turned into an error. After the run is written."""
+        if self.hooks is not None:
+            self.hooks.raise_errors()
 
 
 def name_step(exc: BaseException, step: str) -> None:

@@ -226,6 +226,8 @@ class _Scheduler:
 
     def _submit(self, flight: _Flight) -> None:
         runner, ps = self.runner, flight.ps
+        if runner.hooks is not None:
+            runner.step_started(ps, flight.key, cached=False)
         try:
             task = self._task(flight)
         except Exception as exc:
@@ -281,6 +283,7 @@ class _Scheduler:
             chunk_size=runner.store.chunk_size,
             code=code,
             code_parts=parts,
+            context=runner.step_context(ps, flight.key),
             remote=self._remote_spec(records),
         )
 
@@ -321,7 +324,7 @@ class _Scheduler:
             try:
                 for category, message in outcome.warnings:
                     warnings.warn(message, category, stacklevel=2)
-                runner.queue_entry(ps, key, outcome.artifacts, outcome.duration)
+                runner.queue_entry(ps, key, outcome.artifacts, outcome.duration, outcome.log)
             except Exception as exc:
                 self._fail(flight, exc)
                 return

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.context import StepContext, StepLog
 from ..errors import StepFailedError, StoreError, ZencacheError
 from ..hashing import hash_value, module_label
 from ..materializers.base import BaseMaterializer
@@ -91,6 +92,9 @@ class StepTask:
     # For a step sent by value: the driver's fingerprint parts of the code outside the
     # main script (which travels with the step); the worker imports that code itself.
     code_parts: dict[str, str] | None = None
+    # What zencache.get_step_context() returns in the worker; what the step logs
+    # comes back in TaskResult.log.
+    context: StepContext | None = None
     # Set when the run has a writable remote cache and workers may not share the
     # driver's file system: such a worker reads inputs from the remote and writes its
     # outputs there, through a read-through cache of its own (WORKER_CACHE_SETTING).
@@ -117,6 +121,7 @@ class TaskResult:
     traceback_text: str = ""
     damaged_input: str = ""  # an input whose objects are missing or corrupt: the driver repairs
     warnings: tuple[tuple[type[Warning], str], ...] = ()
+    log: StepLog | None = None  # the step's metrics and metadata
 
 
 _stores: dict[tuple[str, int], ObjectStore] = {}
@@ -139,6 +144,7 @@ def run_task(task: StepTask) -> TaskResult:
         result.traceback_text,
         result.damaged_input,
         seen,
+        result.log,
     )
 
 
@@ -152,7 +158,9 @@ def _run(task: StepTask, started: float) -> TaskResult:
             inputs = load_inputs(store, task.inputs, step.input_types)
         except DamagedInputs as exc:
             return TaskResult(damaged_input=next(iter(exc.damaged)))
-        executed = execute_step(task.name, step, inputs, task.params, store, task.materializers)
+        executed = execute_step(
+            task.name, step, inputs, task.params, store, task.materializers, task.context
+        )
         if remote is not None and not remote.upload_artifacts(store, executed.artifacts.values()):
             raise StoreError(
                 f"worker on {socket.gethostname()} could not upload the outputs of step "
@@ -162,7 +170,8 @@ def _run(task: StepTask, started: float) -> TaskResult:
     except Exception as exc:
         text = "".join(traceback.format_exception(exc))  # what the local runner records
         return TaskResult(error=_portable(task.name, exc), traceback_text=text)
-    return TaskResult(executed.artifacts, time.perf_counter() - started)
+    log = task.context.log if task.context is not None else None
+    return TaskResult(executed.artifacts, time.perf_counter() - started, log=log)
 
 
 def _check_code(task: StepTask, step: Any) -> None:

@@ -88,7 +88,29 @@ class RunDetails:
         for step in out["steps"]:
             entry = self.entries.get(step["name"])
             step["entry"] = _provenance(entry) if entry is not None else None
+            step.update(self.logged(step["name"]))
         return out
+
+    def logged(self, name: str) -> dict[str, Any]:
+        """What step `name` logged: `metrics`, `metric_history` and `metadata`. A
+        step this run executed: from the run record; a cached one: from its entry
+        (what the execution that made it logged)."""
+        found = self.record.step_logs.get(name)
+        if found is None:
+            step = next((s for s in self.record.steps if s.name == name), None)
+            entry = self.entries.get(name)
+            if step is not None and step.status == "cached" and entry is not None:
+                found = {
+                    "metrics": entry.metrics,
+                    "history": entry.metric_history,
+                    "metadata": entry.metadata,
+                }
+        found = found or {}
+        return {
+            "metrics": dict(found.get("metrics", {})),
+            "metric_history": dict(found.get("history", {})),
+            "metadata": dict(found.get("metadata", {})),
+        }
 
 
 def _provenance(record: StepRecord) -> dict[str, Any]:

@@ -17,6 +17,10 @@ from typing import Any, NamedTuple
 from ..hashing import ContentId
 
 RECORD_VERSION = 1
+# Step records: 2 adds what the step logged (metrics, their series, metadata); the
+# head (version, count, raw output ids) is laid out as in 1, which is still read.
+STEP_RECORD_VERSION = 2
+_STEP_VERSIONS_READ = (1, 2)
 # Run records: 2 keeps a run's steps in columns, one per StepRun field (see
 # _step_columns); 1, a JSON object per step, is still read.
 RUN_RECORD_VERSION = 2
@@ -24,7 +28,7 @@ _RUN_VERSIONS_READ = (1, 2)
 _COUNT = struct.Struct("<BH")  # version, number of outputs
 _ID_BYTES = 16
 _HEAD = _COUNT.size
-_ONE_OUTPUT = _COUNT.pack(RECORD_VERSION, 1)  # the head of most step records
+_ONE_OUTPUT = _COUNT.pack(STEP_RECORD_VERSION, 1)  # the head of most step records
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +57,15 @@ class StepRecord:
     # The environment it was recorded in: audits compare against it even after gc
     # removed the run record that executed it ("" in entries of older versions).
     env_id: str = ""
+    # What the step logged while executing (zencache.log_metric / log_metadata):
+    # final metric values, the series of metrics logged more than once or with a
+    # step number (name -> [[value, step], ...]), and JSON metadata. Version 2.
+    metrics: dict[str, float] = field(default_factory=dict)
+    metric_history: dict[str, list[list[Any]]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        head = _COUNT.pack(RECORD_VERSION, len(self.output_ids))
+        head = _COUNT.pack(STEP_RECORD_VERSION, len(self.output_ids))
         ids = b"".join(bytes.fromhex(i) for i in self.output_ids)
         rest = _fields(self)
         del rest["output_ids"]
@@ -75,8 +85,11 @@ def decode_output_ids(data: bytes) -> tuple[ContentId, ...]:
     if data[:_HEAD] == _ONE_OUTPUT:  # most steps: a comparison instead of unpacking
         return (data[_HEAD : _HEAD + _ID_BYTES].hex(),)
     version, count = _COUNT.unpack_from(data)
-    if version != RECORD_VERSION:
-        raise ValueError(f"step record of version {version}; this zencache reads {RECORD_VERSION}")
+    if version not in _STEP_VERSIONS_READ:
+        raise ValueError(
+            f"step record of version {version}; this zencache reads "
+            f"{' and '.join(map(str, _STEP_VERSIONS_READ))}"
+        )
     # One hex conversion for all ids, then slices: this runs once per cache hit.
     text = data[_COUNT.size : _COUNT.size + _ID_BYTES * count].hex()
     if count == 1:
@@ -91,7 +104,7 @@ def hit_entry(data: bytes) -> bytes | None:
         return None
     version, count = _COUNT.unpack_from(data)
     end = _COUNT.size + _ID_BYTES * count
-    if version != RECORD_VERSION or len(data) < end:
+    if version not in _STEP_VERSIONS_READ or len(data) < end:
         return None
     return bytes(data[:end])
 
@@ -222,9 +235,15 @@ class RunRecord:
     # Where the user's code was importable from, so that an audit can import it again.
     workdir: str = ""
     sys_path: tuple[str, ...] = ()
+    # What steps logged (metrics, series, metadata), by step name, for the steps
+    # this run executed or replayed to hooks; omitted from the encoding when empty,
+    # so that a run with nothing logged is written as before.
+    step_logs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         body = _fields(self)
+        if not body["step_logs"]:
+            del body["step_logs"]
         body["steps"] = _step_columns(self.steps)
         return bytes([RUN_RECORD_VERSION]) + _RUN_ENCODER.encode(body).encode()
 
