@@ -121,6 +121,12 @@ SPECS: dict[str, _Spec] = {
     "remote_mode": _Spec(
         "read-write", _choice(REMOTE_MODES), "ZENCACHE_REMOTE_MODE", "use of the remote"
     ),
+    "remote_upload": _Spec(
+        "wait",
+        _choice(("wait", "defer")),
+        "ZENCACHE_REMOTE_UPLOAD",
+        "wait for a run's uploads, or defer them to 'zencache push'",
+    ),
     "executor": _Spec("local", _choice(EXECUTORS), "ZENCACHE_EXECUTOR", "default executor"),
     "workers": _Spec(None, _workers, "ZENCACHE_WORKERS", "parallel workers (default: cores)"),
     "strict": _Spec(False, _flag, "ZENCACHE_STRICT", "untracked inputs are errors"),

@@ -17,7 +17,8 @@
     │   ├── CorruptObjectError                         bytes do not match their id
     │   ├── MissingObjectError                         object absent from the store
     │   ├── UnsafePathError                            a path escapes its root
-    │   └── StorageFullError                           disk or map full
+    │   ├── StorageFullError                           disk or map full
+    │   └── RemoteError                                the remote cache failed (strict mode)
     └── CacheError                                  2  the cache directory itself
         ├── CacheVersionError                       2  written by another format version
         ├── CorruptIndexError                       2  index.lmdb unreadable or foreign
@@ -127,6 +128,11 @@ class UnsafePathError(StoreError):
 
 class StorageFullError(StoreError):
     pass
+
+
+class RemoteError(StoreError):
+    """The remote cache is unreachable, refuses us or returned bad data, and the
+    remote is strict (a CI that must publish), or the remote URL itself is wrong."""
 
 
 class CacheError(ZencacheError):

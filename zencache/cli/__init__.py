@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (register commands)
     cache_commands,
     config_commands,
     pipeline_commands,
+    remote_commands,
     results_commands,
     runs_commands,
     size_commands,

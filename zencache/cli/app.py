@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+import warnings
 from typing import Any
 
 import click
@@ -92,6 +93,47 @@ class ZencacheGroup(click.Group):
             ctx.exit(1)
 
 
+def _show_warning(
+    message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+) -> None:
+    """A warning is one line on stderr (the library warns; the CLI shows it)."""
+    click.echo(f"warning: {str(message).splitlines()[0]}", err=True)
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None:
+        root = ctx.find_root()
+        root.ensure_object(dict)
+        root.obj[param.name] = value
+    return value
+
+
+def remote_options(fn: Any) -> Any:
+    """`--remote URL` and `--remote-mode`, accepted before or after the command name."""
+    fn = click.option(
+        "--remote-mode",
+        "remote_mode",
+        type=click.Choice(["read-write", "read-only", "off"]),
+        default=None,
+        expose_value=False,
+        callback=_remember,
+        is_eager=True,
+        help="Use of the remote: read-write (CI), read-only (laptops), off "
+        "(default: $ZENCACHE_REMOTE_MODE, pyproject.toml, read-write).",
+    )(fn)
+    return click.option(
+        "--remote",
+        "remote",
+        metavar="URL",
+        default=None,
+        expose_value=False,
+        callback=_remember,
+        is_eager=True,
+        help="A shared remote cache: s3://bucket/prefix, gs://, az://, http(s)://, file:///path "
+        "(default: $ZENCACHE_REMOTE, or remote in pyproject.toml).",
+    )(fn)
+
+
 def _report(ctx: click.Context, message: str) -> None:
     if ctx.find_root().params.get("debug"):
         traceback.print_exc()
@@ -107,6 +149,7 @@ def _report(ctx: click.Context, message: str) -> None:
     "the nearest .zencache up the tree, else .zencache beside pyproject.toml or .git).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@remote_options
 @click.pass_context
 def main(ctx: click.Context, cache_dir: str | None, debug: bool) -> None:
     """zencache: a caching pipeline runner that never computes the same thing twice.
@@ -116,6 +159,7 @@ def main(ctx: click.Context, cache_dir: str | None, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["cache_dir"] = cache_dir
+    warnings.showwarning = _show_warning  # this process is the CLI's
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -127,7 +171,8 @@ def cache_from(ctx: click.Context) -> Any:
     """The Cache named by --cache-dir, else by the project's settings (zencache.config)."""
     from ..storage.cache import Cache
 
-    return Cache(ctx.find_root().obj.get("cache_dir"))
+    obj = ctx.find_root().obj
+    return Cache(obj.get("cache_dir"), remote=obj.get("remote"), remote_mode=obj.get("remote_mode"))
 
 
 def settings_from(ctx: click.Context) -> Any:

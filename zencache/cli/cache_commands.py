@@ -180,6 +180,17 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
     ]
     if s.missing_objects:
         rows.append(("missing objects", f"{s.missing_objects}; run 'zencache cache verify'"))
+    r = s.remote
+    if any(r.values()):
+        rows += [
+            ("remote hits", f"{r['hits']} (misses {r['misses']}, refused entries {r['refused']})"),
+            (
+                "remote bytes",
+                f"{human_bytes(r['bytes_down'])} down, {human_bytes(r['bytes_up'])} up "
+                f"({plural(r['objects_up'], 'object')} uploaded)",
+            ),
+            ("remote errors", str(r["errors"])),
+        ]
     width = max(len(k) for k, _ in rows)
     click.echo("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
 
@@ -218,10 +229,17 @@ def _eviction_cell(s: maintenance.CacheStats) -> str:
 )
 @click.option(
     "--grace",
-    default="10m",
-    show_default=True,
+    default=None,
     metavar="DURATION",
-    help="Spare objects and entries younger than this: a running pipeline may need them.",
+    help="Spare objects and entries younger than this: a running pipeline may need them "
+    "(default 10m; 1d with --remote, where uploads from other machines may be slow).",
+)
+@click.option(
+    "--remote",
+    "on_remote",
+    is_flag=True,
+    help="Collect the remote cache instead: delete remote objects that no remote entry "
+    "names and that are older than --grace.",
 )
 @click.option(
     "--max-size",
@@ -236,7 +254,8 @@ def gc_command(
     ctx: click.Context,
     keep_last: int | None,
     older_than: str | None,
-    grace: str,
+    grace: str | None,
+    on_remote: bool,
     max_size: str | None,
     dry_run: bool,
     as_json: bool,
@@ -251,6 +270,10 @@ def gc_command(
     """
     from .. import maintenance  # at run time: --help stays fast
 
+    if on_remote:
+        _gc_remote(ctx, grace or "1d", dry_run, as_json, keep_last, older_than)
+        return
+    grace = grace or "10m"
     if max_size is not None:
         from ..config import parse_size
         from ..maintenance.eviction import enforce
@@ -298,6 +321,39 @@ def gc_command(
             f"spared {plural(report.spared_objects, 'unreferenced object')} "
             f"({human_bytes(report.spared_bytes)}) younger than {grace}: a running pipeline "
             "may be about to reference them (--grace 0 includes them)"
+        )
+
+
+def _gc_remote(
+    ctx: click.Context,
+    grace: str,
+    dry_run: bool,
+    as_json: bool,
+    keep_last: int | None,
+    older_than: str | None,
+) -> None:
+    from .. import maintenance
+    from ..maintenance.remote_sync import gc_remote
+
+    if keep_last is not None or older_than is not None:
+        raise UsageError(
+            "--keep-last and --older-than prune local run records; with --remote, gc deletes "
+            "only remote objects no remote entry names (drop those options)"
+        )
+    report = gc_remote(cache_from(ctx), grace=maintenance.parse_duration(grace), dry_run=dry_run)
+    if as_json:
+        echo_json(report.to_json())
+        return
+    delete = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{delete} {plural(report.removed, 'remote object')} "
+        f"({human_bytes(report.removed_bytes)}) of {report.objects}; "
+        f"{plural(report.entries, 'entry', 'entries')} kept"
+    )
+    if report.kept_young:
+        note(
+            f"spared {plural(report.kept_young, 'unreferenced object')} younger than {grace}: "
+            "an upload may be about to name them (--grace 0 includes them)"
         )
 
 
@@ -356,6 +412,11 @@ def _print_verify(report: maintenance.VerifyReport) -> None:
         f"{plural(report.steps_checked, 'step entry', 'step entries')} "
         f"in {human_duration(report.seconds)}"
     )
+    if report.remote_objects:
+        click.echo(
+            f"{plural(report.remote_objects, 'object')} of remote hits not fetched yet: the "
+            "remote cache holds them (loading an output fetches them; 'zencache pull' does now)"
+        )
     for damaged in report.objects:
         users = ", ".join(_step_label(s) for s in damaged.steps) or "no step entry"
         click.echo(

@@ -41,7 +41,8 @@ _VALUE_REPR_LIMIT = 60
 
 def status_json(status: StepStatus) -> dict[str, Any]:
     """The documented shape of `cache status --json`: step, status, reasons, and
-    `untracked` when the fingerprint cannot see something the step reads."""
+    `untracked` when the fingerprint cannot see something the step reads, and
+    `"source": "remote"` for a step cached on the remote only."""
     shape: dict[str, Any] = {
         "step": status.step,
         "status": str(status.status),
@@ -49,6 +50,8 @@ def status_json(status: StepStatus) -> dict[str, Any]:
     }
     if status.untracked:
         shape["untracked"] = list(status.untracked)
+    if status.source == "remote":
+        shape["source"] = "remote"
     return shape
 
 

@@ -17,7 +17,7 @@ import click
 
 from ..errors import StepFailedError, ZencacheError
 from . import output
-from .app import cache_from, cache_group, main, settings_from
+from .app import cache_from, cache_group, main, remote_options, settings_from
 from .cache_commands import echo_json
 from .durations import human_duration
 from .external import external_lines
@@ -81,6 +81,7 @@ def _load(target: str, params: Sequence[str]) -> Target:
     help="The Dask scheduler for --executor dask, e.g. tcp://host:8786 (the cache directory "
     "must be on storage every worker shares); without it a local cluster is started.",
 )
+@remote_options
 @click.option(
     "--json",
     "as_json",
@@ -116,7 +117,10 @@ def run_command(
     # An unknown executor, or a missing extra, fails before user code is imported.
     chosen = make_executor(executor, workers, scheduler)
     loaded = _load(target, params)
-    cache = Cache(settings.cache_dir)
+    given = ctx.find_root().obj
+    cache = Cache(
+        settings.cache_dir, remote=given.get("remote"), remote_mode=given.get("remote_mode")
+    )
     tty = not as_json and sys.stderr.isatty()
     progress = Progress(loaded.instance.trace(), tty, parallel=executor != "local")
     started = time.perf_counter()
@@ -220,9 +224,19 @@ def _json_output(run: Run) -> Any:
 
 def _run_rows(run: Run) -> list[tuple[str, ...]]:
     return [
-        (name, step.status, human_duration(step.duration, precise=True), step.key[:12] or "-")
+        (
+            name,
+            _status_label(step.status, step.source),
+            human_duration(step.duration, precise=True),
+            step.key[:12] or "-",
+        )
         for name, step in run.steps.items()
     ]
+
+
+def _status_label(status: str, source: str) -> str:
+    """`cached (remote)` for a hit another machine computed."""
+    return f"{status} (remote)" if status == "cached" and source == "remote" else status
 
 
 def _failed_record(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> Any:
@@ -302,6 +316,7 @@ def _last_line(exc: BaseException) -> str:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON list of {step, status, reasons}."
 )
+@remote_options
 @click.pass_context
 def status_command(ctx: click.Context, target: str, params: tuple[str, ...], as_json: bool) -> None:
     """Which steps of TARGET are cached, stale (and why) or new, without running anything.
@@ -323,7 +338,7 @@ def status_command(ctx: click.Context, target: str, params: tuple[str, ...], as_
         if s.untracked:
             more = f" (+{len(s.untracked) - 1} more, see explain)" if len(s.untracked) > 1 else ""
             reasons.append(f"note: not tracked: {s.untracked[0]}{more}")
-        status = output.paint(s.status.ljust(6), s.status, colored)
+        status = output.paint(_status_label(s.status, s.source).ljust(6), s.status, colored)
         line = f"{s.step.ljust(width)}  {status}  {'; '.join(reasons)}"
         output.echo(line.rstrip(), colored=colored)
 

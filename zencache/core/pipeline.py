@@ -139,8 +139,12 @@ class PipelineInstance:
         progress: Callable[[StepEvent], None] | None = None,
         hooks: Any = None,
         strict_hooks: bool = False,
+        remote: str | None = None,
+        remote_mode: str | None = None,
     ) -> Run:
         """Execute what is not cached and return the Run. `force=True` ignores hits.
+        `remote`: URL of a shared remote cache (else ZENCACHE_REMOTE / pyproject.toml);
+        `remote_mode`: "read-write", "read-only" or "off".
 
         `executor`: "local", "processes", "dask" or an Executor instance;
         `scheduler`: a Dask scheduler address or distributed.Client (executor "dask").
@@ -176,6 +180,8 @@ class PipelineInstance:
             hooks=hooks,
             strict_hooks=strict_hooks,
             project_hooks=project_hooks,
+            remote=remote,
+            remote_mode=remote_mode,
         )
 
 

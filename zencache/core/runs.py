@@ -51,6 +51,9 @@ class StepResult:
     cache: Cache = field(repr=False, compare=False)
     _memory: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     step: str = ""  # identity: module:qualname
+    # Where a cached step's entry came from: "local" (this cache) or "remote"
+    # (another machine's run, through the remote cache); "" when it was not cached.
+    source: str = ""
     _entry: Any = field(default=_UNREAD, repr=False, compare=False)
     # What the step logged: from the run record for a step this run executed, else
     # read from its cache entry on first use (a cached step's are its producer's).
@@ -307,6 +310,7 @@ def _result(
     log = StepLog.from_json(logged) if logged is not None else None
     if log is None and s.status in ("executed", "failed", "skipped", "interrupted"):
         log = StepLog()  # nothing logged in this run (the record keeps only non-empty logs)
+    source = s.source or ("local" if s.status == "cached" else "")
     return StepResult(
         s.name,
         s.status,
@@ -317,5 +321,6 @@ def _result(
         cache,
         memory,
         s.step,
+        source=source,
         _log=log,
     )

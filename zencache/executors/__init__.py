@@ -24,6 +24,7 @@ from ..inputs.trees import StatMemo
 from ..storage.cache import Cache
 from . import hooks as hook_registry
 from .base import Executor
+from .remote_tier import RemoteTier
 from .runner import Progress, Runner
 from .skipping import InspectionStop, SkippedRun, runs_skipped, skip_run
 
@@ -97,6 +98,8 @@ def run_pipeline(
     hooks: Any = None,
     strict_hooks: bool = False,
     project_hooks: tuple[str, ...] | None = None,
+    remote: str | None = None,
+    remote_mode: str | None = None,
 ) -> Run:
     """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed.
 
@@ -124,6 +127,7 @@ def run_pipeline(
     planned = plan(dag, memo)
     memo.flush()
     params = {name: short_repr(value) for name, value in instance.params.items()}
+    tier = _remote_tier(cache, dag.pipeline, remote, remote_mode)
     runner = Runner(
         cache,
         dag,
@@ -134,6 +138,7 @@ def run_pipeline(
         target=target,
         hooks=found,
         executor=chosen.name or type(chosen).__qualname__,
+        remote=tier,
     )
     try:
         runner.run_started()
@@ -177,3 +182,13 @@ def limit_size(cache: Cache, record: RunRecord) -> None:
             CacheSizeWarning,
             2,
         )
+
+
+def _remote_tier(
+    cache: Cache, pipeline: str, url: str | None, mode: str | None
+) -> RemoteTier | None:
+    """The run's remote tier: `run(remote=..., remote_mode=...)` win over the settings.
+    The remote itself is opened on the first local miss (a cached rerun never does)."""
+    if not cache.select_remote(url, mode):
+        return None
+    return RemoteTier(cache, pipeline, defer=load_settings().remote_upload == "defer")

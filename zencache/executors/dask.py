@@ -99,6 +99,7 @@ class DaskExecutor(Executor):
 class _DaskPool:
     broken: tuple[type[BaseException], ...] = ()  # Dask reschedules a dead worker's tasks
     check_code = True  # a cluster's workers outlive runs, and may run another environment
+    remote_workers = True  # and may be on machines that share only the remote cache
 
     def __init__(self, client: Any, max_workers: int | None, owned: tuple[Any, ...] | None):
         self.client = client

@@ -66,6 +66,7 @@ class _LokyPool:
         # Workers import the modules as they are on disk now, which may no longer be
         # what the driver imported and fingerprinted.
         self.check_code = True
+        self.remote_workers = False  # on this machine: they share the cache folder
 
     def submit(self, task: StepTask) -> concurrent.futures.Future[TaskResult]:
         return self.executor.submit(run_task, task)

@@ -51,6 +51,7 @@ from .execute import DamagedInputs, call_step, materialize
 from .execute import load_inputs as load_stored_inputs
 from .hooks import Hooks
 from .leases import HELD, Leases
+from .remote_tier import RemoteTier
 from .unstable_params import UnstableParameterWarning, warn_unstable_params
 from .untracked import report_untracked
 
@@ -82,8 +83,10 @@ class Runner:
         target: str = "",
         hooks: Hooks | None = None,
         executor: str = "",
+        remote: RemoteTier | None = None,
     ) -> None:
         self.cache = cache
+        self.remote = remote
         self.index = cache.index
         self.store = cache.store
         if force:
@@ -153,7 +156,12 @@ class Runner:
     # --- settling outcomes: results and progress, no index write ---------------------------------
 
     def settle_hit(
-        self, ps: PlannedStep, key: str, output_ids: tuple[str, ...], started: float
+        self,
+        ps: PlannedStep,
+        key: str,
+        output_ids: tuple[str, ...],
+        started: float,
+        source: str = "",
     ) -> None:
         name, names = ps.name, ps.output_names
         outputs = (
@@ -163,7 +171,14 @@ class Runner:
         )
         self.ids[name] = outputs
         step_run = StepRun(
-            name, ps.step.identity, key, "cached", time.perf_counter() - started, outputs
+            name,
+            ps.step.identity,
+            key,
+            "cached",
+            time.perf_counter() - started,
+            outputs,
+            "",
+            source,
         )
         if self.progress is None and self.hooks is None:  # the hit path of a plain run
             self.results[name] = step_run
@@ -361,6 +376,8 @@ class Runner:
                 raise self.index.read_only_error(
                     f"record step {ps.name!r}, which must execute ({why})"
                 )
+            if caches and self.remote is not None and self._remote_hit(ps, key, started):
+                return None
             if caches and lease:
                 self.committer.check()  # a failed commit (a full disk) stops the run here
                 hit = self.leases.acquire(key, while_waiting=self.committer.check)
@@ -370,6 +387,21 @@ class Runner:
         if self.hooks is not None and lease:  # a parallel driver: when it sends the step
             self.step_started(ps, key, cached=False)
         return key
+
+    def _remote_hit(self, ps: PlannedStep, key: str, started: float) -> bool:
+        """A local miss asks the remote; an entry found there is committed to the local
+        index (its data stays remote until loaded) and the step is a hit."""
+        assert self.remote is not None
+        entry = self.remote.lookup(key)
+        if entry is None:
+            return False
+        ops = self.remote.local_ops(entry, self._stored_envs)
+        for a in entry.artifacts:
+            self._queued_artifacts[a.content_id] = a
+        self.committer.submit(ops, (key, tuple(a.content_id for a in entry.artifacts)))
+        self._recorded[key] = entry.step.output_ids
+        self.settle_hit(ps, key, entry.step.output_ids, started, "remote")
+        return True
 
     def claim(self, ps: PlannedStep, key: str, started: float) -> bool | None:
         """Try to take a missed key's lease without waiting: True when taken (execute
@@ -465,6 +497,7 @@ class Runner:
                 status="executed",
                 duration=earlier.duration + time.perf_counter() - started,
                 outputs=self.ids[producer.name],
+                source="",
             )
         return self.values.get((handle.invocation, handle.output), outputs[handle.output])
 
@@ -548,6 +581,8 @@ class Runner:
         self.committer.submit(ops, (key, record.output_ids))
         self._recorded[key] = record.output_ids
         self.ids[ps.name] = ids
+        if self.remote is not None:
+            self.remote.publish(record, artifacts.values())
 
     def _step_record(
         self,
@@ -616,8 +651,11 @@ class Runner:
 
     def write_run(self, status: str | None = None) -> Run:
         """Write the run record, environment and latest keys in one transaction, after
-        every queued step record. `status`: "interrupted", or None to derive it."""
+        every queued step record (and, with a remote, after its uploads). `status`:
+        "interrupted", or None to derive it."""
         self.wait_for_commits()
+        if self.remote is not None:
+            self.remote.finish(self.run_id)
         if status is None:
             status = "failed" if self._failures else "completed"
         steps = tuple(self.results[name] for name in self.planned if name in self.results)

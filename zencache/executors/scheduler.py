@@ -18,6 +18,7 @@ goes on; what does is skipped. Imports the runner and the worker's messages.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections import deque
@@ -29,7 +30,15 @@ from ..core.plan import PlannedStep
 from ..errors import StepFailedError
 from ..materializers import registry
 from .runner import Runner
-from .worker import StepRef, StepTask, TaskResult, outside_main, step_reference
+from .worker import (
+    WORKER_CACHE_SETTING,
+    RemoteSpec,
+    StepRef,
+    StepTask,
+    TaskResult,
+    outside_main,
+    step_reference,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,7 @@ class Pool(Protocol):
     capacity: int  # tasks in flight at most
     broken: tuple[type[BaseException], ...]  # outcomes that mean the pool lost every task
     check_code: bool  # workers verify that they hold the code the driver fingerprinted
+    remote_workers: bool  # workers may not share the driver's files: use the remote
 
     def submit(self, task: StepTask) -> Any: ...
 
@@ -274,7 +284,24 @@ class _Scheduler:
             code=code,
             code_parts=parts,
             context=runner.step_context(ps, flight.key),
+            remote=self._remote_spec(records),
         )
+
+    def _remote_spec(self, inputs: dict[str, Any]) -> RemoteSpec | None:
+        """For pools whose workers may not share the driver's file system (Dask, or
+        ZENCACHE_WORKER_CACHE set): the run's writable remote, with the task's inputs
+        uploaded first (create-only: what is there already is not sent again)."""
+        tier = self.runner.remote
+        if tier is None or not (
+            self._pool().remote_workers or os.environ.get(WORKER_CACHE_SETTING)
+        ):
+            return None
+        remote = tier.remote
+        if remote is None or not remote.writable or remote.down:
+            return None
+        if not remote.upload_artifacts(self.runner.store, inputs.values()):
+            return None  # the remote failed: the worker uses the shared folder if it can
+        return RemoteSpec(remote.url, remote.timeout)
 
     # --- outcomes -------------------------------------------------------------------------------
 

@@ -9,9 +9,11 @@ Executes through the shared core (execute.py), as the runner does; no joblib, no
 
 from __future__ import annotations
 
+import os
 import pickle
 import socket
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -24,6 +26,7 @@ from ..errors import StepFailedError, StoreError, ZencacheError
 from ..hashing import hash_value, module_label
 from ..materializers.base import BaseMaterializer
 from ..storage.records import ArtifactRecord
+from ..storage.remote import Remote
 from ..storage.store import ObjectStore
 from . import skipping
 from .execute import DamagedInputs, execute_step, load_inputs
@@ -92,6 +95,22 @@ class StepTask:
     # What zencache.get_step_context() returns in the worker; what the step logs
     # comes back in TaskResult.log.
     context: StepContext | None = None
+    # Set when the run has a writable remote cache and workers may not share the
+    # driver's file system: such a worker reads inputs from the remote and writes its
+    # outputs there, through a read-through cache of its own (WORKER_CACHE_SETTING).
+    remote: RemoteSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSpec:
+    """What a worker needs to open the run's remote (no secret: workers move objects,
+    which their hashes verify; only the driver reads and writes entries)."""
+
+    url: str
+    timeout: float = 10.0
+
+
+WORKER_CACHE_SETTING = "ZENCACHE_WORKER_CACHE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +153,7 @@ def _run(task: StepTask, started: float) -> TaskResult:
         step = task.step.resolve() if isinstance(task.step, StepRef) else task.step
         if task.code or task.code_parts is not None:
             _check_code(task, step)
-        store = _store(task.store, task.chunk_size)
+        store, remote = _store_for(task)
         try:
             inputs = load_inputs(store, task.inputs, step.input_types)
         except DamagedInputs as exc:
@@ -142,6 +161,12 @@ def _run(task: StepTask, started: float) -> TaskResult:
         executed = execute_step(
             task.name, step, inputs, task.params, store, task.materializers, task.context
         )
+        if remote is not None and not remote.upload_artifacts(store, executed.artifacts.values()):
+            raise StoreError(
+                f"worker on {socket.gethostname()} could not upload the outputs of step "
+                f"{task.name!r} to the remote cache {remote.url}, and does not share the "
+                "driver's cache folder; check the remote, or mount the cache folder on workers"
+            )
     except Exception as exc:
         text = "".join(traceback.format_exception(exc))  # what the local runner records
         return TaskResult(error=_portable(task.name, exc), traceback_text=text)
@@ -176,6 +201,29 @@ def _check_code(task: StepTask, step: Any) -> None:
         "distributed.Client.restart())",
         step=task.name,
     )
+
+
+_remotes: dict[str, Remote] = {}
+
+
+def _store_for(task: StepTask) -> tuple[ObjectStore, Remote | None]:
+    """The driver's object store when this worker sees it; else, with a remote, this
+    worker's own read-through cache (ZENCACHE_WORKER_CACHE, default a folder in the
+    temporary directory) and the remote its outputs go to."""
+    own = os.environ.get(WORKER_CACHE_SETTING)
+    if task.remote is None or (not own and Path(task.store).is_dir()):
+        return _store(task.store, task.chunk_size), None
+    root = Path(own or Path(tempfile.gettempdir()) / "zencache-worker") / "objects"
+    remote = _remotes.get(task.remote.url)
+    if remote is None:
+        remote = _remotes[task.remote.url] = Remote(task.remote.url, timeout=task.remote.timeout)
+    store = _stores.get((str(root), task.chunk_size))
+    if store is None:
+        store = _stores[(str(root), task.chunk_size)] = ObjectStore(
+            root, chunk_size=task.chunk_size
+        )
+        store.fetcher = remote
+    return store, remote
 
 
 def _imported_parts(driver: dict[str, str]) -> dict[str, str]:

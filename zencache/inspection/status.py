@@ -124,6 +124,7 @@ class StepStatus:
     # What the step reads that its fingerprint cannot track: a hit is only as good
     # as these are unchanged (run warns about them; strict mode refuses them).
     untracked: tuple[str, ...] = ()
+    source: str = ""  # a cached step's entry: "local" (this cache) or "remote"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +231,9 @@ class _Walk:
         memo.flush()  # the next status (or run) hashes only what changed since
         self.ids: dict[str, dict[str, str]] = {}
         self.previous: dict[str, StepRecord] = {}
+        self.cache = cache
+        self._remote: Any = None
+        self._remote_opened = False
 
     def run(self) -> list[StepStatus]:
         statuses = []
@@ -240,21 +244,47 @@ class _Walk:
             statuses.append(status)
         return statuses
 
+    def _remote_hit(self, ps: PlannedStep, key: str) -> StepStatus | None:
+        """A step the remote's action cache holds a usable entry for (nothing is recorded
+        or fetched: status only looks)."""
+        if not self._remote_opened:
+            self._remote_opened = True
+            if self.cache.remote_settings()[0]:
+                self._remote = self.cache.remote
+                if self._remote is not None:
+                    self._remote.begin_run()
+                    self._remote.prefetch(self.pipeline)
+        remote = self._remote
+        if remote is None or remote.down:
+            return None
+        from ..materializers.remote_entries import refusal
+
+        entry = remote.lookup(key)
+        remote.check()
+        if entry is None or refusal(entry, trusted=remote.trusted):
+            return None
+        self.ids[ps.name] = dict(zip(ps.materializers, entry.step.output_ids, strict=False))
+        previous = self.index.latest_key(self.pipeline, ps.name) if self.index else None
+        return StepStatus(ps.name, CACHED, (), key, previous, source="remote")
+
     def _status(self, ps: PlannedStep) -> StepStatus:
         index = self.index
         input_ids = self._input_ids(ps)
         key = None
         if len(input_ids) == len(ps.input_names):
             key = cache_key(ps.parts.static, tuple((n, input_ids[n]) for n in ps.input_names))
-        if index is None:
-            return StepStatus(ps.name, NEW, (), key, None)
         if key is not None and ps.step.options.cache:
-            hit = index.step_output_ids(key)
-            if hit is not None:
+            hit = index.step_output_ids(key) if index is not None else None
+            if hit is not None and index is not None:
                 self.ids[ps.name] = dict(zip(ps.materializers, hit, strict=False))
                 return StepStatus(
                     ps.name, CACHED, (), key, index.latest_key(self.pipeline, ps.name)
                 )
+            remote_hit = self._remote_hit(ps, key)
+            if remote_hit is not None:
+                return remote_hit
+        if index is None:
+            return StepStatus(ps.name, NEW, (), key, None)
 
         previous_key = index.latest_key(self.pipeline, ps.name)
         if previous_key is None:

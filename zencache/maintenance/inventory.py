@@ -6,7 +6,7 @@ records and hashing, and prints nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..config import load_settings
@@ -14,6 +14,7 @@ from ..errors import UsageError
 from ..hashing import ContentId
 from ..storage.cache import Cache
 from ..storage.index import View
+from ..storage.remote.client import load_stats
 from .eviction import EvictionReport, disk_bytes, last_eviction, last_used
 from .snapshot import (
     decode_artifacts,
@@ -61,6 +62,8 @@ class CacheStats:
     max_size: int | None  # the size limit in force here, if any
     max_size_source: str  # where it was set
     last_eviction: EvictionReport | None
+    # What this cache moved through remotes: hits, misses, bytes_up, bytes_down, errors, ...
+    remote: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +133,7 @@ def stats(cache: Cache) -> CacheStats:
         max_size=settings.max_size,
         max_size_source=settings.source("max_size"),
         last_eviction=last_eviction(cache),
+        remote=load_stats(index).to_json(),
     )
 
 

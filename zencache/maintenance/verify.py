@@ -98,6 +98,9 @@ class VerifyReport:
     repair: Repair | None = None
     seconds: float = 0.0
     salvage: Salvage | None = None
+    # Objects absent here that the remote cache holds (remote hits not loaded yet):
+    # fetched when something loads them, so not damage.
+    remote_objects: int = 0
 
     @property
     def damaged(self) -> bool:
@@ -184,6 +187,11 @@ def _verify(cache: Cache, repair: bool, started: float) -> VerifyReport:
     for object_id in users.keys() - listed:
         if store.modified(object_id) is None:  # not written since we listed
             problems[object_id] = "missing"
+    on_remote = _held_by_remote(
+        cache, artifacts, {o for o, p in problems.items() if p == "missing"}
+    )
+    for object_id in on_remote:
+        del problems[object_id]
     for object_id, problem in problems.items():
         for content_id in users.get(object_id, ()):
             artifact_reasons[content_id].append(f"{problem} object {object_id}")
@@ -234,6 +242,7 @@ def _verify(cache: Cache, repair: bool, started: float) -> VerifyReport:
         artifacts_checked=len(artifact_pairs),
         steps_checked=len(step_pairs),
         unreferenced_objects=len(listed - users.keys()),
+        remote_objects=len(on_remote),
         objects=damaged_objects,
         artifacts=tuple(DamagedArtifact(c, tuple(r)) for c, r in sorted(artifact_reasons.items())),
         steps=tuple(
@@ -243,6 +252,31 @@ def _verify(cache: Cache, repair: bool, started: float) -> VerifyReport:
     )
     repaired = _repair(cache, index, report) if repair and report.damaged else None
     return replace(report, repair=repaired, seconds=round(time.perf_counter() - started, 3))
+
+
+def _held_by_remote(
+    cache: Cache, artifacts: dict[ContentId, ArtifactRecord], missing: set[ContentId]
+) -> set[ContentId]:
+    """The missing objects the cache's remote holds (asked only when some are missing
+    and a remote is configured; a remote that does not answer holds nothing)."""
+    if not missing or not cache.remote_settings()[0]:
+        return set()
+    from ..storage.remote import artifact_packs
+    from ..storage.remote.backends import RemoteUnavailable
+
+    remote = cache.remote
+    if remote is None:
+        return set()
+    held: set[ContentId] = set()
+    try:
+        for record in artifacts.values():
+            for pack, group in artifact_packs(record):
+                wanted = missing.intersection(group)
+                if wanted and remote.backend.exists(f"cas/{pack}"):
+                    held.update(wanted)
+    except RemoteUnavailable:
+        return set()
+    return held
 
 
 def salvage_index(cache: Cache, reason: str) -> Salvage:

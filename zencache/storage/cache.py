@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ..config import CACHE_DIRNAME, load_settings
 from ..errors import CacheError
@@ -29,7 +29,10 @@ from .index import Index
 from .index_check import walk_in_child
 from .lease_table import LeaseTable
 from .space import FULL_ERRNOS, full_error
-from .store import ObjectStore
+from .store import Blob, ObjectStore
+
+if TYPE_CHECKING:
+    from .remote import Remote
 
 DEFAULT_DIRNAME = CACHE_DIRNAME
 ENV_VAR = "ZENCACHE_DIR"
@@ -57,9 +60,21 @@ def resolve_cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
 class Cache:
     """A cache directory: its object store and its index, created on first use."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        remote: str | None = None,
+        remote_mode: str | None = None,
+    ) -> None:
         self.path = resolve_cache_dir(path)
         self._store: ObjectStore | None = None
+        # The remote cache behind this one: named here, else by the settings
+        # (ZENCACHE_REMOTE, `remote` in pyproject.toml); opened on first use.
+        self._remote_given = (remote, remote_mode)
+        self._remote_options = (remote, remote_mode)  # of the remote selected now
+        self._remote: Remote | None = None
+        self._remote_resolved = False
 
     def __repr__(self) -> str:
         return f"Cache({str(self.path)!r})"
@@ -69,7 +84,38 @@ class Cache:
         if self._store is None:
             self._prepare()
             self._store = ObjectStore(self.path / "objects")
+            self._store.fetcher = _ReadThrough(self)
         return self._store
+
+    @property
+    def remote(self) -> Remote | None:
+        """The remote cache behind this one, or None (none named, or its mode is off)."""
+        if not self._remote_resolved:
+            from .remote import open_remote
+
+            self._remote = open_remote(*self._remote_options)
+            self._remote_resolved = True
+        return self._remote
+
+    def select_remote(self, url: str | None = None, mode: str | None = None) -> bool:
+        """Put this cache in front of the remote that `url`/`mode` (a run's options) or
+        the settings name, opened on first use; False when there is none."""
+        found, found_mode = self.remote_settings(url, mode)
+        current = self._remote
+        if not (current is not None and (current.url, current.mode) == (found, found_mode)):
+            self._remote_options = (found or None, found_mode)
+            self._remote, self._remote_resolved = None, not found
+        return bool(found)
+
+    def remote_settings(self, url: str | None = None, mode: str | None = None) -> tuple[str, str]:
+        """(URL, mode) of the remote that `url`/`mode`, this cache's options or the
+        settings name, without opening it; ("", "off") when there is none."""
+        settings = load_settings(
+            remote=url or self._remote_given[0], remote_mode=mode or self._remote_given[1]
+        )
+        if not settings.remote or settings.remote_mode == "off":
+            return "", "off"
+        return settings.remote, settings.remote_mode
 
     @property
     def index(self) -> Index:
@@ -149,3 +195,24 @@ class Cache:
         return any(
             (self.path / name).exists() for name in ("index.lmdb", "objects", "CACHEDIR.TAG")
         )
+
+
+class _ReadThrough:
+    """The local store's fetcher: objects it lacks come from the cache's remote (opened
+    on the first one), verified chunk by chunk; what moved is added to `cache stats`."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    def fetch_blob(self, store: ObjectStore, blob: Blob) -> bool:
+        remote = self.cache.remote
+        if remote is None:
+            return False
+        from .remote.client import save_stats
+
+        try:
+            fetched = remote.fetch_blob(store, blob)
+        finally:
+            save_stats(self.cache.index, remote.take_stats())
+        remote.check()
+        return fetched

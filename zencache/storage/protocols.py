@@ -5,7 +5,9 @@ can stand where the first one does.
 Each protocol lists exactly the methods code outside `storage/` calls; the
 file-system `store.ObjectStore` and the LMDB `index.Index` implement them, and
 tests/unit/test_storage_contract.py is the suite every implementation must pass.
-Imports hashing only at run time (records, errors and the index's types for annotations).
+`Fetcher` (defined in store.py, re-exported here) is what the local store asks when
+an object it should hold is not there: the remote cache (storage/remote/). Imports hashing only at
+run time (records, errors and the index's types for annotations).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ..hashing import ContentId
+from .store import Fetcher as Fetcher  # re-exported: the read-through hook of a store
 
 if TYPE_CHECKING:
     from ..errors import ReadOnlyCacheError

@@ -204,10 +204,12 @@ class StepRun(NamedTuple):
     duration: float
     outputs: Mapping[str, ContentId] = _NO_OUTPUTS
     error: str = ""
+    source: str = ""  # where a cached step's entry came from: "" (this cache) | "remote"
 
     def to_json(self) -> dict[str, Any]:
-        """Its fields as a JSON object, keys and outputs in sorted order."""
-        return {
+        """Its fields as a JSON object, keys and outputs in sorted order; a cached
+        step also says where its entry came from (`source`: local or remote)."""
+        data = {
             "duration": self.duration,
             "error": self.error,
             "key": self.key,
@@ -216,6 +218,9 @@ class StepRun(NamedTuple):
             "status": self.status,
             "step": self.step,
         }
+        if self.status == "cached":
+            data["source"] = self.source or "local"
+        return dict(sorted(data.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +259,16 @@ class RunRecord:
         else:
             columns = body["steps"]
             columns["duration"] = _unpack_durations(columns["duration"])
-            rows = zip(*[columns[name] for name in StepRun._fields], strict=True)
+            count = len(columns["duration"])
+            # Columns added since a record was written (source) take their defaults.
+            defaults = StepRun._field_defaults
+            rows = zip(
+                *[
+                    columns[name] if name in columns else (defaults[name],) * count
+                    for name in StepRun._fields
+                ],
+                strict=True,
+            )
             body["steps"] = tuple(map(StepRun._make, rows))
         body["output"] = tuple(body.get("output", ()))
         body["sys_path"] = tuple(body.get("sys_path", ()))
@@ -274,6 +288,8 @@ def _step_columns(steps: tuple[StepRun, ...]) -> dict[str, Any]:
     columns["duration"] = struct.pack(f"<{len(steps)}d", *columns["duration"]).hex()
     # The shared empty default is a read-only mapping, which json cannot encode.
     columns["outputs"] = [o if type(o) is dict else dict(o) for o in columns["outputs"]]
+    if not any(columns["source"]):
+        del columns["source"]  # a run without remote hits is encoded as before the column
     return columns
 
 

@@ -25,13 +25,23 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import CorruptObjectError, MissingObjectError, StoreError
 from ..hashing import ContentId, digest_bytes
 from .space import FULL_ERRNOS, full_error
 
 log = logging.getLogger(__name__)
+
+
+class Fetcher(Protocol):
+    """Fills this store with objects it lacks (the remote cache's read-through).
+    Defined here, not in protocols.py, because the store is the layer that calls it."""
+
+    def fetch_blob(self, store: ObjectStore, blob: Blob) -> bool:
+        """Write every chunk of `blob` into `store`, verified; False when it cannot."""
+        ...
+
 
 # Fixed chunks keep reads simple (a chunk's offset is index * size) and dedupe
 # in-place edits of arrays well: 128 KiB stores ~1.1x for 10 versions of a 64 MiB
@@ -73,6 +83,9 @@ class ObjectStore:
         # even though a file of that name exists.
         self._damaged: set[ContentId] = set()
         self._seen_damage = False
+        # Asked for the chunks of a blob this store lacks (or holds damaged): the
+        # remote cache's read-through (Fetcher, above). None: a miss is a miss.
+        self.fetcher: Fetcher | None = None
         self._shards: set[Path] = set()  # shard folders seen to be real folders
 
     def distrust_existing(self) -> None:
@@ -93,6 +106,20 @@ class ObjectStore:
         """Store bytes-like `data`; return its id. Durable when this returns."""
         view = memoryview(data).cast("B")
         return self._put(view, digest_bytes(view))
+
+    def adopt(self, object_id: ContentId, data: Any, *, verified: bool = False) -> None:
+        """Store bytes fetched from elsewhere under their id, replacing a damaged copy;
+        CorruptObjectError when they are not that object. Not fsynced: a copy torn by a
+        power cut fails its hash on the next read and is fetched again, and syncing
+        each 128 KiB chunk made a pull 5x slower than the network."""
+        view = memoryview(data).cast("B")
+        if not verified and digest_bytes(view) != object_id:
+            raise CorruptObjectError(
+                f"bytes offered for object {object_id} do not match its hash; not stored",
+                object_id=object_id,
+            )
+        self._write_atomically(self.path(object_id), view, sync=False)
+        self._damaged.discard(object_id)
 
     def _put(self, view: memoryview, object_id: ContentId) -> ContentId:
         target = self.path(object_id)
@@ -248,8 +275,22 @@ class ObjectStore:
 
     def read_blob(self, blob: Blob) -> bytearray:
         buffer = bytearray(blob.size)
-        self.read_blob_into(blob, memoryview(buffer))
+        try:
+            self.read_blob_into(blob, memoryview(buffer))
+        except (MissingObjectError, CorruptObjectError):
+            if not self._fetch(blob):
+                raise
+            self.read_blob_into(blob, memoryview(buffer))
         return buffer
+
+    def _fetch(self, blob: Blob) -> bool:
+        """Ask the fetcher for a blob found missing or damaged; True when it is whole now."""
+        if self.fetcher is None:
+            return False
+        if not self.fetcher.fetch_blob(self, blob):
+            return False
+        self._seen_damage = bool(self._damaged)
+        return True
 
     def read_blob_into(self, blob: Blob, buffer: memoryview) -> None:
         """Fill `buffer` with the blob's bytes, verifying each chunk as it lands."""
@@ -271,13 +312,26 @@ class ObjectStore:
         page size, the process out of mappings), the bytes are read into memory
         as read_blob does.
         """
+        try:
+            return self._map_blob(blob)
+        except (MissingObjectError, CorruptObjectError):
+            if not self._fetch(blob):
+                raise
+            return self._map_blob(blob)
+
+    def _map_blob(self, blob: Blob) -> memoryview:
         size = self.chunk_size
         if blob.size == 0 or not _MAP_FIXED_WORKS or size % mmap.ALLOCATIONGRANULARITY:
             return memoryview(self.read_blob(blob))
         pages = -(-blob.size // mmap.PAGESIZE) * mmap.PAGESIZE
         region = mmap.mmap(-1, pages, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         base = _address_of(region)
-        if not self._map_chunks(blob, base):
+        try:
+            mapped = self._map_chunks(blob, base)
+        except BaseException:
+            region.close()  # a chunk missing or damaged: the fetcher may bring it
+            raise
+        if not mapped:
             region.close()
             log.warning(
                 "read a blob of %d bytes into memory instead of mapping it: the process "
@@ -449,7 +503,7 @@ class ObjectStore:
             object_id=object_id,
         )
 
-    def _write_atomically(self, target: Path, view: memoryview) -> None:
+    def _write_atomically(self, target: Path, view: memoryview, *, sync: bool = True) -> None:
         shard = target.parent
         # os.urandom, not secrets: that module costs 4 ms of import (hashlib, hmac)
         tmp = shard / f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
@@ -468,13 +522,15 @@ class ObjectStore:
                         f"{shard} is a file where the object store keeps a folder of objects; "
                         "move it away (nothing cached is lost) and rerun"
                     ) from None
-                _fsync_dir(shard.parent)  # a new shard's own entry must survive a power cut
+                if sync:
+                    _fsync_dir(shard.parent)  # a new shard's own entry must survive a power cut
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
                 written = 0
                 while written < len(view):
                     written += os.write(fd, view[written:])
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             try:
@@ -482,7 +538,8 @@ class ObjectStore:
             except IsADirectoryError:  # a folder under the object's name: in the way
                 shutil.rmtree(target)
                 os.replace(tmp, target)
-            _fsync_dir(shard)
+            if sync:
+                _fsync_dir(shard)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
