@@ -106,3 +106,25 @@ def test_verify_counts_unfetched_remote_objects_as_remote_not_missing(
     assert {d.problem for d in maintenance.verify(offline).objects} == {"missing"}
     ci.close()
     laptop.close()
+
+
+class _Ends:
+    """A hook recording where each ended step came from."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, str | None] = {}
+
+    def on_step_end(self, *, step: str, status: str, source: str | None) -> None:
+        self.sources[step] = source
+
+
+def test_hooks_hear_where_a_cached_step_came_from(tmp_path: Path, file_remote: str):
+    ci, laptop = Cache(tmp_path / "ci"), Cache(tmp_path / "laptop")
+    chain(n=10_000).run(cache=ci, remote=file_remote)
+    first, again = _Ends(), _Ends()
+    chain(n=10_000).run(cache=laptop, remote=file_remote, hooks=[first])
+    chain(n=10_000).run(cache=laptop, remote=file_remote, hooks=[again])
+    assert set(first.sources.values()) == {"remote"}
+    assert set(again.sources.values()) == {"local"}
+    ci.close()
+    laptop.close()

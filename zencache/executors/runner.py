@@ -294,7 +294,7 @@ class Runner:
                 step=step_run.name,
                 step_identity=step_run.step,
                 status=status,
-                source="local" if status == "cached" else None,
+                source=(step_run.source or "local") if status == "cached" else None,
                 key=step_run.key,
                 duration=step_run.duration,
                 params=dict(ps.invocation.params),
