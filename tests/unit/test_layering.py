@@ -19,6 +19,7 @@ PACKAGE = Path(zencache.__file__).parent
 LAYERS: list[set[str]] = [
     {"errors", "hashing", "config", "integrations.constants"},
     {"storage.store", "storage.space"},
+    {"storage.lmdb_file"},
     {"storage.index_check"},
     {
         "storage.index",

@@ -400,10 +400,13 @@ def verify_command(ctx: click.Context, repair: bool, as_json: bool) -> None:
 def _print_verify(report: maintenance.VerifyReport) -> None:
     if report.salvage is not None:
         copied = sum(report.salvage.entries.values())
+        skipped = report.salvage.damaged_pages
         click.echo(
-            f"the index was damaged; copied the {plural(copied, 'entry', 'entries')} LMDB "
-            f"could read into a new index (the damaged one is at {report.salvage.moved_to}; "
-            "delete it when you like); lost entries rerun"
+            f"the index was damaged; copied the {plural(copied, 'entry', 'entries')} still "
+            "readable into a new index"
+            + (f", past {plural(skipped, 'damaged page')}" if skipped else "")
+            + f" (the damaged one is at {report.salvage.moved_to}; delete it when you "
+            "like); lost entries rerun"
         )
     click.echo(
         f"checked {plural(report.objects_checked, 'object')} "

@@ -22,7 +22,7 @@ from ..materializers.artifacts import artifact_id
 from ..storage.cache import Cache
 from ..storage.index import DATABASES, Index, Update, View
 from ..storage.index_check import salvage
-from ..storage.records import ArtifactRecord, StepRecord
+from ..storage.records import ArtifactRecord, EnvRecord, RunRecord, StepRecord
 from .snapshot import StepRef, decode_artifact, decode_step, open_index, ref_order
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ class Salvage:
     reason: str
     moved_to: str
     entries: dict[str, int]  # database -> entries copied
+    damaged_pages: int = 0  # pages skipped, with what lay under them
+    dropped: int = 0  # entries read but left out: their records do not decode
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -279,23 +281,38 @@ def _held_by_remote(
     return held
 
 
+# What a salvaged value must decode as to be copied: a damaged page that still
+# looks like a page can hold garbage where records were. The stat memo is not
+# copied at all: it only saves re-hashing input files, and a wrong digest there
+# would be a wrong cache key.
+_DECODERS = {
+    "steps": StepRecord.decode,
+    "artifacts": ArtifactRecord.decode,
+    "runs": RunRecord.decode,
+    "envs": EnvRecord.decode,
+}
+_NOT_SALVAGED = ("meta", "hits", "stats")  # the first two are rebuilt
+
+
 def salvage_index(cache: Cache, reason: str) -> Salvage:
-    """Copy every entry LMDB can still read into a new index (each database read in a
-    child process: index_check.salvage), move the damaged one aside, and put the new
-    one in its place. Objects are untouched; entries that were lost just rerun. Run
-    it when no pipeline is using the cache."""
+    """Copy every entry still readable into a new index (each tree of the last two
+    commits walked page by page, past damaged pages: index_check.salvage), move the
+    damaged one aside, and put the new one in its place. Objects are untouched;
+    entries that were lost just rerun. Run it when no pipeline is using the cache."""
     cache.close()
     folder = cache.path / "index.lmdb"
     fresh = cache.path / "index.lmdb.salvaging"
     shutil.rmtree(fresh, ignore_errors=True)
-    databases = tuple(d for d in DATABASES if d not in ("meta", "hits"))  # both rebuilt
-    found = salvage(folder, databases)
+    databases = tuple(d for d in DATABASES if d not in _NOT_SALVAGED)
+    found, damaged_pages = salvage(folder, databases)
     entries: dict[str, int] = {}
+    dropped = 0
     new = Index(fresh)
     try:
         for db, read_back in found.items():
             # A key LMDB could never have stored came from a damaged page: left out.
-            pairs = [(k, v) for k, v in read_back if 0 < len(k) <= _MAX_KEY]
+            pairs = [(k, v) for k, v in read_back if 0 < len(k) <= _MAX_KEY and _decodes(db, v)]
+            dropped += len(read_back) - len(pairs)
             for at in range(0, len(pairs), 1000):
                 new.write([(db, k, v) for k, v in pairs[at : at + 1000]])
             entries[db] = len(pairs)
@@ -305,7 +322,18 @@ def salvage_index(cache: Cache, reason: str) -> Salvage:
     os.replace(folder, moved)
     os.replace(fresh, folder)
     log.warning("moved the damaged index to %s; salvaged %s", moved, entries)
-    return Salvage(reason, str(moved), entries)
+    return Salvage(reason, str(moved), entries, damaged_pages, dropped)
+
+
+def _decodes(db: str, value: bytes) -> bool:
+    decode = _DECODERS.get(db)
+    if decode is None:
+        return True
+    try:
+        decode(value)
+    except Exception:  # whatever garbage makes a decoder raise: not a record
+        return False
+    return True
 
 
 def _repair(cache: Cache, index: Index, report: VerifyReport) -> Repair:

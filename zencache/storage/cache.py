@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 from ..config import CACHE_DIRNAME, load_settings
 from ..errors import CacheError
 from .index import Index
-from .index_check import walk_in_child
+from .index_check import vouch
 from .lease_table import LeaseTable
 from .space import FULL_ERRNOS, full_error
 from .store import Blob, ObjectStore
@@ -129,7 +129,7 @@ class Cache:
         with _handles_lock:
             opened = self.path.resolve() in _indexes
         if not opened:
-            walk_in_child(self.path / "index.lmdb")
+            vouch(self.path / "index.lmdb", force=True)
         return self.index
 
     @property

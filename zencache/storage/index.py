@@ -35,6 +35,7 @@ at a moment it holds no transaction, under `remap_guard`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import logging
@@ -42,6 +43,7 @@ import os
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar, cast
@@ -55,7 +57,7 @@ from ..errors import (
     ReadOnlyCacheError,
     StorageFullError,
 )
-from .index_check import check_length
+from .index_check import record_sound, vouch
 from .records import (
     ArtifactRecord,
     EnvRecord,
@@ -117,6 +119,17 @@ def _cannot_write(exc: lmdb.Error) -> bool:
     return isinstance(exc, lmdb.ReadonlyError) or any(
         os.strerror(code) in text for code in (errno.EROFS, errno.EACCES, errno.EPERM)
     )
+
+
+# Open indexes, so that a process's last commits are recorded sound when it exits.
+_open: weakref.WeakSet[Index] = weakref.WeakSet()
+
+
+@atexit.register
+def _record_at_exit() -> None:
+    for index in list(_open):
+        with contextlib.suppress(Exception):
+            index.record_sound()
 
 
 class RemapNeeded(Exception):
@@ -236,7 +249,11 @@ class Index:
             raise CorruptIndexError(
                 f"{self.path} is a file, not an index folder; move it away or delete it"
             ) from exc
-        check_length(self.path / "data.mdb")  # a truncated file would be a SIGBUS
+        # Damage LMDB would abort or fault on (a truncated file, a damaged page) is a
+        # CorruptIndexError here, found in a child process when the file changed since
+        # it was last known sound (index_check.vouch).
+        vouch(self.path)
+        self._committed: int | None = None  # this process's last commit (its txn id)
         reserve_lock_file(self.path / "lock.mdb", self.path.parent)  # a full disk: SIGBUS
         # Set when this process may read the index but not write it (a read-only mount,
         # a cache of another user): reads work, writes raise ReadOnlyCacheError.
@@ -271,10 +288,20 @@ class Index:
             # A refused environment left open could never be opened again in this process.
             self.env.close()
             raise
+        _open.add(self)
 
     def close(self) -> None:
         self.end_snapshot()
+        self.record_sound()
         self.env.close()
+        _open.discard(self)
+
+    def record_sound(self) -> None:
+        """Note the file's state as sound when this process made its last commit, so
+        that the next open need not read it through again (index_check.record_sound)."""
+        if self._committed is not None and not self.read_only:
+            record_sound(self.path, self._committed)
+            self._committed = None
 
     # --- generic access -----------------------------------------------------------------
 
@@ -339,6 +366,7 @@ class Index:
                     txn.put(name, value, db=self._dbs["latest"])
 
         self._transact(transaction)
+        self.record_sound()  # the end of a run: the next process need not check the file
 
     def _transact(self, fn: Callable[[lmdb.Transaction], T], *, remap: bool = True) -> T:
         """Run `fn` in a write transaction; retried whole after the map grows.
@@ -348,7 +376,10 @@ class Index:
         while True:
             try:
                 with self.env.begin(write=True) as txn:
-                    return fn(txn)
+                    result = fn(txn)
+                    committing = txn.id()
+                self._committed = committing
+                return result
             except lmdb.MapFullError:
                 if not remap:
                     raise RemapNeeded(grow=True) from None

@@ -4,44 +4,50 @@ LMDB 0.9 maps its file and trusts it: a file shorter than its meta page says is
 a SIGBUS on the first read past its end, and a damaged branch page can trip one
 of LMDB's own assertions (abort). Neither can be caught in Python. So:
 
+- `vouch`, on every open of the index: unless the file is in the state last found
+  sound (recorded in `index.lmdb/checked` by the check itself, and by each
+  process's own commits: `record_sound`), it is read through in a child
+  (`walk_in_child`: an abort or a signal there is a CorruptIndexError here) and its
+  free-page list, which only writers read, is checked page by page;
 - `check_length` reads the two meta pages (plain file reads) before LMDB maps
-  the file; only a file shorter than the pages its newest meta counts (rare when
-  sound: see `short_by`) is read through in a child first. Done on every open of
-  the index and the lease table;
-- `walk_in_child` reads every entry of every database in a child process: an
-  abort or a signal there is reported here as CorruptIndexError;
-- `salvage` copies what is still readable, database by database, each in its
-  own child, so damage in one loses only the entries past it.
+  the lease table; only a file shorter than the pages its newest meta counts
+  (rare when sound: see `short_by`) is read through in a child first;
+- `salvage` walks both last commits' trees page by page (lmdb_file.py), skipping
+  damaged pages, and returns every entry still readable.
 
-Imports errors only (and lmdb, in the children).
+Imports errors and lmdb_file only (and lmdb, in the children).
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CorruptIndexError
+from .lmdb_file import F_DUPDATA, F_SUBDATA, DataFile, Walk
 
 if TYPE_CHECKING:
     import subprocess
 
-_MAGIC = 0xBEEFC0DE
-# Offsets inside a meta page on 64-bit builds: page header (16 bytes), then
-# mm_magic, mm_version, mm_address, mm_mapsize, two MDB_db (48 bytes each; the
-# first's md_pad holds the page size), mm_last_pg, mm_txnid.
-_PSIZE_AT, _LAST_PG_AT = 16 + 24, 16 + 4 + 4 + 8 + 8 + 96
 _TIMEOUT = 120.0
 
+# argv: lmdb's folder, the environment, "1" for a folder (else a file), lmdb_file.py.
 _WALK = r"""
-import resource, sys
+import importlib.util, os, resource, sys
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort leaves no core file
 sys.path.insert(0, sys.argv[1])
 import lmdb
+spec = importlib.util.spec_from_file_location("zencache_lmdb_file", sys.argv[4])
+pages = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pages)
+subdir = sys.argv[3] == "1"
+data_file = os.path.join(sys.argv[2], "data.mdb") if subdir else sys.argv[2]
 try:
-    env = lmdb.open(sys.argv[2], readonly=True, lock=False, max_dbs=64, subdir=sys.argv[3] == "1")
+    try:  # a registered reader: a writer at work meanwhile reuses no page it reads
+        env = lmdb.open(sys.argv[2], readonly=True, max_dbs=64, subdir=subdir, create=False)
+    except lmdb.Error:  # a lock file it may not write (read-only) or a damaged one
+        env = lmdb.open(sys.argv[2], readonly=True, lock=False, max_dbs=64, subdir=subdir)
     with env.begin() as txn:
         for name in list(txn.cursor().iternext(values=False)):
             try:
@@ -50,23 +56,20 @@ try:
                 continue  # a plain key of the main database, not a database
             for _ in txn.cursor(db=db).iternext():
                 pass
+        # The free-page list only a writer reads, walked with plain reads while this
+        # transaction keeps its pages from reuse (skipped when two commits since it
+        # began have overwritten both meta pages).
+        data = pages.DataFile.open(data_file)
+        if data is not None:
+            with data:
+                meta = next((m for m in data.metas if m.txnid == txn.id()), None)
+                problem = meta and pages.free_list_problem(data, meta)
+            if problem:
+                print(problem, file=sys.stderr)
+                sys.exit(4)
 except lmdb.Error as exc:
     print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
     sys.exit(3)
-"""
-
-_SALVAGE = r"""
-import resource, struct, sys
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-sys.path.insert(0, sys.argv[1])
-import lmdb
-out = sys.stdout.buffer
-env = lmdb.open(sys.argv[2], readonly=True, lock=False, max_dbs=64)
-with env.begin() as txn:
-    db = env.open_db(sys.argv[3].encode(), txn=txn, create=False)
-    for key, value in txn.cursor(db=db).iternext():
-        out.write(struct.pack("<II", len(key), len(value)) + key + value)
-        out.flush()  # what was read before a crash is kept
 """
 
 
@@ -78,29 +81,11 @@ def short_by(data_file: Path) -> int:
     writing them (LMDB's loose pages) count in that number. So a short file is a
     suspect to read through in a child (`check_length`), not damage by itself.
     """
-    try:
-        with open(data_file, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            head = fh.read(4096)
-            if len(head) < _LAST_PG_AT + 16:
-                return 0  # new or empty: LMDB initialises it, or refuses it itself
-            (psize,) = struct.unpack_from("<I", head, _PSIZE_AT)
-            if not 512 <= psize <= 65536:
-                return 0
-            fh.seek(psize)
-            second = fh.read(psize)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+    data = DataFile.open(data_file)
+    if data is None:
         return 0
-    newest = None
-    for page in (head, second):
-        if len(page) < _LAST_PG_AT + 16 or struct.unpack_from("<I", page, 16)[0] != _MAGIC:
-            continue
-        last_pg, txnid = struct.unpack_from("<QQ", page, _LAST_PG_AT)
-        if newest is None or txnid > newest[1]:
-            newest = (last_pg, txnid)
-    if newest is None:
-        return 0
-    return max(0, (newest[0] + 1) * psize - size)
+    with data:
+        return data.short_by()
 
 
 def check_length(data_file: Path, *, subdir: bool = True) -> None:
@@ -143,7 +128,9 @@ def walk_in_child(path: Path, *, subdir: bool = True) -> None:
     data_file = path / "data.mdb" if subdir else path
     if not data_file.is_file():
         return
-    done = _child(_WALK, str(path), "1" if subdir else "0")
+    import zencache.storage.lmdb_file as pages
+
+    done = _child(_WALK, str(path), "1" if subdir else "0", pages.__file__)
     if done.returncode == 0:
         return
     said = done.stderr.decode(errors="replace").strip().splitlines()
@@ -164,65 +151,104 @@ def walk_in_child(path: Path, *, subdir: bool = True) -> None:
     raise CorruptIndexError(f"the index at {path} is damaged ({detail}); {_WAY_OUT}")
 
 
-def salvage(path: Path, databases: tuple[str, ...]) -> dict[str, list[tuple[bytes, bytes]]]:
-    """Every entry still readable in each named database (a database that cannot be
-    opened at all gives none), from the newest commit and from the one before it.
+def vouch(folder: Path, *, force: bool = False) -> None:
+    """Before LMDB maps `folder`/data.mdb in this process: make sure reading it cannot
+    abort or fault here, unless it is the very file last found sound.
+
+    The file's state (device, inode, size, mtime, ctime, newest commit) is compared
+    with the one recorded in `folder`/checked when it was last found sound, or left
+    by a zencache process's own commits (`record_sound`). When it differs (damage, a
+    copy, a commit by a process that was killed before recording), the file is read
+    through in a child process (`walk_in_child`: every entry through LMDB, and the
+    free-page list, which only a writer reads, page by page); CorruptIndexError when
+    it finds damage. `force`: check even when the state matches (maintenance).
+    """
+    data_file = folder / "data.mdb"
+    data = DataFile.open(data_file)
+    if data is None:
+        return  # none yet, or empty: LMDB initialises it, or refuses it itself
+    with data:
+        state = _state(data)
+        if not force and state is not None and _recorded(folder) == state:
+            return
+    walk_in_child(folder)
+    if state is not None:
+        _record(folder, state)
+
+
+def record_sound(folder: Path, txnid: int) -> None:
+    """Record the file's present state as sound when its newest commit is `txnid`,
+    one this process made (from a file it found sound): then nothing but LMDB wrote
+    it since. Anything else (another process committed after it) is left for the
+    next `vouch` to check."""
+    data = DataFile.open(folder / "data.mdb")
+    if data is None:
+        return
+    with data:
+        state = _state(data)
+    if state is not None and state[-1] == txnid:
+        _record(folder, state)
+
+
+_STAMP = "checked"
+
+
+def _state(data: DataFile) -> tuple[int, ...] | None:
+    try:
+        st = os.fstat(data.fd)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, data.metas[0].txnid)
+
+
+def _recorded(folder: Path) -> tuple[int, ...] | None:
+    try:
+        text = (folder / _STAMP).read_text()
+        return tuple(int(part) for part in text.split()[1:])
+    except (OSError, ValueError):
+        return None
+
+
+def _record(folder: Path, state: tuple[int, ...]) -> None:
+    """Written whole (a temporary file renamed over it); a stamp that cannot be
+    written (a read-only cache) only means the next open checks again."""
+    temporary = folder / f".{_STAMP}-{os.getpid()}"
+    try:
+        temporary.write_text("zencache-checked/1 " + " ".join(map(str, state)) + "\n")
+        os.replace(temporary, folder / _STAMP)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+
+
+def salvage(
+    path: Path, databases: tuple[str, ...]
+) -> tuple[dict[str, list[tuple[bytes, bytes]]], int]:
+    """Every entry still readable in each named database, and how many damaged
+    pages were skipped: from the newest commit and from the one before it, each
+    tree walked page by page (lmdb_file.py), past every page that is damaged.
 
     LMDB keeps the tree of the previous commit intact (its second meta page points
-    at it: that is how a crash mid-commit leaves the last one), so when damage or
-    truncation took pages the last commit wrote, the entries it left alone are
-    still readable there. Where both have a key, the newest commit's value wins.
+    at it: that is how a crash mid-commit leaves the last one), so entries under a
+    page the last commit wrote, damaged since, are often still readable there.
+    Where both commits have a key, the newest one's value wins. Plain reads: no
+    damage can take this process down, and none stops the walk early.
     """
-    import tempfile
-
-    found = {name: dict(_read_db(path, name)) for name in databases}
-    with tempfile.TemporaryDirectory(prefix="zencache-salvage-") as tmp:
-        if _previous_commit(path / "data.mdb", Path(tmp) / "data.mdb"):
+    found: dict[str, dict[bytes, bytes]] = {name: {} for name in databases}
+    bad: set[int] = set()
+    data = DataFile.open(path / "data.mdb")
+    if data is None:
+        return {name: [] for name in databases}, 0
+    with data:
+        for meta in data.metas:  # newest first
+            walk = Walk()
+            roots = data.databases(meta, walk)
             for name in databases:
-                for key, value in _read_db(Path(tmp), name):
-                    found[name].setdefault(key, value)
-    return {name: sorted(pairs.items()) for name, pairs in found.items()}
-
-
-def _previous_commit(data_file: Path, copy: Path) -> bool:
-    """Copy `data_file` with its newest meta page disowned (transaction id 0), so
-    that LMDB opens the commit before it. False when there is no such commit."""
-    import shutil
-
-    try:
-        shutil.copyfile(data_file, copy)
-        with open(copy, "r+b") as fh:
-            head = fh.read(4096)
-            (psize,) = struct.unpack_from("<I", head, _PSIZE_AT)
-            if not 512 <= psize <= 65536:
-                return False
-            metas = []
-            for number in (0, 1):
-                fh.seek(number * psize)
-                page = fh.read(psize)
-                if (
-                    len(page) >= _LAST_PG_AT + 16
-                    and struct.unpack_from("<I", page, 16)[0] == _MAGIC
-                ):
-                    metas.append((struct.unpack_from("<Q", page, _LAST_PG_AT + 8)[0], number))
-            if len(metas) < 2 or metas[0][0] == metas[1][0]:
-                return False
-            newest = max(metas)[1]
-            fh.seek(newest * psize + _LAST_PG_AT + 8)
-            fh.write(struct.pack("<Q", 0))
-    except OSError:
-        return False
-    return True
-
-
-def _read_db(path: Path, name: str) -> list[tuple[bytes, bytes]]:
-    done = _child(_SALVAGE, str(path), name)
-    pairs, data, at = [], done.stdout, 0
-    while at + 8 <= len(data):
-        key_len, value_len = struct.unpack_from("<II", data, at)
-        end = at + 8 + key_len + value_len
-        if end > len(data):
-            break  # cut off mid-entry
-        pairs.append((data[at + 8 : at + 8 + key_len], data[at + 8 + key_len : end]))
-        at = end
-    return pairs
+                root = roots.get(name.encode())
+                if root is None:
+                    continue
+                pairs = found[name]
+                for key, value, flags in data.entries(root[0], meta, walk):
+                    if not flags & (F_SUBDATA | F_DUPDATA):
+                        pairs.setdefault(key, value)
+            bad.update(walk.bad_pages)
+    return {name: sorted(pairs.items()) for name, pairs in found.items()}, len(bad)
