@@ -217,3 +217,257 @@ def test_the_library_refuses_a_truncated_index_in_the_user_process(
     )
     assert done.returncode == 0, done.stderr
     assert "truncated" in done.stdout
+
+
+# --- the commands that open the index in the user's process ----------------------------
+
+PAIR = """
+
+@step
+def first(x: int) -> int:
+    return x + 1
+
+@step
+def second(y: int) -> int:
+    return y * 2
+
+@pipeline
+def pair(x: int = 1):
+    return second(y=first(x=x))
+"""
+
+USER_COMMANDS = [
+    ["run", "flow.py:many"],
+    ["cache", "status", "flow.py:many"],
+    ["explain", "flow.py:many", "total"],
+    ["runs", "ls"],
+    ["lineage", "latest:second"],
+    ["audit", "latest"],
+]
+
+# Each case in a forked child of one driver (imports paid once), run from the project
+# folder; the child reports its exit codes through a pipe, the parent how it ended.
+USER_DRIVER = r"""
+import json, os, resource, shutil, sys
+from zencache.cli import main
+
+source, work, commands = sys.argv[1], sys.argv[2], json.loads(sys.argv[4])
+with open(sys.argv[3]) as fh:
+    cases = json.load(fh)
+for page, kind, garbage in cases:
+    garbage = bytes.fromhex(garbage)
+    for command in commands:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(source, work)
+        with open(os.path.join(work, "cache", "index.lmdb", "data.mdb"), "r+b") as fh:
+            fh.seek(page * 4096)
+            fh.write(garbage)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            os.chdir(work)
+            os.close(read)
+            os.dup2(write, 2)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            try:
+                code = main(["--cache-dir", os.path.join(work, "cache"), *command], standalone_mode=False)
+            except SystemExit as exc:
+                code = exc.code
+            except BaseException as exc:
+                code = repr(exc)
+            os.write(write, ("\nCODE " + json.dumps(code or 0)).encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as fh:
+            text = fh.read()
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"page": page, "kind": kind, "command": command, "status": status, "text": text}), flush=True)
+"""
+
+
+BUSY = r"""
+import os, sys
+sys.path.insert(0, os.getcwd())
+from flow import pair
+from zencache import Cache
+cache = Cache(sys.argv[1])
+for x in range(150):
+    pair(x=x).run(cache=cache)
+cache.index.write([("latest", f"p/step{i}".encode(), os.urandom(60).hex().encode()) for i in range(600)])
+pair().run(cache=cache)
+cache.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def busy_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`many` (80 step entries), 150 runs of `pair` (2 steps each: the latest is quick
+    to audit) and 600 more pointers, so that every table spans several pages."""
+    root = tmp_path_factory.mktemp("busy")
+    (root / "flow.py").write_text(FLOW + PAIR)
+    done = cli(root / "cache", "run", "flow.py:many", cwd=root)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run(
+        [sys.executable, "-c", BUSY, str(root / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def _tree_pages(data_file: Path) -> dict[str, tuple[list[int], list[int], list[int]]]:
+    """Each table's tree in the newest commit, the free-page list's and the main
+    table's, read with plain reads: (branch pages, leaf pages in key order, how many
+    entries each leaf holds)."""
+    from zencache.storage.lmdb_file import P_BRANCH, DataFile, Walk
+
+    data = DataFile.open(data_file)
+    assert data is not None
+
+    def number(page: bytes, at: int) -> int:
+        return int.from_bytes(page[at : at + 2], "little")
+
+    with data:
+        meta = data.metas[0]
+        roots = {n.decode(): r for n, (r, _) in data.databases(meta, Walk()).items()}
+        roots.update({"(free pages)": meta.free_root, "(main)": meta.main_root})
+        found = {}
+        for name, root in roots.items():
+            branches: list[int] = []
+            leaves: list[int] = []
+            counts: list[int] = []
+            stack = [root] if root <= meta.last_pg else []  # an empty table has none
+            while stack:
+                pgno = stack.pop()
+                page = data.page(pgno, meta)
+                assert page is not None
+                count = (number(page, 12) - 16) // 2
+                if not page[10] & P_BRANCH:
+                    leaves.append(pgno)
+                    counts.append(count)
+                    continue
+                branches.append(pgno)
+                children = []
+                for i in range(count):
+                    at = number(page, 16 + 2 * i)
+                    children.append(
+                        number(page, at) | number(page, at + 2) << 16 | number(page, at + 4) << 32
+                    )
+                stack.extend(reversed(children))  # leftmost first: leaves in key order
+            found[name] = (branches, leaves, counts)
+        return found
+
+
+def _damage_cases(data_file: Path, rng: random.Random) -> list[tuple[int, str, str]]:
+    """(page, kind, its new bytes in hex), each table's tree damaged where LMDB trusts
+    it: its root branch page with one byte of its header changed so that it seems to
+    hold one child (LMDB asserts it holds two or more: abort), its second leaf in
+    key order zeroed (a page lost by the disk: moving onto it, LMDB asserts it is a
+    leaf), the free-page list's and main table's roots zeroed; then random bytes
+    over pages picked at random, and pages overwritten by a copy of another (a
+    misdirected write)."""
+    original = data_file.read_bytes()
+    total = len(original) // 4096
+    cases = []
+    for name, (branches, leaves, _) in _tree_pages(data_file).items():
+        if branches:
+            page = bytearray(original[branches[0] * 4096 : (branches[0] + 1) * 4096])
+            page[12:14] = (16 + 2).to_bytes(2, "little")  # the lower bound of one node
+            cases.append((branches[0], f"{name} root: one child", page.hex()))
+        if len(leaves) > 1:
+            cases.append((leaves[1], f"{name} leaf zeroed", bytes(4096).hex()))
+        elif name.startswith("("):
+            cases.append((leaves[0], f"{name} root zeroed", bytes(4096).hex()))
+    for page in rng.sample(range(2, total), 3):
+        cases.append((page, "random bytes", rng.randbytes(4096).hex()))
+    for page in rng.sample(range(2, total), 3):
+        other = rng.randrange(2, total)
+        cases.append(
+            (page, "copy of another page", original[other * 4096 : (other + 1) * 4096].hex())
+        )
+    return cases
+
+
+def test_damaged_pages_never_kill_a_command_that_reads_the_index_in_process(
+    busy_project: Path, tmp_path: Path, python: Any
+) -> None:
+    """run, cache status, explain, runs ls/show, lineage and audit open the index in
+    the user's process. Over damaged pages that made LMDB abort (an assertion) or
+    fault there, each either works or gives the one-line error naming
+    `verify --repair`; never a signal, never "internal error"."""
+    cases = _damage_cases(busy_project / "cache" / "index.lmdb" / "data.mdb", random.Random(3))
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    done = python.run(
+        USER_DRIVER,
+        str(busy_project),
+        str(tmp_path / "work"),
+        str(tmp_path / "cases.json"),
+        json.dumps(USER_COMMANDS),
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcomes: dict[str, dict[str, int]] = {}
+    failures = []
+    for line in done.stdout.splitlines():
+        case = json.loads(line)
+        code = json.loads(case["text"].rpartition("CODE ")[2]) if "CODE " in case["text"] else None
+        errors = [x for x in case["text"].splitlines() if x.startswith("error: ")]
+        if os.WIFSIGNALED(case["status"]):
+            outcome = f"killed by signal {os.WTERMSIG(case['status'])}"
+        elif "internal error" in case["text"] or case["status"] != 0:
+            outcome = "internal error"
+        elif code == 2 and len(errors) == 1 and "verify --repair" in errors[0]:
+            outcome = "one-line error"
+        elif code in (0, 1) and not errors:
+            outcome = f"exit {code}"
+        else:
+            outcome = f"unexpected: {code} {errors}"
+        label = " ".join(case["command"][:2]).removesuffix(" flow.py:many")
+        outcomes.setdefault(label, {})
+        outcomes[label][outcome] = outcomes[label].get(outcome, 0) + 1
+        if outcome not in ("one-line error", "exit 0", "exit 1"):
+            failures.append(
+                (case["page"], case["kind"], case["command"], outcome, case["text"][-800:])
+            )
+    assert len(done.stdout.splitlines()) == len(cases) * len(USER_COMMANDS)
+    print(f"\n{len(cases)} damaged pages x {len(USER_COMMANDS)} commands: {outcomes}")
+    assert not failures, failures[:5]
+
+
+def test_verify_repair_salvages_past_a_damaged_page_and_the_next_run_reuses_it(
+    busy_project: Path, tmp_path: Path
+) -> None:
+    """The first leaf of the step entries (in key order) zeroed: LMDB cannot read the
+    table past it, but the salvage walks the tree page by page, so only that leaf's
+    entries are lost; the next run of `many` hits every step whose entry survived."""
+    root = _copy(busy_project, tmp_path)
+    data = root / "cache" / "index.lmdb" / "data.mdb"
+    branches, leaves, counts = _tree_pages(data)["steps"]
+    assert len(leaves) > 10 and branches
+    total = sum(counts)
+    with open(data, "r+b") as fh:
+        fh.seek(leaves[0] * 4096)
+        fh.write(bytes(4096))
+
+    done = cli(root / "cache", "run", "flow.py:many", cwd=root)
+    _one_line_error(done)
+    assert "damaged" in done.stderr and "verify --repair" in done.stderr
+
+    done = cli(root / "cache", "cache", "verify", "--repair", "--json")
+    assert done.returncode == 0, done.stderr
+    salvage = json.loads(done.stdout)["salvage"]
+    assert salvage["entries"]["steps"] == total - counts[0], (salvage, total, counts[0])
+    assert salvage["damaged_pages"] >= 1
+    assert cli(root / "cache", "cache", "verify").returncode == 0
+
+    done = cli(root / "cache", "run", "flow.py:many", cwd=root)
+    assert done.returncode == 0, done.stderr
+    executed = done.stderr.count(" executed (")
+    cached = done.stderr.count(" cached (")
+    assert executed + cached == 80
+    assert executed <= counts[0] and cached >= 80 - counts[0], (executed, cached)
