@@ -10,7 +10,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -356,12 +355,14 @@ def test_damaged_pages_anywhere_in_the_index_never_give_a_traceback(
 ) -> None:
     """Random bytes over each page of the index in turn. Each read either works (the
     damage hit free space or a value of a database it does not decode), or is a
-    CorruptIndexError with the way out; never another exception or a traceback.
+    CorruptIndexError with the way out; never another exception, a traceback or a
+    signal.
 
     LMDB 0.9 has no page checksums: damage that leaves a page looking like a valid
     page of another kind can trip one of LMDB's own assertions, which aborts the
-    process (SIGABRT, "Assertion 'IS_LEAF(mp)' failed"). That is counted apart and
-    documented in docs/reliability.md; the way out is the same (delete index.lmdb).
+    process (SIGABRT, "Assertion 'IS_LEAF(mp)' failed"): 13 of 213 pages did. The
+    index is now read through in a child process when it is opened after a change
+    (index_check.vouch), so that abort is the child's, and a CorruptIndexError here.
     """
     code = "READ_INDEX = " + repr(READ_INDEX) + "\n" + DAMAGE_EVERY_PAGE
     done = python.run(code, str(filled_index), str(tmp_path / "work"), timeout=120)
@@ -376,13 +377,11 @@ def test_damaged_pages_anywhere_in_the_index_never_give_a_traceback(
                 assert result["text"].startswith("ERROR CorruptIndexError"), result
                 assert "move it away or delete it" in result["text"], result
         else:
-            assert os.WIFSIGNALED(result["status"]), result
-            assert os.WTERMSIG(result["status"]) == signal.SIGABRT, result
-            assert "mdb.c" in result["text"] and "Assertion" in result["text"], result
-            kind = "LMDB assertion"
+            kind = f"died: status {result['status']}"
         outcomes[kind] = outcomes.get(kind, 0) + 1
     print(f"\ndamaged pages: {outcomes}")
     assert sum(outcomes.values()) >= 50
+    assert set(outcomes) <= {"OK", "ERROR"}, outcomes  # no process died
     assert outcomes["ERROR"] > 0.8 * sum(outcomes.values())
 
 

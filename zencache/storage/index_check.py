@@ -43,10 +43,15 @@ pages = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(pages)
 subdir = sys.argv[3] == "1"
 data_file = os.path.join(sys.argv[2], "data.mdb") if subdir else sys.argv[2]
+lock_file = os.path.join(sys.argv[2], "lock.mdb") if subdir else sys.argv[2] + "-lock"
 try:
-    try:  # a registered reader: a writer at work meanwhile reuses no page it reads
-        env = lmdb.open(sys.argv[2], readonly=True, max_dbs=64, subdir=subdir, create=False)
-    except lmdb.Error:  # a lock file it may not write (read-only) or a damaged one
+    env = None
+    if os.path.exists(lock_file):  # never created here: on a full disk, that is a SIGBUS
+        try:  # a registered reader: a writer at work meanwhile reuses no page it reads
+            env = lmdb.open(sys.argv[2], readonly=True, max_dbs=64, subdir=subdir, create=False)
+        except lmdb.Error:  # a lock file it may not write (read-only) or a damaged one
+            pass
+    if env is None:
         env = lmdb.open(sys.argv[2], readonly=True, lock=False, max_dbs=64, subdir=subdir)
     with env.begin() as txn:
         for name in list(txn.cursor().iternext(values=False)):
