@@ -129,7 +129,7 @@ _open: weakref.WeakSet[Index] = weakref.WeakSet()
 def _record_at_exit() -> None:
     for index in list(_open):
         with contextlib.suppress(Exception):
-            index.record_sound()
+            index._record_sound()
 
 
 class RemapNeeded(Exception):
@@ -292,11 +292,11 @@ class Index:
 
     def close(self) -> None:
         self.end_snapshot()
-        self.record_sound()
+        self._record_sound()
         self.env.close()
         _open.discard(self)
 
-    def record_sound(self) -> None:
+    def _record_sound(self) -> None:
         """Note the file's state as sound when this process made its last commit, so
         that the next open need not read it through again (index_check.record_sound)."""
         if self._committed is not None and not self.read_only:
@@ -366,7 +366,7 @@ class Index:
                     txn.put(name, value, db=self._dbs["latest"])
 
         self._transact(transaction)
-        self.record_sound()  # the end of a run: the next process need not check the file
+        self._record_sound()  # the end of a run: the next process need not check the file
 
     def _transact(self, fn: Callable[[lmdb.Transaction], T], *, remap: bool = True) -> T:
         """Run `fn` in a write transaction; retried whole after the map grows.
