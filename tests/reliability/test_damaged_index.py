@@ -439,19 +439,24 @@ def test_damaged_pages_never_kill_a_command_that_reads_the_index_in_process(
     assert not failures, failures[:5]
 
 
+@pytest.mark.parametrize("where", ["first leaf", "root branch"])
 def test_verify_repair_salvages_past_a_damaged_page_and_the_next_run_reuses_it(
-    busy_project: Path, tmp_path: Path
+    busy_project: Path, tmp_path: Path, where: str
 ) -> None:
-    """The first leaf of the step entries (in key order) zeroed: LMDB cannot read the
-    table past it, but the salvage walks the tree page by page, so only that leaf's
-    entries are lost; the next run of `many` hits every step whose entry survived."""
+    """A page of the step entries' tree zeroed: its first leaf in key order (LMDB
+    cannot read the table past it; the salvage walks the tree page by page, so only
+    that leaf's entries are lost), or its root branch (nothing of the table is
+    reachable; the salvage finds its leaves among the pages no tree reached, and
+    places them by what they hold). The next run of `many` hits every step whose
+    entry survived."""
     root = _copy(busy_project, tmp_path)
     data = root / "cache" / "index.lmdb" / "data.mdb"
     branches, leaves, counts = _tree_pages(data)["steps"]
     assert len(leaves) > 10 and branches
     total = sum(counts)
+    lost = counts[0] if where == "first leaf" else 0
     with open(data, "r+b") as fh:
-        fh.seek(leaves[0] * 4096)
+        fh.seek((leaves[0] if where == "first leaf" else branches[0]) * 4096)
         fh.write(bytes(4096))
 
     done = cli(root / "cache", "run", "flow.py:many", cwd=root)
@@ -461,8 +466,10 @@ def test_verify_repair_salvages_past_a_damaged_page_and_the_next_run_reuses_it(
     done = cli(root / "cache", "cache", "verify", "--repair", "--json")
     assert done.returncode == 0, done.stderr
     salvage = json.loads(done.stdout)["salvage"]
-    assert salvage["entries"]["steps"] == total - counts[0], (salvage, total, counts[0])
+    assert salvage["entries"]["steps"] == total - lost, (salvage, total, lost)
     assert salvage["damaged_pages"] >= 1
+    if where == "root branch":
+        assert salvage["from_loose_pages"] == total
     assert cli(root / "cache", "cache", "verify").returncode == 0
 
     done = cli(root / "cache", "run", "flow.py:many", cwd=root)
@@ -470,4 +477,4 @@ def test_verify_repair_salvages_past_a_damaged_page_and_the_next_run_reuses_it(
     executed = done.stderr.count(" executed (")
     cached = done.stderr.count(" cached (")
     assert executed + cached == 80
-    assert executed <= counts[0] and cached >= 80 - counts[0], (executed, cached)
+    assert executed <= lost and cached >= 80 - lost, (executed, cached)

@@ -153,3 +153,22 @@ def test_files_that_are_no_lmdb_file_are_not_opened(tmp_path: Path) -> None:
     assert DataFile.open(tmp_path / "text") is None
     os.symlink(tmp_path / "text", tmp_path / "link")
     assert DataFile.open(tmp_path / "link") is None  # links are not followed
+
+
+def test_leaves_cut_off_by_a_damaged_branch_are_found_among_the_loose_pages(
+    filled: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "data.mdb").write_bytes((filled / "data.mdb").read_bytes())
+    with DataFile.open(tmp_path / "data.mdb") as data:  # type: ignore[union-attr]
+        branches, _ = _pages(data)
+        sound, _ = _walk(data)
+    with open(tmp_path / "data.mdb", "r+b") as fh:
+        fh.seek(branches[0] * 4096)
+        fh.write(bytes(4096))
+    with DataFile.open(tmp_path / "data.mdb") as data:  # type: ignore[union-attr]
+        found, walk = _walk(data)
+        assert found[b"one"] == [] and branches[0] in walk.bad_pages
+        loose = {pair for page in data.loose_leaves(data.metas[0], walk.reached) for pair in page}
+    # Every entry is on some loose leaf (with stale copies of older pages, of every
+    # table: the caller places a page by what it holds).
+    assert set(sound[b"one"]) <= loose

@@ -82,6 +82,9 @@ class Salvage:
     entries: dict[str, int]  # database -> entries copied
     damaged_pages: int = 0  # pages skipped, with what lay under them
     dropped: int = 0  # entries read but left out: their records do not decode
+    # Of `entries`, those found on leaf pages a damaged branch had cut off from
+    # their table, placed by what they hold (step entries, artifact records).
+    from_loose_pages: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,15 +307,24 @@ def salvage_index(cache: Cache, reason: str) -> Salvage:
     fresh = cache.path / "index.lmdb.salvaging"
     shutil.rmtree(fresh, ignore_errors=True)
     databases = tuple(d for d in DATABASES if d not in _NOT_SALVAGED)
-    found, damaged_pages = salvage(folder, databases)
+    read = salvage(folder, databases)
+    tables = {db: dict(pairs) for db, pairs in read.tables.items()}
+    loose = 0
+    for page in read.loose:
+        table = _place(page)
+        if table is not None:
+            for key, value in page:
+                if key not in tables[table]:
+                    tables[table][key] = value
+                    loose += 1
     entries: dict[str, int] = {}
     dropped = 0
     new = Index(fresh)
     try:
-        for db, read_back in found.items():
+        for db, found in tables.items():
             # A key LMDB could never have stored came from a damaged page: left out.
-            pairs = [(k, v) for k, v in read_back if 0 < len(k) <= _MAX_KEY and _decodes(db, v)]
-            dropped += len(read_back) - len(pairs)
+            pairs = [(k, v) for k, v in found.items() if 0 < len(k) <= _MAX_KEY and _decodes(db, v)]
+            dropped += len(found) - len(pairs)
             for at in range(0, len(pairs), 1000):
                 new.write([(db, k, v) for k, v in pairs[at : at + 1000]])
             entries[db] = len(pairs)
@@ -322,7 +334,25 @@ def salvage_index(cache: Cache, reason: str) -> Salvage:
     os.replace(folder, moved)
     os.replace(fresh, folder)
     log.warning("moved the damaged index to %s; salvaged %s", moved, entries)
-    return Salvage(reason, str(moved), entries, damaged_pages, dropped)
+    return Salvage(reason, str(moved), entries, read.damaged_pages, dropped, loose)
+
+
+def _place(page: list[tuple[bytes, bytes]]) -> str | None:
+    """The table a loose leaf page belongs to, when every entry on it is a record
+    stored under its own key: step entries (under their cache key) or artifact
+    records (under their content id). Such a page may also be a stale copy (freed
+    or of an older commit): its records were true when written, and the checks that
+    follow the salvage drop those whose artifacts or objects are gone."""
+    for table, decode, own_key in (
+        ("steps", StepRecord.decode, lambda r: r.key),
+        ("artifacts", ArtifactRecord.decode, lambda r: r.content_id),
+    ):
+        try:
+            if all(own_key(decode(value)).encode() == key for key, value in page):
+                return table
+        except Exception:  # whatever garbage makes a decoder raise: not this table's
+            continue
+    return None
 
 
 def _decodes(db: str, value: bytes) -> bool:

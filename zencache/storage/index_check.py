@@ -21,6 +21,7 @@ Imports errors and lmdb_file only (and lmdb, in the children).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -233,12 +234,21 @@ def _record(folder: Path, state: tuple[int, ...]) -> None:
         os.close(fd)
 
 
-def salvage(
-    path: Path, databases: tuple[str, ...]
-) -> tuple[dict[str, list[tuple[bytes, bytes]]], int]:
-    """Every entry still readable in each named database, and how many damaged
-    pages were skipped: from the newest commit and from the one before it, each
-    tree walked page by page (lmdb_file.py), past every page that is damaged.
+@dataclass(frozen=True, slots=True)
+class Salvaged:
+    """What `salvage` read: each table's entries, how many damaged pages it skipped,
+    and the entries of leaf pages no tree reached (`DataFile.loose_leaves`), page by
+    page, for the caller to place (or not) by what they hold."""
+
+    tables: dict[str, list[tuple[bytes, bytes]]]
+    damaged_pages: int
+    loose: list[list[tuple[bytes, bytes]]]
+
+
+def salvage(path: Path, databases: tuple[str, ...]) -> Salvaged:
+    """Every entry still readable in each named database: from the newest commit
+    and from the one before it, each tree walked page by page (lmdb_file.py), past
+    every page that is damaged; and, when some were, the leaves no walk reached.
 
     LMDB keeps the tree of the previous commit intact (its second meta page points
     at it: that is how a crash mid-commit leaves the last one), so entries under a
@@ -248,9 +258,11 @@ def salvage(
     """
     found: dict[str, dict[bytes, bytes]] = {name: {} for name in databases}
     bad: set[int] = set()
+    reached: set[int] = set()
+    loose: list[list[tuple[bytes, bytes]]] = []
     data = DataFile.open(path / "data.mdb")
     if data is None:
-        return {name: [] for name in databases}, 0
+        return Salvaged({name: [] for name in databases}, 0, [])
     with data:
         for meta in data.metas:  # newest first
             walk = Walk()
@@ -263,5 +275,11 @@ def salvage(
                 for key, value, flags in data.entries(root[0], meta, walk):
                     if not flags & (F_SUBDATA | F_DUPDATA):
                         pairs.setdefault(key, value)
+            for _ in data.entries(meta.free_root, meta, walk, integers=True, values=False):
+                pass  # the free-page list's leaves are no table's
             bad.update(walk.bad_pages)
-    return {name: sorted(pairs.items()) for name, pairs in found.items()}, len(bad)
+            reached.update(walk.reached)
+        if bad:
+            loose = list(data.loose_leaves(data.metas[0], reached))
+    tables = {name: sorted(pairs.items()) for name, pairs in found.items()}
+    return Salvaged(tables, len(bad), loose)

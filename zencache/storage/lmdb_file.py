@@ -54,10 +54,11 @@ class Meta:
 @dataclass(slots=True)
 class Walk:
     """What a tree walk found unreadable: page numbers whose subtree was skipped
-    (with why), and entries whose value could not be read."""
+    (with why), and entries whose value could not be read; and the pages it read."""
 
     bad_pages: dict[int, str] = field(default_factory=dict)
     bad_entries: int = 0
+    reached: set[int] = field(default_factory=set)
 
 
 class DataFile:
@@ -144,6 +145,7 @@ class DataFile:
                     children.append((child, depth + 1, low if i == 0 else key, upper))
                 stack.extend(reversed(children))  # leftmost child first
                 continue
+            walk.reached.add(pgno)
             for node, size, flags in nodes:
                 start = _node_data(page, node, size, flags)
                 if start is None:
@@ -176,6 +178,31 @@ class DataFile:
             return None
         value = os.pread(self.fd, size, first * self.psize + HEADER)
         return value if len(value) == size else None
+
+    def loose_leaves(self, meta: Meta, skip: set[int]) -> Iterator[list[tuple[bytes, bytes]]]:
+        """The entries of every page up to the commit's last that looks like a sound
+        leaf but is not in `skip` (the leaves the tree walks reached): leaves cut off
+        from their tree by a damaged branch page, and also stale copies of pages
+        (freed, or of an older commit). Which table one belongs to, and whether
+        its entries still hold, is for the caller to judge from what they are."""
+        for pgno in range(2, meta.last_pg + 1):
+            if pgno in skip:
+                continue
+            page = self.page(pgno, meta)
+            if page is None or not page[10] & P_LEAF or page[10] & P_BRANCH:
+                continue
+            problem, nodes = _nodes(page, pgno)
+            if problem or not nodes or _order(nodes, b"", None, False, False):
+                continue
+            entries = []
+            for node, size, flags in nodes:
+                start = _node_data(page, node, size, flags)
+                value = None if start is None else self._value(page, start, size, flags, meta)
+                if value is None or flags & (F_SUBDATA | F_DUPDATA):
+                    break
+                entries.append((node[1], value))
+            else:
+                yield entries
 
     def databases(self, meta: Meta, walk: Walk) -> dict[bytes, tuple[int, int]]:
         """The named databases of a commit: name -> (root page, flags)."""
