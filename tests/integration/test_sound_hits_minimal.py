@@ -207,3 +207,14 @@ def test_reflection_keeps_every_method(tmp_path: Path) -> None:
     assert project.run()["steps"] == {"s": "executed"}
     project.edit("models.py", "return x * 2", "return x * 3")
     project.check(executed=["s"], cached=[])
+
+
+def test_moved_class_reruns_what_stores_it(project: Project) -> None:
+    # A pickled Box names models.Box: a cached value must not outlive the move.
+    project.write("shapes.py", MODELS)
+    project.write("models.py", "from shapes import Box, Config  # noqa: F401\n")
+    project.edit("flow.py", "from models import Box, Config", "from shapes import Box, Config")
+    result = project.check(
+        executed=["make", "passed", "measure", "configured"], cached=["compute", "independent"]
+    )
+    assert not result.get("errors")

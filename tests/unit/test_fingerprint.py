@@ -445,7 +445,9 @@ def test_property_counts_once_the_code_reads_it(load: Loader) -> None:
     a = fp_of(load, {"steps": CLASSES})
     b = fp_of(load, {"steps": CLASSES.replace(*edit)})
     assert a.digest == b.digest
-    reads = CLASSES.replace("return Model.make().fit(x)", "return Model.make().fit(x), Model().name")
+    reads = CLASSES.replace(
+        "return Model.make().fit(x)", "return Model.make().fit(x), Model().name"
+    )
     c = fp_of(load, {"steps": reads})
     d = fp_of(load, {"steps": reads.replace(*edit)})
     assert c.digest != d.digest

@@ -618,6 +618,10 @@ class Runner:
             metrics=dict(logged.metrics),
             metric_history={n: [list(p) for p in s] for n, s in logged.series().items()},
             metadata=dict(logged.metadata),
+            carried=tuple(
+                f"{c.__module__}:{c.__qualname__}"
+                for c in (ps.fingerprint.carried if ps.fingerprint else ())
+            ),
         )
 
     def _on_committed(self, tokens: list[tuple[str, tuple[str, ...]]]) -> None:

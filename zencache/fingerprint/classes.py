@@ -53,7 +53,9 @@ def class_node(cls: type) -> Node:
         hasher.text("members").text(",".join(sorted(cls.__dict__)))
     bases = [_base_name(b) for b in cls.__bases__]
     hasher.text("bases").text(",".join(bases))
-    node.part(f"code:{reader}", hasher.hexdigest())
+    # Unlike a function's, a class's module stays in its digest: pickles (and so
+    # stored artifacts) name a class by module, and must load after a move.
+    node.part(f"code:{reader}", hasher.hexdigest(), f"class:{reader}")
 
     for i, base in enumerate((*cls.__bases__, type(cls))):
         if base is not object and base is not type:
