@@ -13,7 +13,7 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
-from ..hashing import Hasher
+from ..hashing import Hasher, module_label
 from .node import Node, Where
 from .origin import USER, class_origin
 from .source import class_header
@@ -55,7 +55,7 @@ def class_node(cls: type) -> Node:
     hasher.text("bases").text(",".join(bases))
     # Unlike a function's, a class's module stays in its digest: pickles (and so
     # stored artifacts) name a class by module, and must load after a move.
-    node.part(f"code:{reader}", hasher.hexdigest(), f"class:{reader}")
+    node.part(f"code:{reader}", hasher.hexdigest(), f"class:{module_label(module)}:{qualname}")
 
     for i, base in enumerate((*cls.__bases__, type(cls))):
         if base is not object and base is not type:
