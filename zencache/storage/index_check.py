@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CorruptIndexError
-from . import lmdb_file
 from .lmdb_file import F_DUPDATA, F_SUBDATA, DataFile, Walk
+from .lmdb_file import __file__ as _PAGE_READER  # loaded by the child on its own
 
 if TYPE_CHECKING:
     import subprocess
@@ -135,7 +135,7 @@ def walk_in_child(path: Path, *, subdir: bool = True) -> None:
     data_file = path / "data.mdb" if subdir else path
     if not data_file.is_file():
         return
-    done = _child(_WALK, str(path), "1" if subdir else "0", lmdb_file.__file__)
+    done = _child(_WALK, str(path), "1" if subdir else "0", _PAGE_READER)
     if done.returncode == 0:
         return
     said = done.stderr.decode(errors="replace").strip().splitlines()
