@@ -72,6 +72,7 @@ class Cache:
         # The remote cache behind this one: named here, else by the settings
         # (ZENCACHE_REMOTE, `remote` in pyproject.toml); opened on first use.
         self._remote_given = (remote, remote_mode)
+        self._resolved: Path | None = None
         self._remote_options = (remote, remote_mode)  # of the remote selected now
         self._remote: Remote | None = None
         self._remote_resolved = False
@@ -143,7 +144,9 @@ class Cache:
 
     def _shared(self, handles: dict[Path, H], open_handle: Callable[[], H]) -> H:
         """This process's one handle on an LMDB environment of this folder."""
-        key = self.path.resolve()
+        key = self._resolved
+        if key is None:  # resolved once: a realpath is ~20 µs, and runs ask often
+            key = self._resolved = self.path.resolve()
         with _handles_lock:
             handle = handles.get(key)
             if handle is None:
