@@ -478,3 +478,38 @@ def test_verify_repair_salvages_past_a_damaged_page_and_the_next_run_reuses_it(
     cached = done.stderr.count(" cached (")
     assert executed + cached == 80
     assert executed <= lost and cached >= 80 - lost, (executed, cached)
+
+
+def test_pipeline_run_in_the_library_raises_instead_of_aborting(
+    busy_project: Path, tmp_path: Path, python: Any
+) -> None:
+    """The root branch of the hit table made to seem to hold one child: every
+    lookup through it is an LMDB assertion (abort), which killed the user's
+    interpreter at `pipeline().run()` before. Now a CorruptIndexError naming the
+    way out, and the interpreter goes on."""
+    root = _copy(busy_project, tmp_path)
+    data = root / "cache" / "index.lmdb" / "data.mdb"
+    branches, _, _ = _tree_pages(data)["hits"]
+    assert branches
+    with open(data, "r+b") as fh:
+        fh.seek(branches[0] * 4096 + 12)
+        fh.write((16 + 2).to_bytes(2, "little"))
+    code = (
+        "import os, sys\nsys.path.insert(0, os.getcwd())\nfrom flow import many\n"
+        "from zencache import Cache\nfrom zencache.errors import CorruptIndexError\n"
+        "try:\n    many().run(cache=Cache(sys.argv[1]))\n"
+        "except CorruptIndexError as exc:\n    print('ERROR', exc)\nprint('still here')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(root / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=root,
+        env=python.env(),
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.startswith("ERROR the index at "), done.stdout
+    assert "aborted" in done.stdout and "verify --repair" in done.stdout
+    assert done.stdout.rstrip().endswith("still here")
