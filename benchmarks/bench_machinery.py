@@ -1,0 +1,177 @@
+"""Does each piece of the concurrency machinery pay for itself? (issue 14)
+
+Each section measures a piece of zencache against the simpler design it was
+chosen over, in the same process and interleaved repetitions, so that a busy
+shared machine slows both alike. The simpler designs live here only, as
+diagnostics: they are not configurations zencache offers.
+
+    commit   the background committer thread against committing each step's
+             records inline in the driver: the 1,000-step chain cold (with and
+             without the index's fsync), and the `processes` executor on a wide
+             DAG of trivial steps and of 5 ms steps, where a thread could overlap
+             commits with collecting results
+
+    .venv/bin/python benchmarks/bench_machinery.py commit [--reps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from harness import header, row, scratch, timed
+
+import zencache.executors.runner as runner_module
+import zencache.storage.index as index_module
+from zencache import Cache, pipeline, step
+from zencache.executors.processes import ProcessExecutor
+
+CHAIN = 1000
+WIDE = 64
+
+
+@step
+def inc(x: int) -> int:
+    return x + 1
+
+
+@pipeline
+def chain(start: int = 0):
+    x = inc(x=start)
+    for _ in range(CHAIN - 1):
+        x = inc(x=x)
+    return x
+
+
+@step
+def leaf(i: int, seconds: float) -> int:
+    if seconds:
+        time.sleep(seconds)
+    return i
+
+
+@pipeline
+def wide(n: int = WIDE, seconds: float = 0.0, salt: int = 0):
+    return [leaf(i=i + salt * n, seconds=seconds) for i in range(n)][-1]
+
+
+# --- the commit thread against inline commits ---------------------------------------------------
+
+
+class InlineCommitter:
+    """The simpler design: `submit` commits the step's records at once, in the
+    driver, then releases its lease (entry first, lease after, as the thread does)."""
+
+    def __init__(self, index: Any, committed: Callable[[list[Any]], None]) -> None:
+        self.index = index
+        self._committed = committed
+
+    def submit(self, ops: list[Any], token: Any) -> None:
+        self.index.end_snapshot()
+        try:
+            self.index.write(ops)
+        finally:
+            self._committed([token])
+
+    def check(self) -> None:
+        pass
+
+    def drain(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def committing(how: str) -> Iterator[None]:
+    real = runner_module.Committer
+    if how == "inline":
+        runner_module.Committer = InlineCommitter  # type: ignore[misc,assignment]
+    try:
+        yield
+    finally:
+        runner_module.Committer = real  # type: ignore[misc]
+
+
+@contextlib.contextmanager
+def index_sync(on: bool) -> Iterator[None]:
+    """Open indexes (inside the block) with or without their commits' fsync."""
+    real = index_module.lmdb.open
+
+    def opener(*args: Any, **kwargs: Any) -> Any:
+        return real(*args, **{**kwargs, "sync": on})
+
+    index_module.lmdb.open = opener  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        index_module.lmdb.open = real  # type: ignore[assignment]
+
+
+def bench_commit(reps: int) -> None:
+    header(f"commit thread against inline commits: chain of {CHAIN}, processes on {WIDE} leaves")
+    designs = ("thread", "inline")
+    figures: dict[str, list[float]] = {}
+
+    def record(name: str, seconds: float) -> None:
+        figures.setdefault(name, []).append(seconds)
+
+    with scratch("machinery-commit") as root:
+        # Warm-up: imports and fingerprints, once per design.
+        for how in designs:
+            with committing(how):
+                chain().run(cache=Cache(root / f"warm-{how}"))
+        counter = 0
+        for _ in range(reps):
+            for how in designs:
+                for sync in (True, False):
+                    counter += 1
+                    with index_sync(sync):
+                        cache = Cache(root / f"chain{counter}")
+                        cache.index  # noqa: B018  (opened inside the block)
+                    with committing(how):
+                        seconds = timed(lambda: chain().run(cache=cache))  # noqa: B023
+                    cache.close()
+                    label = "durable" if sync else "no fsync (diagnostic)"
+                    record(f"chain cold, {how}, {label}", seconds / CHAIN)
+            for seconds_per_step in (0.0, 0.005):
+                for how in designs:
+                    counter += 1
+                    cache = Cache(root / f"wide{counter}")
+                    with committing(how):
+                        run = None
+
+                        def go() -> None:
+                            nonlocal run
+                            run = wide(seconds=seconds_per_step, salt=counter).run(  # noqa: B023
+                                cache=cache, executor=ProcessExecutor(max_workers=2)
+                            )
+
+                        seconds = timed(go)
+                    assert run is not None
+                    assert all(s.status == "executed" for s in run.steps.values())
+                    cache.close()
+                    kind = "trivial" if not seconds_per_step else "5 ms"
+                    record(f"processes, {WIDE} {kind} leaves, {how}", seconds)
+    print("\nmedians of the repetitions:")
+    for name, values in figures.items():
+        if name.startswith("chain"):
+            row(name, values, "µs/step", 1e6)
+        else:
+            row(name, values, "ms", 1e3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("section", choices=["commit"])
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    if args.section == "commit":
+        bench_commit(args.reps)
+
+
+if __name__ == "__main__":
+    main()
+
