@@ -11,7 +11,12 @@ diagnostics: they are not configurations zencache offers.
              DAG of trivial steps and of 5 ms steps, where a thread could overlap
              commits with collecting results
 
+    map      the index's map: grown by doubling from 64 MiB (remapping, with the
+             committer's handshake) against one map of 1 TiB opened once: opening,
+             and committing 100,000 step-sized entries (~90 MiB) in batches of 50
+
     .venv/bin/python benchmarks/bench_machinery.py commit [--reps 5]
+    .venv/bin/python benchmarks/bench_machinery.py map [--reps 5]
 """
 
 from __future__ import annotations
@@ -157,13 +162,58 @@ def bench_commit(reps: int) -> None:
             row(name, values, "ms", 1e3)
 
 
+def bench_map(reps: int) -> None:
+    import os
+
+    from zencache.storage.index import Index
+
+    header("index map: grown from 64 MiB against 1 TiB opened once")
+    designs = {"grown from 64 MiB": 64 << 20, "1 TiB once": 1 << 40}
+    figures: dict[str, list[float]] = {}
+    entries, batch = 100_000, 50
+    with scratch("machinery-map") as root:
+        for rep in range(reps):
+            for name, size in designs.items():
+                path = root / f"{rep}-{size}"
+                Index(path, map_size=size).close()  # created: what follows opens an existing one
+                began = time.perf_counter()
+                index = Index(path, map_size=size)
+                figures.setdefault(f"open an existing index, {name}", []).append(
+                    time.perf_counter() - began
+                )
+                began = time.perf_counter()
+                for _ in range(0, entries, batch):
+                    index.write(
+                        [
+                            ("steps", os.urandom(16).hex().encode(), os.urandom(600))
+                            for _ in range(batch)
+                        ]
+                    )
+                figures.setdefault(f"commit {entries} entries, {name}", []).append(
+                    time.perf_counter() - began
+                )
+                final = index.env.info()["map_size"] >> 20
+                figures.setdefault(f"map at the end (MiB), {name}", []).append(final)
+                index.close()
+    print("\nmedians of the repetitions:")
+    for name, values in figures.items():
+        if name.startswith("open"):
+            row(name, values, "ms", 1e3)
+        elif name.startswith("commit"):
+            row(name, values, "µs/entry", 1e6 / entries)
+        else:
+            row(name, values, "MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("section", choices=["commit"])
+    parser.add_argument("section", choices=["commit", "map"])
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
     if args.section == "commit":
         bench_commit(args.reps)
+    elif args.section == "map":
+        bench_map(args.reps)
 
 
 if __name__ == "__main__":
