@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from zencache.storage.index import Index
 
 STEPS = 12
 RELEASE_AT = 9  # the input of the step that lets the committer go (see below)
-_held: list[Index] = []
+_held: list[threading.Event] = []
 
 
 # version= pins the code: the step reads _held, which the test empties, and the
@@ -31,7 +32,7 @@ _held: list[Index] = []
 @step(version="1")
 def inc(x: int) -> int:
     if x == RELEASE_AT and _held:
-        _held.pop().remap_guard.release()
+        _held.pop().set()
     return x + 1
 
 
@@ -46,13 +47,22 @@ def chain(start: int = 0):
 def test_records_queued_while_a_commit_waits_are_committed_in_one_batch(
     cache: Cache, count_transactions: Any
 ) -> None:
-    # The committer holds the index's remap guard while it commits; holding it
-    # here keeps its first commit waiting until the 10th step releases it, so the
-    # records of steps 1-9 must all go in one transaction.
-    cache.index.remap_guard.acquire()
-    _held.append(cache.index)
-    with count_transactions(cache.index) as counting:
-        run = chain().run(cache=cache)
+    # The committer's first commit waits at a gate until the 10th step opens it,
+    # so the records of steps 1-9 must all go in one transaction.
+    gate = threading.Event()
+    real_write = cache.index.write
+
+    def gated_write(ops: Any) -> None:
+        gate.wait(60)
+        real_write(ops)
+
+    cache.index.write = gated_write  # type: ignore[method-assign]
+    _held.append(gate)
+    try:
+        with count_transactions(cache.index) as counting:
+            run = chain().run(cache=cache)
+    finally:
+        del cache.index.write  # the class's own again
     assert not _held
     assert {s.status for s in run.steps.values()} == {"executed"}
     # One batch of >= 9 steps, at most three more for steps 10-12, the run record.

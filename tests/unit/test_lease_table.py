@@ -115,8 +115,7 @@ def test_a_lease_is_visible_to_another_process(tmp_path: Path, python: object) -
 
 def test_a_waiter_calls_back_while_it_polls_and_takes_the_holders_entry(tmp_path: Path) -> None:
     """The runner passes its committer's check as the callback: a driver waiting on
-    another process's lease must still serve its own committer (which may need it
-    to resize the map before committing entries that process waits for)."""
+    another process's lease still learns at once that a commit of its own failed."""
     cache = Cache(tmp_path / "cache")
     try:
         key = "e" * 32

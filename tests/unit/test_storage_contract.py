@@ -6,7 +6,6 @@ the list, with a way to damage one of its objects, and must pass unchanged."""
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,7 +265,6 @@ def _run(run_id: str, steps: tuple[StepRun, ...] = ()) -> RunRecord:
 
 def test_index_is_an_index(index: Any) -> None:
     assert isinstance(index, protocols.Index)
-    assert isinstance(index.remap_guard, type(threading.RLock()))
 
 
 def test_a_writable_index_says_so_and_names_what_read_only_refuses(index: Any) -> None:

@@ -83,8 +83,8 @@ class Leases:
         """Take the lease (returns None), or wait for the holder's result (returns its ids).
 
         Returns None too when the holder failed or died: then the caller executes.
-        `while_waiting` is called at every poll: the runner's committer may need the
-        driver meanwhile (the holder may be waiting for one of our own entries). A
+        `while_waiting` is called at every poll: the runner raises a failed commit of
+        its own there, so that it stops instead of waiting on. A
         driver with steps of its own in flight must not block here (it would stop
         collecting them while another process waits for their entries): it calls
         `attempt` between collecting them instead.

@@ -130,7 +130,7 @@ class _Scheduler:
             pool = self._pool()
             timeout = _POLL_SECONDS[min(self.polls, len(_POLL_SECONDS) - 1)]
             outcomes = pool.wait(list(self.running), timeout=timeout if self.foreign else None)
-            self.runner.committer.check()  # a remap the committer waits for, a failed commit
+            self.runner.committer.check()  # a failed commit stops the run
             if not outcomes:
                 self.polls += 1
                 continue

@@ -12,7 +12,6 @@ run time (records, errors and the index's types for annotations).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -22,7 +21,7 @@ from .store import Fetcher as Fetcher  # re-exported: the read-through hook of a
 
 if TYPE_CHECKING:
     from ..errors import ReadOnlyCacheError
-    from .index import Op, RemapNeeded
+    from .index import Op
     from .records import ArtifactRecord, EnvRecord, RunRecord, StepRecord
     from .store import Blob
 
@@ -120,9 +119,6 @@ class Index(Protocol):
     used);
     a step entry's hit row follows every write of it. No policy."""
 
-    # Held around writes that run beside another thread's reads and around
-    # resizing (see index.py); an index that never resizes may hold a plain lock.
-    remap_guard: threading.RLock
     # Why this process may read the index but not write it (a read-only mount, a
     # cache of another user); empty when it may write. Writes then raise
     # read_only_error(...), and runs serve hits without recording.
@@ -147,13 +143,9 @@ class Index(Protocol):
 
     def count(self, db: str) -> int: ...
 
-    def write(self, ops: Iterable[Op], *, remap: bool = True) -> None:
-        """Puts and deletes (value None) in one transaction. `remap=False`: raise
-        RemapNeeded rather than resize, for a caller beside another thread's reads."""
-        ...
-
-    def remap(self, need: RemapNeeded) -> None:
-        """Do the resize a `remap=False` write asked for, holding no transaction."""
+    def write(self, ops: Iterable[Op]) -> None:
+        """Puts and deletes (value None) in one transaction; a background thread may
+        call it beside the owner thread's reads."""
         ...
 
     def view(self, fn: Callable[[Any], T]) -> T:
