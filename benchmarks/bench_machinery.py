@@ -16,12 +16,12 @@ diagnostics: they are not configurations zencache offers.
              from 64 MiB was measured beside it at commit b5f9221 (the same
              figures), and deleted after
 
-    lease    the per-boot lease table (LMDB, never fsynced) against kernel-released
-             locks (Linux open-file-description `fcntl` locks on one byte per key
-             slot of one pre-created file): taking and releasing a free lease, the
-             same through the runner's whole lease path (`Leases.attempt`: sweep,
-             holder check, swap, lookup after taking), and how soon a waiter takes
-             over from a holder killed with SIGKILL (reaped or left a zombie)
+    lease    leases as kernel-released locks (storage/lease_slots.py): taking and
+             releasing a free lease, the same through the runner's lease path
+             (`Leases.attempt`: take, look the entry up), and how soon a waiter
+             takes over from a holder killed with SIGKILL (reaped or a zombie).
+             The per-boot LMDB lease table they replaced was measured beside them
+             at commit 8b9d2b0 (same command), and deleted after
 
     .venv/bin/python benchmarks/bench_machinery.py commit [--reps 5]
     .venv/bin/python benchmarks/bench_machinery.py map [--reps 5]
@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from harness import header, row, scratch, timed
@@ -215,66 +214,16 @@ def bench_map(reps: int) -> None:
             row(name, values, "MiB")
 
 
-# --- the lease table against kernel-released locks ------------------------------------------
-
-
-class SlotLocks:
-    """The simpler design: a lease is an open-file-description lock on byte
-    `slot(key)` of one file. The kernel drops it when its holder's file is closed,
-    which happens when the holder dies however it dies (also as a zombie), so no
-    pid, start time, boot id or expiry is ever checked."""
-
-    SLOTS = 1 << 16
-
-    def __init__(self, path: Path) -> None:
-        import os
-
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-
-    def slot(self, key: str) -> int:
-        return int(key[:8], 16) % self.SLOTS
-
-    def try_lock(self, key: str) -> bool:
-        import fcntl
-        import struct
-
-        # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks)
-        lock = struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, self.slot(key), 1, 0)
-        try:
-            fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, lock)
-        except OSError:
-            return False
-        return True
-
-    def unlock(self, key: str) -> None:
-        import fcntl
-        import struct
-
-        lock = struct.pack("hhqqi4x", fcntl.F_UNLCK, 0, self.slot(key), 1, 0)
-        fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, lock)
-
+# --- leases: kernel-released locks -------------------------------------------------------------
 
 _HOLD = """
-import os, sys, time
-sys.path.insert(0, sys.argv[3])
-from bench_machinery import SlotLocks
+import sys, time
 from zencache import Cache
 from zencache.executors.leases import Leases
-design, key = sys.argv[1], sys.argv[2]
-if design == "table":
-    assert Leases(Cache(sys.argv[4]), "holder").attempt(key) is None
-else:
-    assert SlotLocks(sys.argv[4]).try_lock(key)
+assert Leases(Cache(sys.argv[2]), "holder").attempt(sys.argv[1], looked_up=True) is None
 print("held", flush=True)
 time.sleep(60)
 """
-
-
-def _take(waiter: Any, other: SlotLocks | None, key: str) -> bool:
-    if waiter is not None:
-        return bool(waiter.attempt(key) is None)
-    assert other is not None
-    return other.try_lock(key)
 
 
 def bench_lease(reps: int) -> None:
@@ -284,80 +233,56 @@ def bench_lease(reps: int) -> None:
     import sys
 
     from zencache.executors.leases import Leases
+    from zencache.storage.lease_slots import LeaseSlots
 
-    header("leases: the per-boot lease table against fcntl locks on pre-created slots")
+    header("leases: fcntl locks on slots of one file (the LMDB table: see README, 8b9d2b0)")
     figures: dict[str, list[float]] = {}
     n = 2000
-    here = str(Path(__file__).resolve().parent)
     with scratch("machinery-lease") as root:
         for rep in range(reps):
             cache = Cache(root / f"cache{rep}")
             keys = [os.urandom(16).hex() for _ in range(n)]
-            table = cache.leases
-            holder = {"host": "h", "pid": os.getpid(), "expires": time.time() + 600}
+            slots = LeaseSlots(cache.leases.folder)  # through the cache: it lays it out
             began = time.perf_counter()
             for key in keys:
-                assert table.try_lease(key, holder, time.time()) is None
-                table.release([key])
-            figures.setdefault("take + release a free lease: table", []).append(
+                assert slots.take(key)
+                slots.release(key)
+            figures.setdefault("take + release a free lease", []).append(
                 (time.perf_counter() - began) / n
             )
-            locks = SlotLocks(root / f"slots{rep}")
-            began = time.perf_counter()
-            for key in keys:
-                assert locks.try_lock(key)
-                locks.unlock(key)
-            figures.setdefault("take + release a free lease: fcntl slot", []).append(
-                (time.perf_counter() - began) / n
-            )
+            slots.close()
             leases = Leases(cache, f"run{rep}")
-            leases.attempt("0" * 32)  # the run's one sweep, outside the timing
-            leases.release("0" * 32)
             began = time.perf_counter()
             for key in keys:
                 assert leases.attempt(key, looked_up=True) is None
                 leases.release(key)
-            figures.setdefault("runner's path (attempt + release): table", []).append(
+            figures.setdefault("runner's path (attempt + release)", []).append(
                 (time.perf_counter() - began) / n
             )
-            index = cache.index
-            began = time.perf_counter()
-            for key in keys:
-                assert locks.try_lock(key)
-                assert index.step_output_ids(key) is None  # the lookup after taking
-                locks.unlock(key)
-            figures.setdefault("runner's path (lock + lookup + unlock): fcntl slot", []).append(
-                (time.perf_counter() - began) / n
-            )
+            leases.close()
             # Takeover from a holder killed with SIGKILL, polled every 1 ms.
-            for design in ("table", "fcntl slot"):
-                for reaped in (True, False):
-                    key = os.urandom(16).hex()
-                    target = str(cache.path) if design == "table" else str(root / f"slots{rep}")
-                    proc = subprocess.Popen(
-                        [sys.executable, "-c", _HOLD, design.split()[0], key, here, target],
-                        stdout=subprocess.PIPE,
-                        text=True,
-                    )
-                    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
-                    waiter = Leases(cache, "waiter") if design == "table" else None
-                    other = SlotLocks(root / f"slots{rep}") if waiter is None else None
-
-                    assert not _take(waiter, other, key)
-                    began = time.perf_counter()
-                    os.kill(proc.pid, signal.SIGKILL)
-                    if reaped:
-                        proc.wait()
-                    while not _take(waiter, other, key):
-                        time.sleep(0.001)
-                    elapsed = time.perf_counter() - began
+            for reaped in (True, False):
+                key = os.urandom(16).hex()
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", _HOLD, key, str(cache.path)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+                waiter = Leases(cache, "waiter")
+                assert waiter.attempt(key, looked_up=True) is not None
+                began = time.perf_counter()
+                os.kill(proc.pid, signal.SIGKILL)
+                if reaped:
                     proc.wait()
-                    how = "reaped" if reaped else "a zombie"
-                    figures.setdefault(f"takeover after kill -9 ({how}): {design}", []).append(
-                        elapsed
-                    )
-                    if waiter is not None:
-                        waiter.release(key)
+                while waiter.attempt(key, looked_up=True) is not None:
+                    time.sleep(0.001)
+                elapsed = time.perf_counter() - began
+                proc.wait()
+                proc.stdout.close()
+                waiter.close()
+                how = "reaped" if reaped else "a zombie"
+                figures.setdefault(f"takeover after kill -9 ({how})", []).append(elapsed)
             cache.close()
     print("\nmedians of the repetitions:")
     for name, values in figures.items():

@@ -68,7 +68,7 @@ def test_records_queued_while_a_commit_waits_are_committed_in_one_batch(
     # One batch of >= 9 steps, at most three more for steps 10-12, the run record.
     assert 2 <= counting.writes <= 5
     assert len(cache.index.keys("steps")) == STEPS
-    assert cache.leases.keys() == []
+    assert cache.leases.held_slots() == []
     assert {s.status for s in chain().run(cache=cache).steps.values()} == {"cached"}
 
 
@@ -77,7 +77,7 @@ def test_a_cold_run_commits_every_step_before_it_returns(cache: Cache) -> None:
     for s in run.steps.values():
         assert cache.index.step_output_ids(s.key) == tuple(s.outputs.values())
     assert cache.index.get_run(run.run_id) is not None
-    assert cache.leases.keys() == []
+    assert cache.leases.held_slots() == []
 
 
 def test_the_same_key_twice_in_a_run_executes_once(cache: Cache) -> None:
@@ -104,7 +104,7 @@ def test_a_commit_that_fails_stops_the_run_and_keeps_what_was_committed(
     with pytest.raises(StorageFullError, match="disk is full"):
         chain(start=50).run(cache=cache)
     monkeypatch.setattr(Index, "write", real_write)
-    assert cache.leases.keys() == []  # released although never committed
+    assert cache.leases.held_slots() == []  # released although never committed
     assert len(cache.index.keys("steps")) == STEPS  # the first run's entries, intact
     again = chain(start=50).run(cache=cache)
     assert {s.status for s in again.steps.values()} == {"executed"}

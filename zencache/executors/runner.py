@@ -637,8 +637,7 @@ class Runner:
         try:
             self.committer.drain()
         finally:
-            if self.leases.held:
-                self.leases.release(*self.leases.held)
+            self.leases.close()
 
     def _release_inputs(self, ps: PlannedStep) -> None:
         for upstream in ps.invocation.upstream:

@@ -19,7 +19,7 @@ Imports records, hashing and errors only. One environment, named databases:
     trees      a folder input's tree digest -> its entries (name, kind, size, digest),
                so that `cache status` can say which files in it changed
 
-(Leases live apart, in lease_table.py: they need no durability.)
+(Leases live apart, as kernel locks: lease_slots.py.)
 
 LMDB gives many readers and one writer across processes. The map is opened
 once, at MAP_SIZE, and never resized: on a 64-bit system a map is only address

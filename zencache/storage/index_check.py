@@ -7,7 +7,7 @@ of LMDB's own assertions (abort). Neither can be caught in Python. So:
 - `check_length` reads the two meta pages (plain file reads) before LMDB maps
   the file; only a file shorter than the pages its newest meta counts (rare when
   sound: see `short_by`) is read through in a child first. Done on every open of
-  the index and the lease table;
+  the index;
 - `walk_in_child` reads every entry of every database in a child process: an
   abort or a signal there is reported here as CorruptIndexError;
 - `salvage` copies what is still readable, database by database, each in its
