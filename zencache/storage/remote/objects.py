@@ -112,10 +112,17 @@ class RemoteObjects:
         return True
 
     def modified(self, object_id: ContentId) -> float | None:
-        for item in self._call(lambda: list(self.backend.list(_PREFIX + object_id))):
-            if item.path == _PREFIX + object_id:
-                return item.modified
-        return None
+        """When the object was written; None when absent. A listing of `cas/` (object
+        stores list by folder, not by name prefix): for maintenance, not a hot path."""
+        path = _PREFIX + object_id
+        return next(
+            (
+                i.modified
+                for i in self._call(lambda: list(self.backend.list(_PREFIX)))
+                if i.path == path
+            ),
+            None,
+        )
 
     def iter_objects(self) -> Iterator[tuple[ContentId, int]]:
         for item in self._call(lambda: list(self.backend.list(_PREFIX))):
