@@ -392,3 +392,61 @@ def test_a_non_reproducible_output_is_not_stored_by_the_audit(project: Path) -> 
     assert done.returncode == 1, done.stdout + done.stderr
     assert "not reproducible" in done.stdout
     assert cache_snapshot(project) == before
+
+
+CARRIED = """
+import dataclasses
+
+from zencache import pipeline, step
+
+
+@dataclasses.dataclass
+class Config:
+    size: int
+
+    def doubled(self):
+        return self.size * 2
+
+
+class Box:
+    def __init__(self, side):
+        self.side = side
+
+    def area(self):
+        return self.side * self.side
+
+
+@step
+def configured(cfg: Config) -> int:
+    return cfg.doubled()
+
+
+@step
+def make(side: int) -> object:
+    return Box(side)
+
+
+@step
+def measure(box) -> int:
+    return box.area()
+
+
+@pipeline
+def carried():
+    return configured(cfg=Config(3)), measure(box=make(side=4))
+"""
+
+
+def test_steps_that_carry_classes_audit_clean(tmp_path: Path) -> None:
+    # configured carries Config (its parameter's class), measure carries Box (from
+    # make's code): the audit must hash the same classes with the step to match.
+    (tmp_path / "carry.py").write_text(CARRIED)
+    done = zencache(tmp_path, "run", "carry.py:carried")
+    assert done.returncode == 0, done.stderr
+    done = zencache(tmp_path, "audit", "latest")
+    lines = done.stdout.splitlines()
+    for name in ("make", "measure"):
+        assert any(line.split()[:2] == [name, "reproducible"] for line in lines), done.stdout
+    # (configured's dataclass parameter is not recorded in a form an audit can
+    # restore; what matters here is that its code is not reported as changed)
+    assert "code changed" not in done.stdout, done.stdout

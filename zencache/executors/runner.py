@@ -42,6 +42,7 @@ from ..core.plan import PlannedStep
 from ..core.runs import Run, StepEvent
 from ..errors import CorruptObjectError, MissingObjectError, StepFailedError, ZencacheError
 from ..fingerprint.environment import current_environment, module_file
+from ..hashing import module_label
 from ..inputs.trees import encode_entries
 from ..materializers.artifacts import load_artifact
 from ..materializers.params import encode_params
@@ -577,6 +578,10 @@ class Runner:
             metrics=dict(logged.metrics),
             metric_history={n: [list(p) for p in s] for n, s in logged.series().items()},
             metadata=dict(logged.metadata),
+            carried=tuple(
+                f"{module_label(c.__module__)}:{c.__qualname__}"
+                for c in (ps.fingerprint.carried if ps.fingerprint else ())
+            ),
         )
 
     def _on_committed(self, tokens: list[tuple[str, tuple[str, ...]]]) -> None:

@@ -266,9 +266,10 @@ class _Scheduler:
         if reference is None:
             reference = self.references[id(step)] = step_reference(step)
         code, parts = "", None
+        carried: tuple[type, ...] = ()
         if self._pool().check_code and ps.fingerprint:
             if isinstance(reference, StepRef):
-                code = ps.fingerprint.digest
+                code, carried = ps.fingerprint.digest, ps.fingerprint.carried
             else:  # sent by value: the modules it reaches are imported by the worker
                 parts = outside_main(ps.fingerprint.parts)
         return StepTask(
@@ -282,6 +283,7 @@ class _Scheduler:
             chunk_size=runner.store.chunk_size,
             code=code,
             code_parts=parts,
+            carried=carried,
             context=runner.step_context(ps, flight.key),
             remote=self._remote_spec(records),
         )

@@ -89,6 +89,9 @@ class StepTask:
     # run (Dask): one that imported the module before it was edited, or that has
     # other package versions, must not store its result under the driver's key.
     code: str = ""
+    # The classes fingerprinted with the step (those its parameters and upstream
+    # code carry in: core/plan.py), sent by reference so the worker hashes its own.
+    carried: tuple[type, ...] = ()
     # For a step sent by value: the driver's fingerprint parts of the code outside the
     # main script (which travels with the step); the worker imports that code itself.
     code_parts: dict[str, str] | None = None
@@ -179,7 +182,7 @@ def _check_code(task: StepTask, step: Any) -> None:
 
     new_epoch()  # a Dask worker outlives runs: its memos are checked again
     if task.code_parts is None:
-        found = fingerprint(step.fn)
+        found = fingerprint(step.fn, task.carried)
         if found.digest == task.code:
             return
         ours, theirs, changed = found.digest[:12], task.code[:12], ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..hashing import Hasher, module_label
@@ -37,6 +37,11 @@ class Fingerprint:
     # Environment variables the code reads by literal name (os.environ["X"], os.getenv):
     # their values enter the key when the step is planned, not this digest.
     env: tuple[str, ...] = ()
+    # The user classes the code reaches (their instances may flow out of the step:
+    # a step downstream carries them, see core/plan.py), and the classes that were
+    # given as roots beside the function (`carried`). Not part of equality.
+    classes: tuple[type, ...] = field(default=(), compare=False, repr=False)
+    carried: tuple[type, ...] = field(default=(), compare=False, repr=False)
 
     def __hash__(self) -> int:
         return hash(self.digest)
@@ -79,6 +84,8 @@ _NODES: dict[int, tuple[object, Node]] = {}
 
 
 def _node_for(obj: object) -> Node:
+    if isinstance(obj, Node):  # a class member's node, made with its class's
+        return obj
     hit = _NODES.get(id(obj))
     if hit is not None and hit[0] is obj and hit[1].valid():
         return hit[1]
@@ -90,6 +97,9 @@ def _node_for(obj: object) -> Node:
     node.checked = Epoch.current
     _NODES[id(obj)] = (obj, node)
     return node
+
+
+_Edges = dict[int, list[tuple[str, Node]]]
 
 
 def _collect(roots: tuple[Any, ...]) -> tuple[Fingerprint, tuple[Node, ...]]:
@@ -104,44 +114,143 @@ def _collect(roots: tuple[Any, ...]) -> tuple[Fingerprint, tuple[Node, ...]]:
     merged: dict[str, set[str]] = {}
     notes: set[str] = set()
     env: set[str] = set()
-    seen: set[int] = set()
+    edges: _Edges = {}
+    seen = {id(start)}
+    names: set[str] = set()  # every name the code reached so far mentions
+    reflective = False
+    classes: dict[int, type] = {}
+    waiting: list[tuple[Node, str, str, Node]] = []  # class, member name, label, member
     stack = [start]
+
+    def reach(owner: Node, label: str, target: Node) -> None:
+        edges[id(owner)].append((label, target))
+        if id(target) not in seen:
+            seen.add(id(target))
+            nodes.append(target)
+            stack.append(target)
+
     while stack:
-        node = stack.pop()
-        for key, value in node.parts:
-            merged.setdefault(key, set()).add(value)
-        for key, fn in node.links:
-            merged.setdefault(key, set()).add(_own_parts(_node_for(fn)))
-        notes.update(node.notes)
-        env.update(node.env)
-        for ref in node.refs:
-            if id(ref) not in seen:
-                seen.add(id(ref))
-                found = _node_for(ref)
-                nodes.append(found)
-                stack.append(found)
+        while stack:
+            node = stack.pop()
+            edges[id(node)] = []
+            for key, value in node.parts:
+                merged.setdefault(key, set()).add(value)
+            for key, fn in node.links:
+                merged.setdefault(key, set()).add(_own(_node_for(fn)))
+            notes.update(node.notes)
+            env.update(node.env)
+            names.update(node.names)
+            reflective = reflective or node.reflective
+            for label, ref in node.refs:
+                if isinstance(ref, type) and id(ref) not in classes:
+                    classes[id(ref)] = ref
+                reach(node, label, _node_for(ref))
+            waiting.extend((node, *member) for member in node.optional)
+        # A plain method joins once some code reached names it; what it reaches
+        # may name more (a fixpoint, usually one round).
+        still = []
+        for owner, name, label, member in waiting:
+            if reflective or name in names:
+                reach(owner, label, member)
+            else:
+                still.append((owner, name, label, member))
+        waiting = still
 
     main = module_label("__main__")  # a script's parts are named after its file
     renamed = {key.replace(":__main__:", f":{main}:", 1): v for key, v in merged.items()}
     parts = {key: _one_value(values) for key, values in sorted(renamed.items())}
-    hasher = Hasher("zencache/fingerprint/v1")
-    for key, value in parts.items():
-        hasher.text(key).text(value)
     fp = Fingerprint(
-        hasher.hexdigest(),
+        _graph_digest(start, edges),
         types.MappingProxyType(parts),
         tuple(sorted(notes)),
         tuple(sorted(env)),
+        tuple(sorted(classes.values(), key=_class_order)),
+        tuple(root for root in roots[1:] if isinstance(root, type)),
     )
     return fp, tuple(nodes)
 
 
-def _own_parts(node: Node) -> str:
-    """A function's own contribution (its code, defaults, captured values, in order)."""
-    hasher = Hasher("zencache/fingerprint/link/v1")
-    for key, value in node.parts:
-        hasher.text(key).text(value)
-    return hasher.hexdigest()
+def _class_order(cls: type) -> tuple[str, str, int]:
+    return (str(cls.__module__), cls.__qualname__, id(cls))
+
+
+def _own(node: Node) -> str:
+    """A node's own contribution (its code, defaults, constants, captured values),
+    under names that leave out the module it lives in."""
+    if not node.own:
+        hasher = Hasher("zencache/fingerprint/own/v2")
+        for key, value in sorted(set(node.keyed)):
+            hasher.text(key).text(value)
+        node.own = hasher.hexdigest()
+    return node.own
+
+
+def _graph_digest(start: Node, edges: _Edges) -> str:
+    """A Merkle digest of the graph from `start`: each node hashes its own parts
+    with (label, digest) of every edge. Nodes that reach each other (recursion, a
+    method naming its class) form one component, hashed as a whole, found with
+    Tarjan's algorithm (iterative: helper chains can be deep)."""
+    digests: dict[int, str] = {}
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    on_stack: set[int] = set()
+    stack: list[Node] = []
+    work: list[tuple[Node, int]] = [(start, 0)]
+    while work:
+        node, i = work[-1]
+        key = id(node)
+        if i == 0:
+            index[key] = low[key] = len(index)
+            stack.append(node)
+            on_stack.add(key)
+        out = edges.get(key, [])
+        if i < len(out):
+            work[-1] = (node, i + 1)
+            target = out[i][1]
+            if id(target) not in index:
+                work.append((target, 0))
+            elif id(target) in on_stack:
+                low[key] = min(low[key], index[id(target)])
+            continue
+        work.pop()
+        if work:
+            parent = id(work[-1][0])
+            low[parent] = min(low[parent], low[key])
+        if low[key] == index[key]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(id(member))
+                component.append(member)
+                if member is node:
+                    break
+            _component_digests(component, edges, digests)
+    return digests[id(start)]
+
+
+def _component_digests(component: list[Node], edges: _Edges, digests: dict[int, str]) -> None:
+    inside = {id(node) for node in component}
+
+    def summary(node: Node) -> str:
+        hasher = Hasher("zencache/fingerprint/node/v2").text(_own(node))
+        for label, target in sorted(
+            (label, f"in:{_own(t)}" if id(t) in inside else digests[id(t)])
+            for label, t in edges.get(id(node), [])
+        ):
+            hasher.text(label).text(target)
+        return hasher.hexdigest()
+
+    if len(component) == 1 and not any(id(t) in inside for _, t in edges.get(id(component[0]), [])):
+        digests[id(component[0])] = summary(component[0])
+        return
+    hasher = Hasher("zencache/fingerprint/component/v2")
+    for item in sorted(summary(node) for node in component):
+        hasher.text(item)
+    whole = hasher.hexdigest()
+    for node in component:
+        digests[id(node)] = (
+            Hasher("zencache/fingerprint/member/v2").text(whole).text(_own(node)).hexdigest()
+        )
 
 
 def _one_value(values: set[str]) -> str:

@@ -50,7 +50,36 @@ def function_node(fn: types.FunctionType) -> Node:
             resolve(fn, node, "closure", name, (), quiet=True)
 
     _use_attributes(fn, node, reader)
+    node.names = code_names(code)
+    node.reflective = not REFLECTION.isdisjoint(node.names)
     return node
+
+
+# Reading attributes by a name computed at run time: any class member may be the
+# one read, so a fingerprint whose code does this keeps every member.
+REFLECTION = frozenset(
+    {"getattr", "hasattr", "attrgetter", "methodcaller", "vars", "dir", "__dict__"}
+    | {"getmembers", "getattr_static", "__getattribute__"}
+)
+
+
+def code_names(code: types.CodeType) -> frozenset[str]:
+    """Every global, attribute and string-constant name in code and code nested in it."""
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        consts = list(current.co_consts)
+        while consts:
+            const = consts.pop()
+            if isinstance(const, str):
+                names.add(const)
+            elif isinstance(const, types.CodeType):
+                stack.append(const)
+            elif isinstance(const, tuple | frozenset):
+                consts.extend(const)
+    return frozenset(names)
 
 
 # What functools.update_wrapper copies and the interpreter keeps: not behaviour.

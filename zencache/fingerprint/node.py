@@ -36,8 +36,12 @@ def new_epoch() -> None:
 
 @dataclass(slots=True)
 class Node:
-    parts: list[tuple[str, str]] = field(default_factory=list)
-    refs: list[object] = field(default_factory=list)  # user functions and classes
+    parts: list[tuple[str, str]] = field(default_factory=list)  # (name shown to users, value)
+    keyed: list[tuple[str, str]] = field(default_factory=list)  # (edge label, value): hashed
+    # (edge label, user function or class, or a member's Node): what this node
+    # reaches and by which name; the digest hashes each edge's label with what
+    # the target computes, so a helper moved to another module hashes the same.
+    refs: list[tuple[str, object]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     # (part name, function): a lambda or closure under the name it was reached by;
     # the part's value is that function's own parts, so that two of them made by
@@ -53,9 +57,18 @@ class Node:
     members: list[tuple[type, tuple[str, ...], tuple[Any, ...]]] = field(default_factory=list)
     checked: int = -1  # the epoch in which valid() last returned True
     env: set[str] = field(default_factory=set)  # environment variables read by literal name
+    # The attribute, global and string names the code mentions: a class member that
+    # none of a fingerprint's code names (and no library protocol calls) is left out.
+    names: frozenset[str] = frozenset()
+    reflective: bool = False  # the code reads attributes by computed name (getattr, vars)
+    # (member name, edge label, member node): class members joined only when named
+    optional: list[tuple[str, str, Node]] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)  # member nodes, guarded with this one
+    own: str = ""  # the digest of this node's own parts, computed once
 
-    def part(self, name: str, value: str) -> None:
+    def part(self, name: str, value: str, edge: str = "") -> None:
         self.parts.append((name, value))
+        self.keyed.append((edge or without_module(name), value))
 
     def bind(self, mapping: Any, name: str, found: Any) -> None:
         self.bindings.append((mapping, name, found))
@@ -87,6 +100,9 @@ class Node:
         for value, seen, check in self.values:
             if check(value) != seen:
                 return False
+        for child in self.children:
+            if not child.valid():
+                return False
         self.checked = Epoch.current
         return True
 
@@ -98,7 +114,8 @@ class Node:
             if isinstance(found, str):
                 self.notes.append(found)
             else:
-                self.parts.extend(found)
+                for name, value in found:
+                    self.part(name, value)
         # user code is a ref, never an origin part; zencache's own behaviour is
         # versioned by the cache key's format version, not by fingerprints.
 
@@ -110,9 +127,29 @@ class Where:
     label: str  # e.g. "const:mymod:CONFIG"
     subject: str  # e.g. "global 'CONFIG'"
     location: str  # e.g. "in module mymod"
+    # The name the reader used, without the module it lives in (an edge label):
+    # by default the label with its module left out, e.g. "const:CONFIG".
+    edge: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.edge:
+            object.__setattr__(self, "edge", without_module(self.label))
 
     def inner(self, suffix: str, what: str) -> Where:
-        return Where(f"{self.label}{suffix}", f"{what} {self.subject}", self.location)
+        return Where(
+            f"{self.label}{suffix}", f"{what} {self.subject}", self.location, self.edge + suffix
+        )
+
+
+def without_module(label: str) -> str:
+    """Drop the module from "code:<module>:<qualname>" (and "const:..."): what a
+    node contributes is the same wherever its module is."""
+    kind, sep, rest = label.partition(":")
+    if sep and kind in ("code", "const"):
+        _module, sep, tail = rest.partition(":")
+        if sep:
+            return f"{kind}:{tail}"
+    return label
 
 
 def qualname_of(fn: types.FunctionType) -> str:

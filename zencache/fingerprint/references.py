@@ -282,7 +282,7 @@ def resolve(
         if found is None:
             return
         obj, name = found
-        where = Where(f"const:{name}", f"module {name}", f"imported by {reader}")
+        where = Where(f"const:{name}", f"module {name}", f"imported by {reader}", f"import:{name}")
 
     rest = attrs
     for attr in attrs:
@@ -307,7 +307,10 @@ def resolve(
             )
             return
         where = Where(
-            f"const:{obj.__name__}:{attr}", f"global '{attr}'", f"in module {obj.__name__}"
+            f"const:{obj.__name__}:{attr}",
+            f"global '{attr}'",
+            f"in module {obj.__name__}",
+            f"{where.edge}.{attr}",  # `mod.helper` as the reader wrote it
         )
         obj = value
 

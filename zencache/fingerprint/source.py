@@ -118,7 +118,24 @@ def function_dump(fn: types.FunctionType) -> str | None:
     return None
 
 
-def class_dump(cls: type) -> str | None:
+@dataclass(frozen=True, slots=True)
+class ClassHeader:
+    """A class statement without the functions and classes defined in its body
+    (each is a member, hashed on its own), and what those defs were."""
+
+    dump: str  # ast.dump of the rest: decorators, bases, keywords, assignments
+    plain_defs: frozenset[str]  # defs whose decorators only say what kind of member they are
+    names: frozenset[str]  # the names and strings the rest mentions
+
+
+# Decorators that make a method a static/class method or a property and nothing
+# else: what such a member does is all in its own code.
+_KIND_DECORATORS = frozenset(
+    {"staticmethod", "classmethod", "property", "cached_property", "setter", "getter", "deleter"}
+)
+
+
+def class_header(cls: type) -> ClassHeader | None:
     module = sys.modules.get(str(cls.__module__))
     filename = getattr(module, "__file__", None)
     if not isinstance(filename, str):
@@ -128,7 +145,37 @@ def class_dump(cls: type) -> str | None:
     statement = source.classes.get(cls.__qualname__) if source is not None else None
     if statement is None:
         return None
-    return ast.dump(statement, annotate_fields=True, include_attributes=False)
+    header = copy.copy(statement)
+    header.body = []
+    plain: set[str] = set()
+    fancy: set[str] = set()
+    for item in statement.body:
+        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+            kinds = [_decorator_name(d) for d in item.decorator_list]
+            (plain if all(k in _KIND_DECORATORS for k in kinds) else fancy).add(item.name)
+        elif not isinstance(item, ast.ClassDef):
+            header.body.append(item)
+    names: set[str] = set()
+    for sub in ast.walk(header):
+        if isinstance(sub, ast.Name):
+            names.add(sub.id)
+        elif isinstance(sub, ast.Attribute):
+            names.add(sub.attr)
+        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            names.add(sub.value)
+    return ClassHeader(
+        ast.dump(header, annotate_fields=True, include_attributes=False),
+        frozenset(plain - fancy),
+        frozenset(names),
+    )
+
+
+def _decorator_name(decorator: ast.expr) -> str:
+    if isinstance(decorator, ast.Name):
+        return decorator.id
+    if isinstance(decorator, ast.Attribute):
+        return decorator.attr
+    return ""
 
 
 def code_digest(code: types.CodeType) -> str:

@@ -67,14 +67,14 @@ def use(obj: Any, node: Node, where: Where, depth: int = 0) -> None:
     if isinstance(obj, type):
         origin = class_origin(obj)
         if origin == USER:
-            node.refs.append(obj)
+            node.refs.append((where.edge, obj))
         else:
             node.origin(origin)
         return
     if isinstance(obj, types.FunctionType):
         origin = function_origin(obj)
         if origin == USER:
-            node.refs.append(obj)  # its node follows its own __wrapped__
+            node.refs.append((where.edge, obj))  # its node follows its own __wrapped__
             if obj.__closure__ or "<" in obj.__qualname__:
                 node.links.append((where.label, obj))
             return
@@ -139,7 +139,7 @@ def use(obj: Any, node: Node, where: Where, depth: int = 0) -> None:
         if origin == USER:  # a class-based decorator: the arguments it was built with
             digest = _value_digest(obj, node, where)
             if digest is not None:
-                node.part(f"{where.label}()", digest)
+                node.part(f"{where.label}()", digest, f"{where.edge}()")
         return
     if origin == ZENCACHE:
         return
@@ -162,7 +162,7 @@ def _use_value(obj: Any, node: Node, where: Where) -> None:
     origin = class_origin(cls)
     digest = _value_digest(obj, node, where)
     if digest is not None:
-        node.part(where.label, digest)
+        node.part(where.label, digest, where.edge)
         use(cls, node, where)  # an enum's or dataclass's class; numpy for an array
         return
     if (
@@ -285,6 +285,8 @@ def _name_callables(value: Any, found: list[Any], depth: int = 0) -> Any:
         }
     if depth and callable(value) and isinstance(getattr(value, "__qualname__", None), str):
         found.append(value)
+        if isinstance(value, types.FunctionType) and function_origin(value) == USER:
+            return _Named(value.__qualname__)  # followed by its code, wherever it lives
         return _Named(f"{getattr(value, '__module__', None)}:{value.__qualname__}")
     if kind in _ENCODED or isinstance(value, types.ModuleType):
         return value

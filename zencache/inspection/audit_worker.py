@@ -252,7 +252,9 @@ def check_code(step: Step[Any, Any], record: StepRecord) -> None:
             code_changes=["version="],
         )
     try:
-        fp = fingerprint(step.fn)
+        fp = fingerprint(step.fn, tuple(_import_class(name) for name in record.carried))
+    except _NotCheckable:
+        raise
     except Exception as exc:
         raise _NotCheckable(f"cannot fingerprint its code now: {_first_line(exc)}") from exc
     if fp.digest == record.fingerprint:
@@ -262,6 +264,25 @@ def check_code(step: Step[Any, Any], record: StepRecord) -> None:
         "code changed since: " + (", ".join(changes) or "its fingerprint differs"),
         code_changes=changes,
     )
+
+
+def _import_class(name: str) -> type:
+    """A class the entry's fingerprint carried, as a run would find it now."""
+    module_name, _, qualname = name.partition(":")
+    obj: Any = sys.modules.get(module_name)
+    try:
+        obj = obj if obj is not None else importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:
+        raise _NotCheckable(
+            f"code changed since: class {name}, which its fingerprint carries, cannot be "
+            f"found ({type(exc).__name__}: {_first_line(exc)})",
+            code_changes=[f"removed {name}"],
+        ) from exc
+    if not isinstance(obj, type):
+        raise _NotCheckable(f"code changed since: {name} is no longer a class")
+    return obj
 
 
 def code_changes(recorded: dict[str, str], now: dict[str, str]) -> list[str]:

@@ -66,6 +66,9 @@ class StepRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     metric_history: dict[str, list[list[Any]]] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The classes fingerprinted beside the step's function ("module:qualname"): those
+    # its parameters' values and upstream code carry in. An audit hashes them again.
+    carried: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         head = _COUNT.pack(STEP_RECORD_VERSION, len(self.output_ids))
@@ -80,6 +83,7 @@ class StepRecord:
         rest = json.loads(bytes(data[_COUNT.size + _ID_BYTES * len(ids) :]))
         rest["output_names"] = tuple(rest["output_names"])
         rest["untracked"] = tuple(rest.get("untracked", ()))
+        rest["carried"] = tuple(rest.get("carried", ()))
         return cls(output_ids=ids, **rest)
 
 
