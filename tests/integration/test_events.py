@@ -232,8 +232,11 @@ def test_remote_hits_are_their_own_kind(tmp_path: Path, monkeypatch: pytest.Monk
     ci, laptop = Cache(tmp_path / "ci"), Cache(tmp_path / "laptop")
     try:
         record(plain(), ci, remote=folder.as_uri())
-        served = record(plain(), laptop, remote=folder.as_uri())
+        hook = EndRecorder()
+        served = record(plain(), laptop, remote=folder.as_uri(), hooks=[hook])
         assert step_events(served) == [("load", REMOTE_HIT), ("measure", REMOTE_HIT)]
+        for name in ("load", "measure"):  # both hook methods say where the hit came from
+            assert hook.started[name]["source"] == hook.ended[name]["source"] == "remote"
         event = next(e for e in served if isinstance(e, CacheEvent))
         assert event.source == "remote" and event.status == "cached" and event.outputs
         local = record(plain(), laptop, remote=folder.as_uri())  # now in the laptop's cache
