@@ -218,3 +218,13 @@ def test_moved_class_reruns_what_stores_it(project: Project) -> None:
         executed=["make", "passed", "measure", "configured"], cached=["compute", "independent"]
     )
     assert not result.get("errors")
+
+
+def test_worker_processes_agree_on_carried_classes(project: Project) -> None:
+    # Workers fingerprint measure with the Box it carries from make (and pickling a
+    # Box leaves copyreg's __slotnames__ on the class: bookkeeping, not code).
+    project.check(executed=[], cached=ALL, executor="processes")
+    project.edit("models.py", "return self.side\n", "return self.side + 1\n")
+    project.check(
+        executed=["measure"], cached=[s for s in ALL if s != "measure"], executor="processes"
+    )

@@ -58,6 +58,7 @@ def test_consumers_list_each_consumer_once_in_call_order() -> None:
         for upstream in inv.upstream:
             expected[upstream].append(inv.name)
     assert dag.consumers == expected
+    assert dag.consumer_counts == {name: len(c) for name, c in expected.items()}
     assert dag.invocations["sink"].upstream == ["join", "use", "use_2"]
     assert dag.invocations["join"].upstream == ["source"]
 

@@ -94,7 +94,18 @@ class Dag:
     pipeline: str
     invocations: dict[str, Invocation]
     output: Any  # None, an ArtifactHandle, or a tuple of them
-    consumers: dict[str, list[str]] = field(default_factory=dict)
+    # How many invocations read each one's outputs (each counted once), kept as
+    # calls come: ints, not a list per invocation that the collector would follow.
+    consumer_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def consumers(self) -> dict[str, list[str]]:
+        """Each invocation's consumers, once each, in call order (one pass)."""
+        found: dict[str, list[str]] = {name: [] for name in self.invocations}
+        for inv in self.invocations.values():
+            for upstream in inv.upstream:
+                found[upstream].append(inv.name)
+        return found
 
     def output_handles(self) -> tuple[ArtifactHandle, ...]:
         if self.output is None:
@@ -112,9 +123,10 @@ class Tracer:
         # The next suffix to try per base name: a pipeline calling one step 10,000
         # times would otherwise probe inc_2, inc_3, ... for every call (quadratic).
         self._next_suffix: dict[str, int] = {}
-        # Dag.consumers, kept as calls come: cheaper than a pass over the finished
-        # DAG, which asked every invocation for its sorted upstream.
-        self._consumers: dict[str, list[str]] = {}
+        # Dag.consumer_counts, kept as calls come: cheaper than a pass over the
+        # finished DAG, which asked every invocation for its sorted upstream.
+        self._consumer_counts: dict[str, int] = {}
+        self._last_consumer: dict[str, str] = {}  # producer -> the last one counted
 
     @contextlib.contextmanager
     def active(self) -> Iterator[Tracer]:
@@ -151,12 +163,13 @@ class Tracer:
                     f"pass it the output of an upstream step, e.g. {step.name}({pname}=...)"
                 )
         invocations[name] = Invocation(name, step, inputs, params)
-        consumers = self._consumers
-        consumers[name] = []
+        counts, last = self._consumer_counts, self._last_consumer
+        counts[name] = 0
         for handle in inputs.values():
-            users = consumers[handle.invocation]
-            if not users or users[-1] != name:  # once, however many inputs it takes
-                users.append(name)
+            producer = handle.invocation
+            if last.get(producer) != name:  # once, however many inputs it takes
+                last[producer] = name
+                counts[producer] += 1
         outputs = step.outputs
         if not outputs:
             return None
@@ -176,7 +189,7 @@ class Tracer:
                     "returns nothing, one step output, or a tuple of step outputs"
                 )
             self._check_handle(handle, "<return>", "return")
-        return Dag(self.pipeline, self.invocations, result, self._consumers)
+        return Dag(self.pipeline, self.invocations, result, self._consumer_counts)
 
     def unpack_error(self, exc: ValueError) -> PipelineDefinitionError | None:
         """Say which step's outputs were unpacked into the wrong number of names."""

@@ -156,19 +156,15 @@ class PipelineInstance:
         """
         from ..executors import run_pipeline  # the executor layer sits above this one
 
-        # The settings are read (~0.1 ms) only when something is left to them: the local
-        # executor runs one step at a time, so `workers` means nothing to it.
-        wants_workers = max_workers is None and isinstance(executor, str) and executor != "local"
-        project_hooks = None  # read by run_pipeline unless read here
-        if executor is None or wants_workers:
-            settings = load_settings()
-            project_hooks = settings.hooks
-            if executor is None:
-                executor = settings.executor
-            if max_workers is None and isinstance(executor, str) and executor != "local":
-                max_workers = settings.workers
-            if cache is None:
-                cache = settings.cache_dir
+        # The settings are read once per run (~0.1 ms) and passed down: the project's
+        # hooks, size limit and remote come from them even when the rest is given.
+        settings = load_settings()
+        if executor is None:
+            executor = settings.executor
+        if max_workers is None and isinstance(executor, str) and executor != "local":
+            max_workers = settings.workers
+        if cache is None:
+            cache = settings.cache_dir
         return run_pipeline(
             self,
             executor=executor,
@@ -179,7 +175,7 @@ class PipelineInstance:
             progress=progress,
             hooks=hooks,
             strict_hooks=strict_hooks,
-            project_hooks=project_hooks,
+            settings=settings,
             remote=remote,
             remote_mode=remote_mode,
         )

@@ -68,7 +68,7 @@ def plan(dag: Dag, memo: StatMemo | None = None, cwd: str | None = None) -> list
 
 
 _CONTEXT = object()  # the key of (memo, cwd) in a plan's shared dict
-_REACHED = object()  # (_REACHED, invocation): the user classes its code reaches
+_REACHED = object()  # the key of {invocation: the user classes its code reaches}
 
 
 def plan_invocation(
@@ -112,9 +112,10 @@ def plan_invocation(
     # So do the classes that upstream code reaches: make() builds a Box, measure()
     # calls box.area(); a pickle names Box but not its code, and make() need not
     # call area(), so measure must carry Box itself.
-    if shared is not None and inputs:
+    reached_by = None if shared is None else shared.get(_REACHED)
+    if reached_by:  # most pipelines: no user class anywhere, nothing to look up
         for handle in inputs.values():
-            inherited = shared.get((_REACHED, handle.invocation))
+            inherited = reached_by.get(handle.invocation)
             if inherited:
                 carried = _union(carried, inherited)
     memo = (step, tuple(params.items()), names, carried)
@@ -128,10 +129,9 @@ def plan_invocation(
         if shared is not None:
             shared[memo] = found
     parts, fp, materializers, outputs, template, externals = found
-    if shared is not None:
-        reached = fp.classes if fp is not None else carried
-        if reached:
-            shared[(_REACHED, inv.name)] = reached
+    reached = fp.classes if fp is not None else carried
+    if reached and shared is not None:
+        shared.setdefault(_REACHED, {})[inv.name] = reached
     if len(names) == 1:  # most invocations: no generator to run
         handle = inputs[names[0]]
         slots: tuple[tuple[str, str], ...] = ((handle.invocation, handle.output),)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..config import load_settings
+from ..config import Settings, load_settings
 from ..core.plan import plan, short_repr
 from ..errors import CacheSizeWarning, UsageError, ZencacheError
 from ..inputs.trees import StatMemo
@@ -99,7 +99,7 @@ def run_pipeline(
     target: str = "",
     hooks: Any = None,
     strict_hooks: bool = False,
-    project_hooks: tuple[str, ...] | None = None,
+    settings: Settings | None = None,
     remote: str | None = None,
     remote_mode: str | None = None,
     listeners: Sequence[Listener] = (),
@@ -107,9 +107,10 @@ def run_pipeline(
     """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed.
 
     `hooks`: hook objects or names for this run, called after the installed and the
-    project's hooks (hooks.py; `project_hooks`: the project's, when the caller read the
-    settings already); `strict_hooks`: a hook that raises fails the run. `listeners`:
-    callables told the run's events (events.py), after the hooks, before `progress`."""
+    project's hooks (hooks.py); `strict_hooks`: a hook that raises fails the run.
+    `settings`: the project's, when the caller read them already (read once per run).
+    `listeners`: callables told the run's events (events.py), after the hooks, before
+    `progress`."""
     skipped = skip_run(instance.name)
     if skipped is not None:  # the module calling run() is only being imported
         return skipped  # type: ignore[return-value]
@@ -123,15 +124,15 @@ def run_pipeline(
     chosen = make_executor(executor, max_workers, scheduler)
     if hooks is not None and (isinstance(hooks, str) or not isinstance(hooks, list | tuple)):
         hooks = [hooks]  # one hook, given alone
-    if project_hooks is None:
-        project_hooks = load_settings().hooks
-    found = hook_registry.collect(hooks, strict=strict_hooks, project=project_hooks)
+    if settings is None:
+        settings = load_settings()
+    found = hook_registry.collect(hooks, strict=strict_hooks, project=settings.hooks)
     dag = instance.trace()
     memo = StatMemo(cache.index)
     planned = plan(dag, memo)
     memo.flush()
     params = {name: short_repr(value) for name, value in instance.params.items()}
-    tier = _remote_tier(cache, dag.pipeline, remote, remote_mode)
+    tier = _remote_tier(cache, dag.pipeline, remote, remote_mode, settings)
     runner = Runner(
         cache,
         dag,
@@ -153,15 +154,14 @@ def run_pipeline(
         raise
     run = runner.write_run()
     if not cache.index.read_only:
-        limit_size(cache, run.record)
+        limit_size(cache, run.record, settings.max_size)
     runner.raise_failures()
     runner.raise_hook_errors()
     return run
 
 
-def limit_size(cache: Cache, record: RunRecord) -> None:
+def limit_size(cache: Cache, record: RunRecord, limit: int | None) -> None:
     """Enforce the project's size limit after a run; a failure here never fails the run."""
-    limit = load_settings().max_size
     if limit is None:
         return
     from ..maintenance.eviction import after_run  # loaded only when a limit is set
@@ -190,10 +190,10 @@ def limit_size(cache: Cache, record: RunRecord) -> None:
 
 
 def _remote_tier(
-    cache: Cache, pipeline: str, url: str | None, mode: str | None
+    cache: Cache, pipeline: str, url: str | None, mode: str | None, settings: Settings
 ) -> RemoteTier | None:
     """The run's remote tier: `run(remote=..., remote_mode=...)` win over the settings.
     The remote itself is opened on the first local miss (a cached rerun never does)."""
-    if not cache.select_remote(url, mode):
+    if not cache.select_remote(url, mode, settings):
         return None
-    return RemoteTier(cache, pipeline, defer=load_settings().remote_upload == "defer")
+    return RemoteTier(cache, pipeline, defer=settings.remote_upload == "defer")

@@ -109,7 +109,7 @@ class Runner:
         self.ids: dict[str, dict[str, str]] = {}
         self.values: dict[tuple[str, str], Any] = {}
         self.results: dict[str, StepRun] = {}
-        self._remaining_consumers = {name: len(c) for name, c in dag.consumers.items()}
+        self._remaining_consumers = dict(dag.consumer_counts)
         self._keep = {(h.invocation, h.output) for h in dag.output_handles()}
         # How many steps have still to read each step's outputs: all but the last get
         # their own copy (see load_inputs), so that a step that changes an input in

@@ -19,8 +19,9 @@ from .origin import USER, class_origin
 from .source import class_header
 from .values import use
 
-# Bookkeeping that Python, abc, dataclasses and typing put in a class __dict__;
-# what it records is in the class source (or not behaviour at all).
+# Bookkeeping that Python, abc, dataclasses, typing and copyreg (__slotnames__, set
+# when an instance is first pickled) put in a class __dict__; what it records is
+# in the class source (or not behaviour at all).
 _CLASS_BOOKKEEPING = frozenset(
     """
     __module__ __qualname__ __doc__ __dict__ __weakref__ __firstlineno__ __static_attributes__
@@ -28,6 +29,7 @@ _CLASS_BOOKKEEPING = frozenset(
     __dataclass_fields__ __dataclass_params__ __match_args__ __abstractmethods__ _abc_impl
     __orig_bases__ __parameters__ __type_params__ _is_protocol _is_runtime_protocol
     __protocol_attrs__ __non_callable_proto_members__ __callable_proto_members_only__
+    __slotnames__
     """.split()  # noqa: SIM905 (24 quoted names would hide the few that matter)
 )
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..config import CACHE_DIRNAME, load_settings
+from ..config import CACHE_DIRNAME, Settings, load_settings
 from ..errors import CacheError
 from .index import Index
 from .index_check import walk_in_child
@@ -72,6 +72,7 @@ class Cache:
         # The remote cache behind this one: named here, else by the settings
         # (ZENCACHE_REMOTE, `remote` in pyproject.toml); opened on first use.
         self._remote_given = (remote, remote_mode)
+        self._resolved: Path | None = None
         self._remote_options = (remote, remote_mode)  # of the remote selected now
         self._remote: Remote | None = None
         self._remote_resolved = False
@@ -97,22 +98,27 @@ class Cache:
             self._remote_resolved = True
         return self._remote
 
-    def select_remote(self, url: str | None = None, mode: str | None = None) -> bool:
+    def select_remote(
+        self, url: str | None = None, mode: str | None = None, settings: Settings | None = None
+    ) -> bool:
         """Put this cache in front of the remote that `url`/`mode` (a run's options) or
-        the settings name, opened on first use; False when there is none."""
-        found, found_mode = self.remote_settings(url, mode)
+        the settings name, opened on first use; False when there is none. `settings`:
+        the project's, when the caller read them already."""
+        found, found_mode = self.remote_settings(url, mode, settings)
         current = self._remote
         if not (current is not None and (current.url, current.mode) == (found, found_mode)):
             self._remote_options = (found or None, found_mode)
             self._remote, self._remote_resolved = None, not found
         return bool(found)
 
-    def remote_settings(self, url: str | None = None, mode: str | None = None) -> tuple[str, str]:
+    def remote_settings(
+        self, url: str | None = None, mode: str | None = None, settings: Settings | None = None
+    ) -> tuple[str, str]:
         """(URL, mode) of the remote that `url`/`mode`, this cache's options or the
         settings name, without opening it; ("", "off") when there is none."""
-        settings = load_settings(
-            remote=url or self._remote_given[0], remote_mode=mode or self._remote_given[1]
-        )
+        url, mode = url or self._remote_given[0], mode or self._remote_given[1]
+        if settings is None or url is not None or mode is not None:
+            settings = load_settings(remote=url, remote_mode=mode)
         if not settings.remote or settings.remote_mode == "off":
             return "", "off"
         return settings.remote, settings.remote_mode
@@ -138,7 +144,9 @@ class Cache:
 
     def _shared(self, handles: dict[Path, H], open_handle: Callable[[], H]) -> H:
         """This process's one handle on an LMDB environment of this folder."""
-        key = self.path.resolve()
+        key = self._resolved
+        if key is None:  # resolved once: a realpath is ~20 µs, and runs ask often
+            key = self._resolved = self.path.resolve()
         with _handles_lock:
             handle = handles.get(key)
             if handle is None:
