@@ -21,6 +21,7 @@ import pytest
 from zencache import Cache, pipeline, step
 from zencache.errors import StorageFullError
 from zencache.storage.index import Index
+from zencache.storage.records import RunRecord
 
 STEPS = 12
 RELEASE_AT = 9  # the input of the step that lets the committer go (see below)
@@ -151,7 +152,7 @@ def _rerun_statuses(python: Any, cache_dir: Path) -> tuple[list[str], int]:
     cache = Cache(cache_dir)
     try:
         assert len(cache.index.keys("steps")) == 10
-        (record,) = cache.index.iter_runs()
+        (record,) = [RunRecord.decode(v) for _, v in cache.index.items("runs")]
         return [s.status for s in record.steps], committed
     finally:
         cache.close()

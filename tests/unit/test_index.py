@@ -121,8 +121,8 @@ def test_records_round_trip_through_the_index(index: Index) -> None:
     assert index.get_env(env.env_id) == env
     assert index.latest_key("pkg.mod:training", "trainer") == step.key
     assert list(index.iter_steps()) == [step]
-    assert list(index.iter_artifacts()) == [artifact]
-    assert list(index.iter_runs()) == [run]
+    assert [ArtifactRecord.decode(v) for _, v in index.items("artifacts")] == [artifact]
+    assert [RunRecord.decode(v) for _, v in index.items("runs")] == [run]
 
     got = index.get_artifact(artifact.content_id)
     assert got is not None

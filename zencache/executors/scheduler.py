@@ -226,8 +226,7 @@ class _Scheduler:
 
     def _submit(self, flight: _Flight) -> None:
         runner, ps = self.runner, flight.ps
-        if runner.hooks is not None:
-            runner.step_started(ps, flight.key, cached=False)
+        runner.executing(ps, flight.key)
         try:
             task = self._task(flight)
         except Exception as exc:

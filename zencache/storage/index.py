@@ -466,14 +466,6 @@ class Index:
         for _, value in self.items("steps"):
             yield StepRecord.decode(value)
 
-    def iter_artifacts(self) -> Iterator[ArtifactRecord]:
-        for _, value in self.items("artifacts"):
-            yield ArtifactRecord.decode(value)
-
-    def iter_runs(self) -> Iterator[RunRecord]:
-        for _, value in self.items("runs"):
-            yield RunRecord.decode(value)
-
     # --- internals ------------------------------------------------------------------------
 
     def _read(self, fn: Callable[[lmdb.Transaction], T]) -> T:

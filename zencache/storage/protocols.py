@@ -2,9 +2,11 @@
 an object store and of an index, so that a second implementation (a remote store)
 can stand where the first one does.
 
-Each protocol lists exactly the methods code outside `storage/` calls; the
-file-system `store.ObjectStore` and the LMDB `index.Index` implement them, and
-tests/unit/test_storage_contract.py is the suite every implementation must pass.
+Each protocol lists exactly the methods code outside `storage/` calls (and the
+Fetcher's `adopt`); the file-system `store.ObjectStore` and the LMDB `index.Index`
+implement them with no other public method (a test checks it, with the few
+file-system extras named and explained), and tests/unit/test_storage_contract.py
+is the suite every implementation must pass.
 `Fetcher` (defined in store.py, re-exported here) is what the local store asks when
 an object it should hold is not there: the remote cache (storage/remote/). Imports hashing only at
 run time (records, errors and the index's types for annotations).
@@ -88,6 +90,12 @@ class ObjectStore(ContentStore, Protocol):
         against it, and rewrite it when damaged (a forced rerun repairs what it writes)."""
         ...
 
+    def adopt(self, object_id: ContentId, data: Any, *, verified: bool = False) -> None:
+        """Store bytes fetched from elsewhere (a Fetcher: the remote cache) under their
+        id, replacing a damaged copy; CorruptObjectError when they are not that object
+        (`verified=True`: the caller has hashed them already)."""
+        ...
+
 
 @runtime_checkable
 class View(Protocol):
@@ -126,6 +134,10 @@ class Index(Protocol):
 
     def read_only_error(self, action: str) -> ReadOnlyCacheError:
         """The one-line error for `action` (what could not be done) on a read-only index."""
+        ...
+
+    def close(self) -> None:
+        """Release the index (files, maps); the cache reopens it when next used."""
         ...
 
     # --- raw entries -------------------------------------------------------------------
