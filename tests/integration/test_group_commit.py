@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,11 @@ import pytest
 from zencache import Cache, pipeline, step
 from zencache.errors import StorageFullError
 from zencache.storage.index import Index
+from zencache.storage.records import RunRecord
 
 STEPS = 12
 RELEASE_AT = 9  # the input of the step that lets the committer go (see below)
-_held: list[Index] = []
+_held: list[threading.Event] = []
 
 
 # version= pins the code: the step reads _held, which the test empties, and the
@@ -31,7 +33,7 @@ _held: list[Index] = []
 @step(version="1")
 def inc(x: int) -> int:
     if x == RELEASE_AT and _held:
-        _held.pop().remap_guard.release()
+        _held.pop().set()
     return x + 1
 
 
@@ -46,19 +48,28 @@ def chain(start: int = 0):
 def test_records_queued_while_a_commit_waits_are_committed_in_one_batch(
     cache: Cache, count_transactions: Any
 ) -> None:
-    # The committer holds the index's remap guard while it commits; holding it
-    # here keeps its first commit waiting until the 10th step releases it, so the
-    # records of steps 1-9 must all go in one transaction.
-    cache.index.remap_guard.acquire()
-    _held.append(cache.index)
-    with count_transactions(cache.index) as counting:
-        run = chain().run(cache=cache)
+    # The committer's first commit waits at a gate until the 10th step opens it,
+    # so the records of steps 1-9 must all go in one transaction.
+    gate = threading.Event()
+    real_write = cache.index.write
+
+    def gated_write(ops: Any) -> None:
+        gate.wait(60)
+        real_write(ops)
+
+    cache.index.write = gated_write  # type: ignore[method-assign]
+    _held.append(gate)
+    try:
+        with count_transactions(cache.index) as counting:
+            run = chain().run(cache=cache)
+    finally:
+        del cache.index.write  # the class's own again
     assert not _held
     assert {s.status for s in run.steps.values()} == {"executed"}
     # One batch of >= 9 steps, at most three more for steps 10-12, the run record.
     assert 2 <= counting.writes <= 5
     assert len(cache.index.keys("steps")) == STEPS
-    assert cache.leases.keys() == []
+    assert cache.leases.held_slots() == []
     assert {s.status for s in chain().run(cache=cache).steps.values()} == {"cached"}
 
 
@@ -67,7 +78,7 @@ def test_a_cold_run_commits_every_step_before_it_returns(cache: Cache) -> None:
     for s in run.steps.values():
         assert cache.index.step_output_ids(s.key) == tuple(s.outputs.values())
     assert cache.index.get_run(run.run_id) is not None
-    assert cache.leases.keys() == []
+    assert cache.leases.held_slots() == []
 
 
 def test_the_same_key_twice_in_a_run_executes_once(cache: Cache) -> None:
@@ -94,7 +105,7 @@ def test_a_commit_that_fails_stops_the_run_and_keeps_what_was_committed(
     with pytest.raises(StorageFullError, match="disk is full"):
         chain(start=50).run(cache=cache)
     monkeypatch.setattr(Index, "write", real_write)
-    assert cache.leases.keys() == []  # released although never committed
+    assert cache.leases.held_slots() == []  # released although never committed
     assert len(cache.index.keys("steps")) == STEPS  # the first run's entries, intact
     again = chain(start=50).run(cache=cache)
     assert {s.status for s in again.steps.values()} == {"executed"}
@@ -141,7 +152,7 @@ def _rerun_statuses(python: Any, cache_dir: Path) -> tuple[list[str], int]:
     cache = Cache(cache_dir)
     try:
         assert len(cache.index.keys("steps")) == 10
-        (record,) = cache.index.iter_runs()
+        (record,) = [RunRecord.decode(v) for _, v in cache.index.items("runs")]
         return [s.status for s in record.steps], committed
     finally:
         cache.close()

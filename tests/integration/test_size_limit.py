@@ -269,3 +269,21 @@ def test_a_crash_during_eviction_leaves_a_cache_that_verifies_clean(
             assert run_seed(cache, seed).output() == expected(seed)
     finally:
         cache.close()
+
+
+def test_an_entry_whose_key_another_run_is_executing_is_never_evicted(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zencache.storage.lease_slots import LeaseSlots
+
+    monkeypatch.delenv("ZENCACHE_MAX_SIZE", raising=False)
+    runs = [run_seed(cache, seed) for seed in range(3)]
+    leased = runs[0].steps["noise"].key  # the oldest: first to go without its lease
+    other = LeaseSlots(cache.path / "leases")  # another run executing it again
+    try:
+        assert other.take(leased)
+        enforce(cache, MB // 2, grace=0.0)
+        assert cache.index.step_output_ids(leased) is not None
+        assert cache.index.step_output_ids(runs[1].steps["noise"].key) is None
+    finally:
+        other.close()

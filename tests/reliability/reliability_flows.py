@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from zencache import Cache, Output, pipeline, step
-from zencache.executors.leases import Leases
 from zencache.hashing import ContentId
 
 LOG_SETTING = "RELIABILITY_LOG"
@@ -271,8 +270,8 @@ def check_cache(cache: Cache) -> dict[str, Any]:
         "committed": committed,
         "objects": objects,
         "temporary": temporary,
-        # Leases of live holders: a dead holder's lease is harmless (taken over or swept).
-        "leases": sum(1 for _, h in cache.leases.items() if not Leases._is_dead(h)),
+        # Leases held now (the kernel frees a dead holder's at once).
+        "leases": len(cache.leases.held_slots()),
         "verify_damaged": verify_damaged,
     }
 
@@ -331,8 +330,8 @@ def install_kill_point(spec: str) -> None:
                           before it commits (the writer lock is held); on the
                           committer's thread for step records
     committed             right after the n-th index write transaction commits
-    lease                 inside the n-th lease-table write transaction (taking or
-                          releasing leases), before it commits
+    lease                 right after the n-th lease is taken (the kernel lock held),
+                          before the step it is for runs
     call                  inside the n-th step function call, after it started
     finish:0              when every step is done, before the run record is written
     runrecord:inside      inside the transaction that writes the run record
@@ -406,23 +405,20 @@ def install_kill_point(spec: str) -> None:
 
         Index._transact = transact  # type: ignore[method-assign]
     elif hook == "lease":
-        from zencache.storage.lease_table import LeaseTable
+        from zencache.storage.lease_slots import LeaseSlots
 
-        real_write = LeaseTable._write
-        writes = [0]
+        real_take = LeaseSlots.take
+        takes = [0]
 
-        def write(self: LeaseTable, fn: Any) -> Any:
-            writes[0] += 1
-            if writes[0] != n:
-                return real_write(self, fn)
+        def take(self: LeaseSlots, key: str) -> bool:
+            taken = real_take(self, key)
+            if taken:
+                takes[0] += 1
+                if takes[0] == n:
+                    _die()
+            return taken
 
-            def inside(txn: Any) -> Any:
-                fn(txn)
-                _die()
-
-            return real_write(self, inside)
-
-        LeaseTable._write = write  # type: ignore[method-assign]
+        LeaseSlots.take = take  # type: ignore[method-assign]
     elif hook == "call":
         from zencache.executors.runner import Runner
 

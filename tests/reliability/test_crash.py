@@ -34,7 +34,7 @@ import reliability_flows as rf
 from zencache import Cache
 
 # Per run on a warm cache: 124 object writes/renames (and their fsyncs: file and
-# folder), a lease-table transaction per lease taken and per batch released, and
+# folder), a lease (a kernel lock) per step executed, and
 # index write transactions: batches of step records from the committer thread
 # (how many steps a batch holds depends on timing, so counted points stay early
 # in the run), then the run record (named by what happens).
@@ -49,8 +49,8 @@ INJECTED = [
     "replace:62",  # the first array's last chunk
     "replace:124",
     "fsync:124",  # renamed, folder not yet synced
-    "lease:1",  # inside the first lease's transaction
-    "lease:2",  # taking the second lease, or releasing the first (timing decides)
+    "lease:1",  # holding the first lease, before its step runs
+    "lease:2",
     "lease:5",
     "txn:1",  # inside the first batch's commit: objects durable, entries not committed
     "txn:2",

@@ -1,5 +1,5 @@
 """A full disk met at the moments that used to give no message at all: a fresh cache,
-a new index or lease table (SIGBUS: LMDB's lock file is a shared map), and the
+a new index (SIGBUS: LMDB's lock file is a shared map), and the
 index commit of a step. Each is a one-line error naming the cache folder and the
 space needed, never a signal or "internal error", and the cache works once space
 is freed. A real small tmpfs (root only; skipped with the reason otherwise)."""

@@ -4,6 +4,8 @@ files, and several processes writing at once."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import struct
 from pathlib import Path
@@ -11,9 +13,9 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from zencache.errors import CacheError, CacheVersionError, CorruptIndexError
+from zencache.errors import CacheError, CacheVersionError, CorruptIndexError, StorageFullError
 from zencache.hashing import digest_bytes
-from zencache.storage.index import DATABASES, FORMAT, Index, Update, View
+from zencache.storage.index import DATABASES, FORMAT, MAP_SIZE, Index, Update, View
 from zencache.storage.records import (
     ArtifactRecord,
     EnvRecord,
@@ -119,8 +121,8 @@ def test_records_round_trip_through_the_index(index: Index) -> None:
     assert index.get_env(env.env_id) == env
     assert index.latest_key("pkg.mod:training", "trainer") == step.key
     assert list(index.iter_steps()) == [step]
-    assert list(index.iter_artifacts()) == [artifact]
-    assert list(index.iter_runs()) == [run]
+    assert [ArtifactRecord.decode(v) for _, v in index.items("artifacts")] == [artifact]
+    assert [RunRecord.decode(v) for _, v in index.items("runs")] == [run]
 
     got = index.get_artifact(artifact.content_id)
     assert got is not None
@@ -264,28 +266,52 @@ def test_last_is_the_greatest_key(index: Index) -> None:
     assert RunRecord.decode(last[1]).run_id == "20240103T000000-c"
 
 
-# --- the map grows by itself ----------------------------------------------------------------
+# --- the map: opened once, large; the file grows as written ----------------------------------
 
 
-def test_a_tiny_map_grows_and_nothing_is_lost(tmp_path: Path) -> None:
-    index = Index(tmp_path / "index.lmdb", map_size=64 * 1024)
+def test_the_map_is_opened_once_at_full_size_and_the_file_grows_as_written(
+    tmp_path: Path,
+) -> None:
+    index = Index(tmp_path / "index.lmdb")
     try:
+        assert index.env.info()["map_size"] == MAP_SIZE
+        assert (tmp_path / "index.lmdb" / "data.mdb").stat().st_size < 1 << 20
         values = {f"k{i:04d}".encode(): os.urandom(40_000) for i in range(100)}  # 4 MB
         for key, value in values.items():
             index.write([("artifacts", key, value)])
-        index.write([("runs", b"one-big-value", b"x" * 3_000_000)])  # > the map, in one put
-        assert index.env.info()["map_size"] > 64 * 1024
+        index.write([("runs", b"one-big-value", b"x" * 3_000_000)])
+        assert index.env.info()["map_size"] == MAP_SIZE  # never resized
+        size = (tmp_path / "index.lmdb" / "data.mdb").stat().st_size
+        assert 7_000_000 < size < 64 << 20
         assert dict(index.items("artifacts")) == values
-        assert index.get("runs", b"one-big-value") == b"x" * 3_000_000
     finally:
         index.close()
+
+
+def test_a_full_map_is_one_line_and_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "index.lmdb"
+    index = Index(path, map_size=64 * 1024)
+    written = {}
+    try:
+        with pytest.raises(StorageFullError) as info:
+            for i in range(100):
+                key = f"k{i:04d}".encode()
+                index.write([("artifacts", key, bytes([i]) * 5_000)])
+                written[key] = bytes([i]) * 5_000
+        assert str(path) in str(info.value) and "ulimit" in str(info.value)
+        assert dict(index.items("artifacts")) == written  # the failed one aborted alone
+    finally:
+        index.close()
+    with contextlib.closing(Index(path)) as reopened:  # the full map: goes on
+        reopened.write([("artifacts", b"after", os.urandom(500_000))])
+        assert len(reopened.items("artifacts")) == len(written) + 1
 
 
 _GROWER = """
 import os, sys
 from zencache.storage.index import Index
 
-index = Index(sys.argv[1], map_size=64 * 1024)
+index = Index(sys.argv[1])
 for i in range(100):
     index.write([("artifacts", b"child-%04d" % i, bytes([i % 256]) * 50_000)])
 index.close()
@@ -293,29 +319,11 @@ print("ok")
 """
 
 
-def test_a_map_grown_by_another_process_is_adopted(tmp_path: Path, python) -> None:
-    path = tmp_path / "index.lmdb"
-    index = Index(path, map_size=64 * 1024)
-    try:
-        index.write([("latest", b"parent-before", b"1")])
-        done = python.run(_GROWER, str(path))
-        assert done.returncode == 0, done.stderr
-
-        # Reads see the child's data beyond our (stale) map size...
-        assert index.count("artifacts") == 100
-        assert index.get("artifacts", b"child-0099") == bytes([99]) * 50_000
-        step = step_record(cid("k"))
-        assert index.step_output_ids(step.key) is None
-        # ...and writes carry on in the bigger map.
-        index.write([("steps", step.key.encode(), step.encode())])
-        index.write([("latest", b"parent-after", os.urandom(200_000))])
-        assert index.step_output_ids(step.key) == step.output_ids
-        assert index.get("latest", b"parent-before") == b"1"
-    finally:
-        index.close()
-
-
-def test_the_hit_path_adopts_a_grown_map(tmp_path: Path, python) -> None:
+@pytest.mark.parametrize("hit_path", [False, True])
+def test_a_map_another_process_outgrew_is_one_line(tmp_path: Path, python, hit_path) -> None:
+    """Only a process that mapped less than MAP_SIZE (an address-space limit) can meet
+    an index another process wrote past its map: one line, nothing lost, and the
+    next process (with the full map) reads everything."""
     path = tmp_path / "index.lmdb"
     step = step_record(cid("k"))
     index = Index(path, map_size=64 * 1024)
@@ -323,9 +331,36 @@ def test_the_hit_path_adopts_a_grown_map(tmp_path: Path, python) -> None:
         index.write([("steps", step.key.encode(), step.encode())])
         done = python.run(_GROWER, str(path))
         assert done.returncode == 0, done.stderr
-        assert index.step_output_ids(step.key) == step.output_ids  # first touch after growth
+        with pytest.raises(StorageFullError, match="ulimit"):
+            if hit_path:
+                index.step_output_ids(step.key)
+            else:
+                index.count("artifacts")
     finally:
         index.close()
+    with contextlib.closing(Index(path)) as reopened:
+        assert reopened.count("artifacts") == 100
+        assert reopened.step_output_ids(step.key) == step.output_ids
+
+
+_LIMITED = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+from zencache.storage.index import Index
+
+index = Index(sys.argv[1])
+index.write([("latest", b"under-a-limit", b"1")])
+print(json.dumps({"map_size": index.env.info()["map_size"]}))
+"""
+
+
+def test_an_address_space_limit_opens_a_smaller_map(tmp_path: Path, python) -> None:
+    done = python.run(_LIMITED, str(tmp_path / "index.lmdb"))
+    assert done.returncode == 0, done.stderr
+    mapped = json.loads(done.stdout)["map_size"]
+    assert 64 << 20 <= mapped < 4 << 30
+    with contextlib.closing(Index(tmp_path / "index.lmdb")) as index:
+        assert index.get("latest", b"under-a-limit") == b"1"
 
 
 # --- format version, damaged and foreign files ------------------------------------------------
@@ -396,7 +431,7 @@ from zencache.storage.index import Index
 from zencache.storage.records import decode_output_ids
 
 path, go, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
-index = Index(path, map_size=64 * 1024)  # tiny: every process grows it, concurrently
+index = Index(path)
 while not os.path.exists(go):
     time.sleep(0.001)
 for i in range(150):

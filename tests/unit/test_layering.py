@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"storage.index_check"},
     {
         "storage.index",
-        "storage.lease_table",
+        "storage.lease_slots",
         "storage.records",
         "storage.cache",
         "storage.protocols",
@@ -181,10 +181,9 @@ def test_the_walker_sees_deferred_and_type_only_imports(tmp_path: Path) -> None:
 
 
 def test_only_the_storage_layer_touches_lmdb() -> None:
-    """LMDB transactions stay behind the index's methods (and the lease table's)."""
+    """LMDB transactions stay behind the index's methods."""
     allowed = {
         "storage.index",
-        "storage.lease_table",
         # Reads a possibly damaged file in child processes (a SIGBUS or an LMDB abort
         # there must not take the caller down) and salvages it entry by entry, below
         # any Index: its own `import lmdb` only locates the package for those children.

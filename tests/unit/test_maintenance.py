@@ -19,6 +19,7 @@ from zencache import Cache, pipeline, step
 from zencache import maintenance as m
 from zencache.core.runs import Run
 from zencache.errors import CacheError, UsageError
+from zencache.storage.records import ArtifactRecord
 
 # 2000 float64 = 16 000 bytes: above the inline limit, one chunk per array.
 N = 2000
@@ -84,14 +85,14 @@ def test_stats_numbers_add_up(cache: Cache) -> None:
     garbage = cache.store.put(b"g" * 5000)
     s = m.stats(cache)
 
-    artifacts = list(cache.index.iter_artifacts())
+    artifacts = [ArtifactRecord.decode(v) for _, v in cache.index.items("artifacts")]
     files = list(cache.store.iter_objects())
     assert (s.step_entries, s.runs, s.artifacts) == (5, 3, len(artifacts))
     assert s.objects == len(files) and s.object_bytes == sum(size for _, size in files)
     assert s.objects == s.referenced_objects + s.unreferenced_objects
     assert s.object_bytes == s.referenced_object_bytes + s.unreferenced_object_bytes
     assert s.unreferenced_objects == 1
-    assert s.unreferenced_object_bytes == cache.store.size_of(garbage)
+    assert s.unreferenced_object_bytes == cache.store.path(garbage).stat().st_size
     assert s.logical_bytes == sum(a.size for a in artifacts)
     assert s.stored_bytes == s.referenced_object_bytes + s.inline_bytes
     assert s.dedupe_ratio == pytest.approx(s.logical_bytes / s.stored_bytes, rel=1e-3)

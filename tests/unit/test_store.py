@@ -45,10 +45,7 @@ def test_put_get_round_trip_of_any_bytes(store: ObjectStore, data: bytes) -> Non
     assert object_id == digest_bytes(data)
     assert store.contains(object_id)
     assert store.get(object_id) == data
-    assert bytes(store.map(object_id)) == data
-    buffer = bytearray(len(data))
-    store.get_into(object_id, memoryview(buffer))
-    assert buffer == data
+    assert bytes(store.map_blob(Blob(len(data), (object_id,)))) == data
     store.verify(object_id)
 
 
@@ -103,7 +100,7 @@ def test_objects_live_in_two_character_shards(store: ObjectStore) -> None:
 def test_empty_bytes(store: ObjectStore) -> None:
     object_id = store.put(b"")
     assert store.get(object_id) == b""
-    assert bytes(store.map(object_id)) == b""
+    assert bytes(store.map_blob(Blob(0, (object_id,)))) == b""
     blob = store.put_blob(b"")
     assert blob == Blob(0, (object_id,))
     assert store.read_blob(blob) == b""
@@ -117,13 +114,9 @@ def test_large_blob_is_split_into_chunks(store: ObjectStore) -> None:
     blob = store.put_blob(data)
     assert blob.size == len(data)
     assert len(blob.chunks) == 4
-    assert [store.size_of(c) for c in blob.chunks] == [CHUNK_SIZE] * 3 + [123]
+    assert [store.path(c).stat().st_size for c in blob.chunks] == [CHUNK_SIZE] * 3 + [123]
     assert store.read_blob(blob) == data
-    buffer = bytearray(len(data))
-    store.read_blob_into(blob, memoryview(buffer))
-    assert buffer == data
-    with pytest.raises(ValueError, match="buffer"):
-        store.read_blob_into(blob, memoryview(bytearray(len(data) - 1)))
+    assert bytes(store.map_blob(blob)) == data
 
 
 @pytest.mark.parametrize("chunk_size", [CHUNK_SIZE, 4096])
@@ -159,8 +152,8 @@ def test_flipped_byte_is_detected_by_every_read(store: ObjectStore, flip_byte) -
     flip_byte(store.path(object_id), 1234)
     reads = {
         "get": lambda: store.get(object_id),
-        "get_into": lambda: store.get_into(object_id, memoryview(bytearray(len(data)))),
-        "map": lambda: store.map(object_id),
+        "read_blob": lambda: store.read_blob(Blob(len(data), (object_id,))),
+        "map_blob": lambda: store.map_blob(Blob(len(data), (object_id,))),
         "verify": lambda: store.verify(object_id),
     }
     for name, read in reads.items():
@@ -193,8 +186,7 @@ def test_wrong_size_on_disk_is_corrupt(store: ObjectStore, new_size: int) -> Non
     os.truncate(path, new_size)
     for read in (
         lambda: store.get(object_id),
-        lambda: store.get_into(object_id, memoryview(bytearray(len(data)))),
-        lambda: store.map(object_id),
+        lambda: store.map_blob(Blob(len(data), (object_id,))),
         lambda: store.read_blob(Blob(len(data), (object_id,))),
     ):
         with pytest.raises(CorruptObjectError, match=object_id):
@@ -207,7 +199,7 @@ def test_an_emptied_object_is_corrupt_for_map(store: ObjectStore) -> None:
     os.chmod(store.path(object_id), 0o644)
     os.truncate(store.path(object_id), 0)
     with pytest.raises(CorruptObjectError, match=object_id):
-        store.map(object_id)
+        store.map_blob(Blob(len(b"not empty"), (object_id,)))
 
 
 def test_deleted_object_is_missing(store: ObjectStore) -> None:
@@ -217,8 +209,7 @@ def test_deleted_object_is_missing(store: ObjectStore) -> None:
     assert not store.contains(object_id)
     for read in (
         lambda: store.get(object_id),
-        lambda: store.get_into(object_id, memoryview(bytearray(9))),
-        lambda: store.map(object_id),
+        lambda: store.map_blob(Blob(9, (object_id,))),
         lambda: store.verify(object_id),
         lambda: store.read_blob(Blob(9, (object_id,))),
     ):
@@ -303,7 +294,7 @@ def test_successful_writes_leave_no_temporary_files(tmp_path: Path) -> None:
         store.put_blob(pseudo_random(2000, seed=i))
     assert list(store.iter_temporary()) == []
     for object_id, size in store.iter_objects():
-        assert size == store.size_of(object_id)
+        assert size == store.path(object_id).stat().st_size
         store.verify(object_id)
 
 

@@ -21,11 +21,12 @@ from .app import cache_from, cache_group, main, remote_options, settings_from
 from .cache_commands import echo_json
 from .durations import human_duration
 from .external import external_lines
-from .progress import Progress
 
 if TYPE_CHECKING:
-    from ..core.runs import Run, StepEvent
+    from ..core.runs import Run
+    from ..executors.events import CacheEvent
     from ..inspection.status import Explanation, StepStatus
+    from .progress import Progress
     from .target import Target
 
 _PARAM_HELP = "A pipeline parameter; VALUE is JSON where it parses (0.01, true, [1,2]), else text."
@@ -110,6 +111,7 @@ def run_command(
     """
     from ..executors import make_executor, run_pipeline
     from ..storage.cache import Cache
+    from .progress import Progress
 
     settings = settings_from(ctx)
     executor = executor or settings.executor
@@ -122,7 +124,7 @@ def run_command(
         settings.cache_dir, remote=given.get("remote"), remote_mode=given.get("remote_mode")
     )
     tty = not as_json and sys.stderr.isatty()
-    progress = Progress(loaded.instance.trace(), tty, parallel=executor != "local")
+    progress = Progress(loaded.instance.trace(), tty)
     started = time.perf_counter()
     try:
         run = run_pipeline(
@@ -130,7 +132,7 @@ def run_command(
             executor=chosen,
             cache=cache,
             force=no_cache,
-            progress=progress,
+            listeners=[progress],
             target=target,
         )
     except (KeyboardInterrupt, click.exceptions.Exit):
@@ -138,14 +140,14 @@ def run_command(
         raise
     except Exception as exc:
         progress.close()
-        if progress.events:
-            record = _failed_record(cache, loaded.instance.name, progress.events)
+        steps = progress.steps()
+        if steps:
             if as_json:
                 took = time.perf_counter() - started
-                echo_json(_failed_json(record, loaded, progress.events, took))
+                echo_json(_failed_json(progress, loaded, took))
             else:
-                _echo_table(_failed_rows(record, progress.events))
-        failed = [e.name for e in progress.events if e.status == "failed"]
+                _echo_table(_rows(steps))
+        failed = [e.step for e in steps if e.status == "failed"]
         if failed and not isinstance(exc, ZencacheError):
             # A user materializer (or other user code around the step) raised: still
             # the step's failure, not zencache's internal error.
@@ -154,12 +156,13 @@ def run_command(
     progress.close()
     elapsed = time.perf_counter() - started
     if as_json:
-        echo_json(_run_json(run, loaded, elapsed))
+        echo_json(_run_json(run, progress, loaded, elapsed))
         return
-    _echo_table(_run_rows(run))
+    _echo_table(_rows(progress.steps()))
     counts: dict[str, int] = {}
-    for step in run.steps.values():
-        counts[step.status] = counts.get(step.status, 0) + 1
+    for event in progress.steps():
+        status = event.status or ""
+        counts[status] = counts.get(status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     click.echo(
         f"\nrun {run.run_id}: {run.status} ({summary}) in {human_duration(elapsed, precise=True)}"
@@ -169,7 +172,7 @@ def run_command(
         click.echo(f"output: {shown}")
 
 
-def _run_json(run: Run, loaded: Target, elapsed: float) -> dict[str, Any]:
+def _run_json(run: Run, progress: Progress, loaded: Target, elapsed: float) -> dict[str, Any]:
     """The documented shape of `run --json`."""
     return {
         "run_id": run.run_id,
@@ -177,37 +180,31 @@ def _run_json(run: Run, loaded: Target, elapsed: float) -> dict[str, Any]:
         "target": loaded.text,
         "status": run.status,
         "duration": elapsed,
-        "steps": [
-            {"step": name, "status": s.status, "duration": s.duration, "key": s.key or None}
-            for name, s in run.steps.items()
-        ],
+        "steps": _json_steps(progress.steps()),
         "output": _json_output(run),
     }
 
 
-def _failed_json(
-    record: Any, loaded: Target, events: Sequence[StepEvent], elapsed: float
-) -> dict[str, Any]:
-    """`run --json` of a run that raised: its record's steps, else what progress saw."""
-    if record is not None:
-        steps = [
-            {"step": s.name, "status": s.status, "duration": s.duration, "key": s.key or None}
-            for s in record.steps
-        ]
-    else:
-        steps = [
-            {"step": e.name, "status": e.status, "duration": e.duration, "key": None}
-            for e in events
-        ]
+def _failed_json(progress: Progress, loaded: Target, elapsed: float) -> dict[str, Any]:
+    """`run --json` of a run that raised: the steps its events settled; its id when
+    the run record was written (it is, for failed steps, before the error is raised)."""
+    ended = progress.run_ended
     return {
-        "run_id": record.run_id if record is not None else None,
+        "run_id": ended.run_id if ended is not None and ended.recorded else None,
         "pipeline": loaded.instance.name,
         "target": loaded.text,
-        "status": record.status if record is not None else "failed",
+        "status": ended.status if ended is not None else "failed",
         "duration": elapsed,
-        "steps": steps,
+        "steps": _json_steps(progress.steps()),
         "output": None,
     }
+
+
+def _json_steps(steps: Sequence[CacheEvent]) -> list[dict[str, Any]]:
+    return [
+        {"step": e.step, "status": e.status, "duration": e.duration, "key": e.key or None}
+        for e in steps
+    ]
 
 
 def _json_output(run: Run) -> Any:
@@ -222,46 +219,19 @@ def _json_output(run: Run) -> Any:
     return value
 
 
-def _run_rows(run: Run) -> list[tuple[str, ...]]:
+def _rows(steps: Sequence[CacheEvent]) -> list[tuple[str, ...]]:
+    """The run table, from each step's last outcome."""
+    from .progress import status_label
+
     return [
-        (
-            name,
-            _status_label(step.status, step.source),
-            human_duration(step.duration, precise=True),
-            step.key[:12] or "-",
-        )
-        for name, step in run.steps.items()
+        (e.step, status_label(e), human_duration(e.duration, precise=True), e.key[:12] or "-")
+        for e in steps
     ]
 
 
 def _status_label(status: str, source: str) -> str:
     """`cached (remote)` for a hit another machine computed."""
     return f"{status} (remote)" if status == "cached" and source == "remote" else status
-
-
-def _failed_record(cache: Any, pipeline: str, events: Sequence[StepEvent]) -> Any:
-    """The run record of a run that raised (written before the error was raised), when
-    the newest one is ours; else None."""
-    newest = cache.index.last("runs")
-    if newest is None:
-        return None
-    from ..storage.records import RunRecord
-
-    record = RunRecord.decode(newest[1])
-    seen = [(s.name, s.status) for s in record.steps]
-    if record.pipeline == pipeline and seen == [(e.name, e.status) for e in events]:
-        return record
-    return None
-
-
-def _failed_rows(record: Any, events: Sequence[StepEvent]) -> list[tuple[str, ...]]:
-    """The table of a run that raised: from its record, else from the progress events."""
-    if record is not None:
-        return [
-            (s.name, s.status, human_duration(s.duration, precise=True), s.key[:12] or "-")
-            for s in record.steps
-        ]
-    return [(e.name, e.status, human_duration(e.duration, precise=True), "-") for e in events]
 
 
 def _echo_table(rows: list[tuple[str, ...]]) -> None:

@@ -1,8 +1,11 @@
-"""The live progress line of `zencache run`.
+"""The live progress line of `zencache run`, and what its run table is made of.
 
-On a terminal: one line on stderr, redrawn by a ticker thread with the steps done,
-the time elapsed and the step running now; the user's prints take it down first.
-Elsewhere: one plain line per finished step. Imports click and durations.
+A listener of the run's event stream (executors/events.py). On a terminal: one
+line on stderr, redrawn by a ticker thread with the steps done, the time elapsed
+and the steps executing now; the user's prints take it down first. Elsewhere: one
+plain line per finished step. It keeps each step's last outcome, from which
+pipeline_commands renders the table and `--json`. Imports click, durations and
+the event records.
 """
 
 from __future__ import annotations
@@ -16,30 +19,32 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..executors.events import CacheEvent, Event, EventKind, RunEnded, RunStarted
 from .durations import human_duration
 
 if TYPE_CHECKING:
     from ..core.dag import Dag
-    from ..core.runs import StepEvent
 
 
 class Progress:
-    """The run's progress callback: a live line on a TTY, else one plain line per step.
+    """The run's event listener: a live line on a TTY, else one plain line per step.
 
-    The live line shows the steps done, the time elapsed and the step running now,
-    redrawn by a ticker thread. While it is up, sys.stdout and sys.stderr (when they
+    The live line shows the steps done, the time elapsed and the steps executing now
+    (those whose MISS came and whose outcome has not), redrawn by a ticker thread. While it is up, sys.stdout and sys.stderr (when they
     are the terminal) are wrapped so that a step's prints clear the line first and
     start on a fresh one, instead of sticking to it.
     """
 
     _TICK = 0.1  # seconds between redraws of the elapsed time
 
-    def __init__(self, dag: Dag, tty: bool, *, parallel: bool = False) -> None:
+    def __init__(self, dag: Dag, tty: bool) -> None:
         self.order = list(dag.invocations)
-        self.upstream = {name: inv.upstream for name, inv in dag.invocations.items()}
-        self.parallel = parallel
         self.tty = tty
-        self.events: list[StepEvent] = []
+        self.run_started: RunStarted | None = None
+        self.run_ended: RunEnded | None = None
+        # Each settled step's last outcome (a recomputed hit's replaces its HIT), by step.
+        self.outcomes: dict[str, CacheEvent] = {}
+        self.executing: dict[str, None] = {}  # steps executing now, in the order they began
         self.finished: set[str] = set()
         self.started = time.perf_counter()
         self._lock = threading.RLock()
@@ -69,28 +74,46 @@ class Progress:
             )
             self._ticker.start()
 
-    def __call__(self, event: StepEvent) -> None:
+    def __call__(self, event: Event) -> None:
         with self._lock:
-            self.events.append(event)
-            self.finished.add(event.name)
-            took = human_duration(event.duration, precise=True)
-            if not self.tty:
-                click.echo(
-                    f"[{event.done}/{event.total}] {event.name} {event.status} ({took})", err=True
-                )
-                return
-            self._last = f"{event.name} {event.status} ({took})"
-            self._redraw()
+            if isinstance(event, CacheEvent):
+                self._step(event)
+            elif isinstance(event, RunStarted):
+                self.run_started = event
+                self.order = list(event.steps)
+            elif isinstance(event, RunEnded):
+                self.run_ended = event
+
+    def _step(self, event: CacheEvent) -> None:
+        kind, name = event.kind, event.step
+        if kind is EventKind.MISS:
+            self.executing[name] = None
+            if self.tty:
+                self._redraw()
+            return
+        self.executing.pop(name, None)
+        self.outcomes[name] = event
+        if kind is EventKind.INTERRUPTED:
+            return  # the run is ending: the CLI says so
+        self.finished.add(name)
+        took = human_duration(event.duration, precise=True)
+        what = f"{name} {status_label(event)} ({took})"
+        if kind is EventKind.CORRUPT_RECOMPUTED:
+            damaged = f" {event.damaged[:12]}" if event.damaged else ""
+            what = f"{name} recomputed ({took}): its stored output{damaged} was missing or damaged"
+        if not self.tty:
+            click.echo(f"[{len(self.finished)}/{len(self.order)}] {what}", err=True)
+            return
+        self._last = what
+        self._redraw()
 
     def running(self) -> list[str]:
-        """The steps running now: the local executor runs the first unfinished step (in
-        topological order); a parallel one, those whose upstream steps all finished."""
-        ready = [
-            name
-            for name in self.order
-            if name not in self.finished and all(u in self.finished for u in self.upstream[name])
-        ]
-        return ready if self.parallel else ready[:1]
+        """The steps executing now: those whose MISS came and whose outcome has not."""
+        return list(self.executing)
+
+    def steps(self) -> list[CacheEvent]:
+        """Each settled step's last outcome, in the run's step order: the run table."""
+        return [self.outcomes[name] for name in self.order if name in self.outcomes]
 
     def line(self) -> str:
         done = len(self.finished)
@@ -140,6 +163,12 @@ class Progress:
                 self._terminal.write("\n")
                 self._line_open = False
             self.clear()
+
+
+def status_label(event: CacheEvent) -> str:
+    """`cached (remote)` for a hit another machine computed."""
+    status = event.status or ""
+    return f"{status} (remote)" if event.kind is EventKind.REMOTE_HIT else status
 
 
 class _ClearingStream:

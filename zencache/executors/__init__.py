@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import warnings
+from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from ..inputs.trees import StatMemo
 from ..storage.cache import Cache
 from . import hooks as hook_registry
 from .base import Executor
+from .events import Listener
 from .remote_tier import RemoteTier
 from .runner import Progress, Runner
 from .skipping import InspectionStop, SkippedRun, runs_skipped, skip_run
@@ -100,12 +102,15 @@ def run_pipeline(
     settings: Settings | None = None,
     remote: str | None = None,
     remote_mode: str | None = None,
+    listeners: Sequence[Listener] = (),
 ) -> Run:
     """Trace, plan and execute a pipeline instance; an interrupted run keeps what it committed.
 
     `hooks`: hook objects or names for this run, called after the installed and the
     project's hooks (hooks.py); `strict_hooks`: a hook that raises fails the run.
-    `settings`: the project's, when the caller read them already (read once per run)."""
+    `settings`: the project's, when the caller read them already (read once per run).
+    `listeners`: callables told the run's events (events.py), after the hooks, before
+    `progress`."""
     skipped = skip_run(instance.name)
     if skipped is not None:  # the module calling run() is only being imported
         return skipped  # type: ignore[return-value]
@@ -139,6 +144,7 @@ def run_pipeline(
         hooks=found,
         executor=chosen.name or type(chosen).__qualname__,
         remote=tier,
+        listeners=listeners,
     )
     try:
         runner.run_started()

@@ -10,8 +10,9 @@ commit syncs, the next batch gathers: one fsync per batch, not per step.
 
 The crash guarantee: records are committed in the order their steps finished,
 each batch atomically, within one commit's time of being queued (longer only
-while the driver holds the GIL in pure-Python code, or the map must grow: see
-`service`). A kill -9 loses at most the queued records (those steps run again,
+while the driver holds the GIL in pure-Python code). The index's map never
+resizes (index.py), so this thread commits beside the driver's reads with no
+handshake. A kill -9 loses at most the queued records (those steps run again,
 finding their objects already stored) and never damages or loses a committed
 entry. `drain` waits for everything queued; a run returns only after it.
 """
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..storage.index import Index, Op, RemapNeeded
+from ..storage.index import Index, Op
 
 # An idle committer thread ends after this long; the next record starts another.
 _IDLE_SECONDS = 1.0
@@ -36,7 +37,6 @@ class Committer:
         self._committed = committed
         self._cond = threading.Condition()
         self._queue: list[tuple[list[Op], Any]] = []  # (ops, the submitter's token)
-        self._remap: RemapNeeded | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._idle = False  # the thread waits for work: only then is a wake-up needed
@@ -53,26 +53,11 @@ class Committer:
                 self._cond.notify_all()
 
     def check(self) -> None:
-        """Between steps, in the driver: resize the map if a commit needs it, and
-        raise a commit's failure (a full disk, a damaged index) so the run stops."""
-        if self._remap is not None:
-            self.service()
+        """Between steps, in the driver: raise a commit's failure (a full disk, a
+        damaged index) so the run stops."""
         if self._error is not None:
             error, self._error = self._error, None
             raise error
-
-    def service(self) -> None:
-        """Resize the map for the waiting commit. Only the driver may: it holds no
-        transaction here, and resizing under another thread's reader would move
-        the map from under it."""
-        with self._cond:
-            need = self._remap
-        if need is None:
-            return
-        self.index.remap(need)
-        with self._cond:
-            self._remap = None
-            self._cond.notify_all()
 
     def drain(self) -> None:
         """Wait until everything submitted is committed or has failed (a failed batch's
@@ -80,20 +65,13 @@ class Committer:
         a commit's failure."""
         with self._cond:
             while self._queue:
-                if self._remap is not None:
-                    self._cond.release()
-                    try:
-                        self.service()
-                    finally:
-                        self._cond.acquire()
-                    continue
                 self._cond.wait()
         self.check()
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue or self._remap is not None:
+                while not self._queue:
                     self._idle = True
                     woken = self._cond.wait(_IDLE_SECONDS)
                     self._idle = False
@@ -103,13 +81,7 @@ class Committer:
                 batch = list(self._queue)
             ops = [op for item_ops, _ in batch for op in item_ops]
             try:
-                with self.index.remap_guard:
-                    self.index.write(ops, remap=False)
-            except RemapNeeded as need:
-                with self._cond:
-                    self._remap = need
-                    self._cond.notify_all()
-                continue
+                self.index.write(ops)
             except BaseException as exc:  # reported to the driver by check/drain
                 self._finish(batch, exc)
                 continue

@@ -17,8 +17,11 @@ goes on, its cache entries committed as always; with `strict_hooks=True` the run
 raises HookError instead (at once when `on_run_start` fails, else at its end,
 after every entry and the run record are written).
 
-Imports config, errors and the distribution scan (entry points read as text,
-memoized per process and sys.path, so a run pays a few stats for them).
+`HookDispatch` is how a run calls them: a listener of the run's event stream
+(events.py), which it turns into hook calls, each inside the step's context.
+Imports config, errors, the step context, the events and the distribution scan
+(entry points read as text, memoized per process and sys.path, so a run pays a
+few stats for them).
 """
 
 from __future__ import annotations
@@ -30,10 +33,15 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..core.context import StepLog, activated
 from ..errors import HookError, HookFailedWarning, UsageError
 from ..fingerprint.distributions import installed
+from .events import CacheEvent, Event, EventKind, RunEnded, RunStarted
+
+if TYPE_CHECKING:
+    from .runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +297,155 @@ class Hooks:
         if self._deferred is not None:
             deferred, self._deferred = self._deferred, None
             raise deferred
+
+
+# --- dispatching the run's events ------------------------------------------------------------
+
+_ENDS = (
+    EventKind.HIT,
+    EventKind.REMOTE_HIT,
+    EventKind.STORED,
+    EventKind.FAILED,
+    EventKind.SKIPPED,
+)
+
+
+class HookDispatch:
+    """The run's events as hook calls: RunStarted -> on_run_start; a MISS ->
+    on_step_start (cached=False); a hit -> on_step_start (cached=True), then
+    on_step_end; STORED, FAILED, SKIPPED -> on_step_end; RunEnded -> on_run_end.
+    An interrupted step and a recomputed one call nothing (the four methods keep
+    their meaning). What the events do not carry (a step's parameters, metrics,
+    context) it reads from the runner."""
+
+    def __init__(self, hooks: Hooks, runner: Runner) -> None:
+        self.hooks = hooks
+        self.runner = runner
+        self._replayed: dict[str, tuple[StepLog, str]] = {}  # cached step -> its log, producer
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, CacheEvent):
+            kind = event.kind
+            if kind is EventKind.MISS:
+                self._step_started(event, cached=False)
+            elif kind in _ENDS:
+                if event.source:
+                    self._step_started(event, cached=True)
+                self._step_ended(event)
+        elif isinstance(event, RunStarted):
+            self._run_started(event)
+        elif isinstance(event, RunEnded):
+            self._run_ended(event)
+
+    def _run_started(self, event: RunStarted) -> None:
+        if self.hooks.wants("on_run_start"):
+            self.hooks.call(
+                "on_run_start",
+                run_id=event.run_id,
+                pipeline=event.pipeline,
+                params=dict(event.params),
+                steps=list(event.steps),
+                executor=event.executor,
+                cache_dir=event.cache_dir,
+                target=event.target,
+                started=event.started,
+            )
+
+    def _step_started(self, event: CacheEvent, *, cached: bool) -> None:
+        if not self.hooks.wants("on_step_start"):
+            return
+        runner = self.runner
+        ps = runner.planned[event.step]
+        status = "replayed" if cached else "executing"
+        with activated(runner.step_context(ps, event.key, status)):
+            self.hooks.call(
+                "on_step_start",
+                run_id=runner.run_id,
+                pipeline=runner.dag.pipeline,
+                step=event.step,
+                step_identity=ps.step.identity,
+                key=event.key,
+                params=dict(ps.invocation.params),
+                cached=cached,
+                source=event.source or None,
+                upstream=list(ps.invocation.upstream),
+            )
+
+    def _step_ended(self, event: CacheEvent) -> None:
+        if not self.hooks.wants("on_step_end"):
+            return
+        runner = self.runner
+        ps = runner.planned[event.step]
+        status = event.status
+        cached = status == "cached"
+        produced_by = runner.run_id if status == "executed" else ""
+        logged = runner.logs.get(event.step) if status == "executed" else None
+        if cached:
+            logged, produced_by = self.replayed_log(event.key)
+            self._replayed[event.step] = (logged, produced_by)
+        logged = logged or StepLog()
+        context = runner.step_context(ps, event.key, "replayed" if cached else "executing")
+        context.log = logged
+        with activated(context):
+            self.hooks.call(
+                "on_step_end",
+                run_id=runner.run_id,
+                pipeline=runner.dag.pipeline,
+                step=event.step,
+                step_identity=ps.step.identity,
+                status=status,
+                source=event.source or None,
+                key=event.key,
+                duration=event.duration,
+                params=dict(ps.invocation.params),
+                metrics=dict(logged.metrics),
+                metric_history={n: list(p) for n, p in logged.series().items()},
+                metadata=dict(logged.metadata),
+                outputs=dict(event.outputs),
+                error=event.error
+                or (runner.results[event.step].error if status == "skipped" else ""),
+                produced_by=produced_by,
+            )
+
+    def replayed_log(self, key: str) -> tuple[StepLog, str]:
+        """What the execution behind a cache entry logged, and the run that executed it."""
+        runner = self.runner
+        known = runner.logs_by_key.get(key)
+        if known is not None:
+            return known, runner.run_id
+        try:
+            record = runner.index.get_step(key)
+        except Exception as exc:  # a damaged entry: the hit stands, its metrics are lost
+            log.warning("cannot read the entry of step key %s for its metrics: %s", key, exc)
+            record = None
+        if record is None:
+            return StepLog(), ""
+        found = StepLog.from_json(
+            {
+                "metrics": record.metrics,
+                "history": record.metric_history,
+                "metadata": record.metadata,
+            }
+        )
+        return found, record.run_id
+
+    def _run_ended(self, event: RunEnded) -> None:
+        if not self.hooks.wants("on_run_end"):
+            return
+        metrics = {name: dict(sl.metrics) for name, sl in self.runner.logs.items() if sl.metrics}
+        for name, (replayed, _) in self._replayed.items():
+            if replayed.metrics:
+                metrics[name] = dict(replayed.metrics)
+        self.hooks.call(
+            "on_run_end",
+            run_id=event.run_id,
+            pipeline=event.pipeline,
+            status=event.status,
+            duration=event.duration,
+            steps=dict(event.steps),
+            metrics=metrics,
+            run=event.run,
+        )
 
 
 def collect(

@@ -5,7 +5,7 @@ must, and keeps what happened. One name per act:
 
     decide          skip, hit or miss: a key and one index lookup, no data loaded
     settle_*        a step's outcome (cached, executed, failed, skipped, interrupted)
-                    goes into `results` and to the progress display
+                    goes into `results` and, as a CacheEvent, to the run's listeners
     load_inputs     a miss's inputs: from memory when produced in this run, else from
                     the store; a damaged input re-executes its producer
     call            the step's function (execute.py, the core workers share)
@@ -20,6 +20,10 @@ must, and keeps what happened. One name per act:
 `decide`, `queue_entry` and the `settle_*` verbs stay in the driver (the only
 writer of the index); loading, calling and materializing also run in the workers
 of the parallel executors (worker.py), through the same core (execute.py).
+
+What happens is told to the run's listeners as one stream of records (events.py):
+the hooks (hooks.HookDispatch), the CLI's progress and run table, `run(progress=)`.
+With no listener (a plain run) no event is built.
 """
 
 from __future__ import annotations
@@ -28,11 +32,11 @@ import logging
 import secrets
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..core.context import StepContext, StepLog, activated
+from ..core.context import StepContext, StepLog
 from ..core.dag import ArtifactHandle, Dag
 from ..core.plan import PlannedStep
 from ..core.runs import Run, StepEvent
@@ -48,10 +52,12 @@ from ..storage.index import Op
 from ..storage.records import ArtifactRecord, StepRecord, StepRun
 from . import run_record
 from .committer import Committer
+from .events import CacheEvent, EventKind, Listener, RunEnded, RunStarted, StepProgress
 from .execute import DamagedInputs, call_step, materialize
 from .execute import load_inputs as load_stored_inputs
-from .hooks import Hooks
+from .hooks import HookDispatch, Hooks
 from .leases import HELD, Leases
+from .miss_reasons import miss_reasons
 from .remote_tier import RemoteTier
 from .unstable_params import UnstableParameterWarning, warn_unstable_params
 from .untracked import report_untracked
@@ -85,6 +91,7 @@ class Runner:
         hooks: Hooks | None = None,
         executor: str = "",
         remote: RemoteTier | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self.cache = cache
         self.remote = remote
@@ -96,7 +103,6 @@ class Runner:
         self.planned = {p.name: p for p in planned}
         self.params = params
         self.force = force
-        self.progress = progress
         self.target = target
         self.run_id = new_run_id()
         self.started = time.time()
@@ -123,12 +129,18 @@ class Runner:
         # What executed steps logged (zencache.log_metric, log_metadata): by step name
         # for the run record and hooks, by key for a later hit on the same key.
         self.logs: dict[str, StepLog] = {}
-        self._logs_by_key: dict[str, StepLog] = {}
-        # Hooks (hooks.py): None when the run has none, so that it pays nothing.
+        self.logs_by_key: dict[str, StepLog] = {}
         self.hooks = hooks or None
         self.executor_name = executor
-        self._replayed: dict[str, tuple[StepLog, str]] = {}  # cached step -> its log, producer
-        self._started: set[str] = set()  # steps whose on_step_start was called
+        # Who hears the run's events (events.py): the hooks first, then the caller's
+        # listeners, then `progress`; None when nobody listens, so that a plain run
+        # builds no event at all.
+        listening: list[Listener] = [] if self.hooks is None else [HookDispatch(self.hooks, self)]
+        listening.extend(listeners)
+        if progress is not None:
+            listening.append(StepProgress(progress))
+        self.listeners: tuple[Listener, ...] | None = tuple(listening) or None
+        self._executing: set[str] = set()  # steps whose MISS was emitted
         warn_unstable_params(planned)
         report_untracked(planned)
 
@@ -181,16 +193,18 @@ class Runner:
             "",
             source,
         )
-        if self.progress is None and self.hooks is None:  # the hit path of a plain run
+        if self.listeners is None:  # the hit path of a plain run
             self.results[name] = step_run
         else:
-            if self.hooks is not None:
-                self.step_started(ps, key, cached=True)
-            self._settle(step_run)
+            self._settle(step_run, EventKind.REMOTE_HIT if source else EventKind.HIT)
 
     def settle_skip(self, ps: PlannedStep, upstream: str) -> None:
         error = f"not run: upstream step {upstream!r} did not complete"
-        self._settle(StepRun(ps.name, ps.step.identity, "", "skipped", 0.0, {}, error))
+        self._settle(
+            StepRun(ps.name, ps.step.identity, "", "skipped", 0.0, {}, error),
+            EventKind.SKIPPED,
+            upstream,
+        )
 
     def settle_failure(
         self, ps: PlannedStep, key: str, exc: BaseException, started: float, text: str = ""
@@ -202,150 +216,84 @@ class Runner:
         self._settle(
             StepRun(
                 ps.name, ps.step.identity, key, "failed", time.perf_counter() - started, {}, text
-            )
+            ),
+            EventKind.FAILED,
         )
 
     def settle_executed(self, ps: PlannedStep, key: str, duration: float) -> None:
         self._settle(
-            StepRun(ps.name, ps.step.identity, key, "executed", duration, self.ids[ps.name])
+            StepRun(ps.name, ps.step.identity, key, "executed", duration, self.ids[ps.name]),
+            EventKind.STORED,
         )
 
     def settle_interrupted(self, ps: PlannedStep, key: str, started: float, why: str) -> None:
         """Ctrl-C (or SystemExit) while the step ran: the run record names the step it
-        stopped, not only those that finished. Not shown as progress: the run is ending."""
-        self.results[ps.name] = StepRun(
-            ps.name, ps.step.identity, key, "interrupted", time.perf_counter() - started, {}, why
+        stopped, not only those that finished. Hooks and progress ignore it: the run is ending."""
+        self._settle(
+            StepRun(
+                ps.name,
+                ps.step.identity,
+                key,
+                "interrupted",
+                time.perf_counter() - started,
+                {},
+                why,
+            ),
+            EventKind.INTERRUPTED,
         )
 
-    def _settle(self, step_run: StepRun) -> None:
+    def _settle(self, step_run: StepRun, kind: EventKind, upstream: str = "") -> None:
         self.results[step_run.name] = step_run
-        if self.hooks is not None:
-            self._step_ended(step_run)
-        if self.progress is not None:
-            self.progress(
-                StepEvent(
+        if self.listeners is not None:
+            failed = kind is EventKind.FAILED or kind is EventKind.INTERRUPTED
+            self.emit(
+                CacheEvent(
+                    kind,
                     step_run.name,
-                    step_run.status,
-                    len(self.results),
-                    len(self.planned),
+                    step_run.key,
                     step_run.duration,
+                    step_run.outputs,
+                    upstream=upstream,
+                    error=step_run.error if failed else "",
                 )
             )
 
-    # --- hooks (hooks.py): called in this process, whichever executor runs the steps ----------------
+    # --- events (events.py): emitted in this process, whichever executor runs the steps -----------
+
+    def emit(self, event: RunStarted | CacheEvent | RunEnded) -> None:
+        """Tell every listener, in order; a listener that raises stops the run (hooks
+        catch their own failures, save strict on_run_start's)."""
+        for listener in self.listeners or ():
+            listener(event)
 
     def run_started(self) -> None:
-        """on_run_start; with strict hooks, a failure here stops the run before any step."""
-        if self.hooks is None or not self.hooks.wants("on_run_start"):
+        """RunStarted (on_run_start); with strict hooks, a failure stops the run here."""
+        if self.listeners is None:
             return
-        self.hooks.call(
-            "on_run_start",
-            run_id=self.run_id,
-            pipeline=self.dag.pipeline,
-            params=dict(self.params),
-            steps=list(self.planned),
-            executor=self.executor_name,
-            cache_dir=str(self.cache.path),
-            target=self.target,
-            started=self.started,
-        )
-
-    def step_started(self, ps: PlannedStep, key: str, *, cached: bool) -> None:
-        hooks = self.hooks
-        if hooks is None or not hooks.wants("on_step_start") or ps.name in self._started:
-            return
-        self._started.add(ps.name)  # once, also for a step retried after a worker died
-        status = "replayed" if cached else "executing"
-        with activated(self.step_context(ps, key, status)):
-            hooks.call(
-                "on_step_start",
+        self.emit(
+            RunStarted(
                 run_id=self.run_id,
                 pipeline=self.dag.pipeline,
-                step=ps.name,
-                step_identity=ps.step.identity,
-                key=key,
-                params=dict(ps.invocation.params),
-                cached=cached,
-                source="local" if cached else None,
-                upstream=list(ps.invocation.upstream),
+                steps=tuple(self.planned),
+                params=dict(self.params),
+                executor=self.executor_name,
+                cache_dir=str(self.cache.path),
+                target=self.target,
+                started=self.started,
             )
+        )
 
-    def _step_ended(self, step_run: StepRun) -> None:
-        hooks = self.hooks
-        assert hooks is not None
-        if not hooks.wants("on_step_end"):
+    def executing(self, ps: PlannedStep, key: str) -> None:
+        """The step's MISS, with its reasons, as it starts executing: once per step, also
+        for a step sent to a worker again after its worker died."""
+        if self.listeners is None or ps.name in self._executing:
             return
-        ps = self.planned[step_run.name]
-        status = step_run.status
-        produced_by = self.run_id if status == "executed" else ""
-        logged = self.logs.get(step_run.name) if status == "executed" else None
-        if status == "cached":
-            logged, produced_by = self.replayed_log(step_run.key)
-            self._replayed[step_run.name] = (logged, produced_by)
-        logged = logged or StepLog()
-        context = self.step_context(
-            ps, step_run.key, "replayed" if status == "cached" else "executing"
+        self._executing.add(ps.name)
+        input_ids = {n: self.ids[h.invocation][h.output] for n, h in ps.invocation.inputs.items()}
+        reasons, previous = miss_reasons(
+            self.index, self.dag.pipeline, ps, key, input_ids, force=self.force
         )
-        context.log = logged
-        with activated(context):
-            hooks.call(
-                "on_step_end",
-                run_id=self.run_id,
-                pipeline=self.dag.pipeline,
-                step=step_run.name,
-                step_identity=step_run.step,
-                status=status,
-                source=(step_run.source or "local") if status == "cached" else None,
-                key=step_run.key,
-                duration=step_run.duration,
-                params=dict(ps.invocation.params),
-                metrics=dict(logged.metrics),
-                metric_history={n: list(p) for n, p in logged.series().items()},
-                metadata=dict(logged.metadata),
-                outputs=dict(step_run.outputs),
-                error=step_run.error,
-                produced_by=produced_by,
-            )
-
-    def replayed_log(self, key: str) -> tuple[StepLog, str]:
-        """What the execution behind a cache entry logged, and the run that executed it."""
-        known = self._logs_by_key.get(key)
-        if known is not None:
-            return known, self.run_id
-        try:
-            record = self.index.get_step(key)
-        except Exception as exc:  # a damaged entry: the hit stands, its metrics are lost
-            log.warning("cannot read the entry of step key %s for its metrics: %s", key, exc)
-            record = None
-        if record is None:
-            return StepLog(), ""
-        found = StepLog.from_json(
-            {
-                "metrics": record.metrics,
-                "history": record.metric_history,
-                "metadata": record.metadata,
-            }
-        )
-        return found, record.run_id
-
-    def run_ended(self, run: Run | None, status: str) -> None:
-        hooks = self.hooks
-        if hooks is None or not hooks.wants("on_run_end"):
-            return
-        metrics = {name: dict(sl.metrics) for name, sl in self.logs.items() if sl.metrics}
-        for name, (replayed, _) in self._replayed.items():
-            if replayed.metrics:
-                metrics[name] = dict(replayed.metrics)
-        hooks.call(
-            "on_run_end",
-            run_id=self.run_id,
-            pipeline=self.dag.pipeline,
-            status=status,
-            duration=time.time() - self.started,
-            steps={name: r.status for name, r in self.results.items()},
-            metrics=metrics,
-            run=run,
-        )
+        self.emit(CacheEvent(EventKind.MISS, ps.name, key, reasons=reasons, previous_key=previous))
 
     # --- executing in this process ---------------------------------------------------------------
 
@@ -385,8 +333,8 @@ class Runner:
         if hit is not None:
             self.settle_hit(ps, key, hit, started)
             return None
-        if self.hooks is not None and lease:  # a parallel driver: when it sends the step
-            self.step_started(ps, key, cached=False)
+        if self.listeners is not None and lease:  # a parallel driver: when it sends the step
+            self.executing(ps, key)
         return key
 
     def _remote_hit(self, ps: PlannedStep, key: str, started: float) -> bool:
@@ -494,11 +442,22 @@ class Runner:
         earlier = self.results.get(producer.name)
         if earlier is not None and earlier.status == "cached":
             # It ran after all: the run record says so (its hit was damaged).
-            self.results[producer.name] = earlier._replace(
+            earlier = self.results[producer.name] = earlier._replace(
                 status="executed",
                 duration=earlier.duration + time.perf_counter() - started,
                 outputs=self.ids[producer.name],
                 source="",
+            )
+        if self.listeners is not None and earlier is not None:
+            self.emit(
+                CacheEvent(
+                    EventKind.CORRUPT_RECOMPUTED,
+                    producer.name,
+                    earlier.key,
+                    earlier.duration,
+                    self.ids[producer.name],
+                    damaged=getattr(damage, "object_id", ""),
+                )
             )
         return self.values.get((handle.invocation, handle.output), outputs[handle.output])
 
@@ -559,7 +518,7 @@ class Runner:
         ids = {name: a.content_id for name, a in artifacts.items()}
         if logged is None:  # executed here: Runner.call kept it
             logged = self.logs.get(ps.name) or StepLog()
-        self.logs[ps.name] = self._logs_by_key[key] = logged
+        self.logs[ps.name] = self.logs_by_key[key] = logged
         env = current_environment()  # the driver's, for steps a worker executed too
         record = self._step_record(ps, key, ids, artifacts, duration, env.env_id, logged)
         ops: list[Op] = [
@@ -642,8 +601,7 @@ class Runner:
         try:
             self.committer.drain()
         finally:
-            if self.leases.held:
-                self.leases.release(*self.leases.held)
+            self.leases.close()
 
     def _release_inputs(self, ps: PlannedStep) -> None:
         for upstream in ps.invocation.upstream:
@@ -678,8 +636,18 @@ class Runner:
         else:
             run_record.write(self.index, record)
         run = Run(record, self.cache, self.values)
-        if self.hooks is not None:
-            self.run_ended(run, status)
+        if self.listeners is not None:
+            self.emit(
+                RunEnded(
+                    run_id=self.run_id,
+                    pipeline=self.dag.pipeline,
+                    status=status,
+                    duration=time.time() - self.started,
+                    steps={name: r.status for name, r in self.results.items()},
+                    recorded=not self.index.read_only,
+                    run=run,
+                )
+            )
         return run
 
     def raise_failures(self) -> None:

@@ -130,7 +130,7 @@ class _Scheduler:
             pool = self._pool()
             timeout = _POLL_SECONDS[min(self.polls, len(_POLL_SECONDS) - 1)]
             outcomes = pool.wait(list(self.running), timeout=timeout if self.foreign else None)
-            self.runner.committer.check()  # a remap the committer waits for, a failed commit
+            self.runner.committer.check()  # a failed commit stops the run
             if not outcomes:
                 self.polls += 1
                 continue
@@ -226,8 +226,7 @@ class _Scheduler:
 
     def _submit(self, flight: _Flight) -> None:
         runner, ps = self.runner, flight.ps
-        if runner.hooks is not None:
-            runner.step_started(ps, flight.key, cached=False)
+        runner.executing(ps, flight.key)
         try:
             task = self._task(flight)
         except Exception as exc:

@@ -90,7 +90,7 @@ def _base_name(base: type) -> str:
 
 # Bases that call no method of their subclasses by name. (typing.Protocol does:
 # isinstance() against a runtime-checkable protocol looks at every member name.)
-_NEUTRAL_BASES: frozenset[type] = frozenset({object, abc.ABC, typing.Generic})  # type: ignore[arg-type]
+_NEUTRAL_BASES: frozenset[type] = frozenset({object, abc.ABC, typing.Generic})
 
 
 def _plain_class(cls: type) -> bool:

@@ -38,6 +38,7 @@ from ..errors import UsageError
 from ..hashing import ContentId
 from ..storage.cache import Cache
 from ..storage.index import Index, Update, View
+from ..storage.lease_slots import slot
 from ..storage.records import ArtifactRecord, RunRecord, StepRecord
 from .gc import DEFAULT_GRACE
 from .snapshot import decode_artifact, decode_run, decode_step, open_index
@@ -223,7 +224,7 @@ def enforce(
         _remember(index, usage.total, None)
         return report
     target = int(limit * low_water)
-    leased = {key for key, _ in cache.leases.items()} if cache.exists() else set()
+    held = set(cache.leases.held_slots()) if cache.exists() else set()
     protected_runs = set(protect_runs)
 
     def orphan_is_old(object_id: ContentId) -> bool:
@@ -231,6 +232,11 @@ def enforce(
         return modified is not None and modified < started - grace
 
     def decide(view: View) -> _Plan:
+        leased = (
+            {k for k in (key.decode() for key in view.keys("steps")) if slot(k) in held}
+            if held
+            else set()
+        )
         return _plan(view, sizes, usage.total - target, protected_runs, leased, orphan_is_old)
 
     def decide_and_evict(update: Update) -> _Plan:

@@ -6,7 +6,7 @@ Sits on store and index and owns no policy. Layout of a cache directory:
       CACHEDIR.TAG     tells backup tools to skip the folder
       .gitignore       keeps it out of version control
       index.lmdb/      the index (index.py)
-      leases/          who is executing which key now (lease_table.py)
+      leases/slots     who is executing which key now: kernel locks (lease_slots.py)
       objects/         content-addressed objects (store.py)
 
 The location is resolved when a Cache is made: the explicit path, else the
@@ -27,7 +27,7 @@ from ..config import CACHE_DIRNAME, Settings, load_settings
 from ..errors import CacheError
 from .index import Index
 from .index_check import vouch
-from .lease_table import LeaseTable
+from .lease_slots import LeaseSlots
 from .space import FULL_ERRNOS, full_error
 from .store import Blob, ObjectStore
 
@@ -43,12 +43,13 @@ _CACHEDIR_TAG = (
 )
 
 # LMDB forbids opening one environment twice in a process (its locks would be
-# silently broken), so every Cache on the same folder shares one Index and one
-# LeaseTable.
+# silently broken), so every Cache on the same folder shares one Index, and one
+# handle on the lease slots for looking at them (each run takes leases through
+# its own: executors/leases.py).
 _indexes: dict[Path, Index] = {}
-_lease_tables: dict[Path, LeaseTable] = {}
+_lease_slots: dict[Path, LeaseSlots] = {}
 _handles_lock = threading.Lock()
-H = TypeVar("H", Index, LeaseTable)
+H = TypeVar("H", Index, LeaseSlots)
 
 
 def resolve_cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -139,11 +140,12 @@ class Cache:
         return self.index
 
     @property
-    def leases(self) -> LeaseTable:
-        return self._shared(_lease_tables, lambda: LeaseTable(self.path / "leases"))
+    def leases(self) -> LeaseSlots:
+        """This process's handle for looking at the leases (which are held, by others)."""
+        return self._shared(_lease_slots, lambda: LeaseSlots(self.path / "leases"))
 
     def _shared(self, handles: dict[Path, H], open_handle: Callable[[], H]) -> H:
-        """This process's one handle on an LMDB environment of this folder."""
+        """This process's one handle on an index or the lease slots of this folder."""
         key = self._resolved
         if key is None:  # resolved once: a realpath is ~20 µs, and runs ask often
             key = self._resolved = self.path.resolve()
@@ -158,11 +160,11 @@ class Cache:
         return (self.path / "index.lmdb").is_dir()
 
     def close(self) -> None:
-        """Release the index and lease table of this folder (tests that delete caches need this)."""
+        """Release the index and lease slots of this folder (tests that delete caches need this)."""
         with _handles_lock:
             index = _indexes.pop(self.path.resolve(), None)
-            table = _lease_tables.pop(self.path.resolve(), None)
-        for handle in (index, table):
+            slots = _lease_slots.pop(self.path.resolve(), None)
+        for handle in (index, slots):
             if handle is not None:
                 handle.close()
 

@@ -19,18 +19,16 @@ Imports records, hashing and errors only. One environment, named databases:
     trees      a folder input's tree digest -> its entries (name, kind, size, digest),
                so that `cache status` can say which files in it changed
 
-(Leases live apart, in lease_table.py: they need no durability.)
+(Leases live apart, as kernel locks: lease_slots.py.)
 
-LMDB gives many readers and one writer across processes. The map grows by
-doubling when it fills, and adopts the size another process grew it to, so no
-MapFullError reaches a user. Commits flush data but not the meta page
-(metasync=False): an OS crash may undo the last commit, never corrupt the index;
-a killed process loses nothing it committed.
-
-Threads: a run's background committer writes while its driver thread reads. A
-transaction begun with `remap=False` never resizes the map (that would move it
-under the other thread's readers): it raises RemapNeeded, and the driver resizes
-at a moment it holds no transaction, under `remap_guard`.
+LMDB gives many readers and one writer across processes. The map is opened
+once, at MAP_SIZE, and never resized: on a 64-bit system a map is only address
+space (the file grows as pages are written), which is LMDB's own advice. So a
+run's background committer can write while its driver thread reads, and several
+processes can write, with no resize to coordinate (measured against growing by
+doubling: benchmarks/bench_machinery.py map). Commits flush data but not the meta
+page (metasync=False): an OS crash may undo the last commit, never corrupt the
+index; a killed process loses nothing it committed.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ import errno
 import logging
 import os
 import struct
+import sys
 import threading
 import time
 import weakref
@@ -66,7 +65,7 @@ from .records import (
     decode_output_ids,
     hit_entry,
 )
-from .space import FULL_ERRNOS, full_error, is_nearly_full, reserve_lock_file
+from .space import FULL_ERRNOS, full_error, human, is_nearly_full, reserve_lock_file
 
 FORMAT = b"zencache-index/5"
 # Upgraded in place when opened (see _upgrade): format 1 had no hit table,
@@ -88,12 +87,14 @@ DATABASES = (
     "trees",
 )
 _RETIRED = ("leases",)
-INITIAL_MAP_SIZE = 64 << 20
+# The most the index may ever hold: address space, not disk (the file grows as
+# written). A process that cannot reserve it (an address-space limit, `ulimit -v`)
+# opens a smaller map, down to _MIN_MAP_SIZE; filling that is a one-line error.
+MAP_SIZE = 1 << 40 if sys.maxsize > 1 << 32 else 1 << 30
+_MIN_MAP_SIZE = 64 << 20
 # Last uses (the `used` table): float64 seconds, written at most once a minute per key.
 _STAMP = struct.Struct("<d")
 _USE_GRANULARITY = 60.0
-# A single put larger than this is a bug, not a reason to grow forever.
-_MAX_MAP_SIZE = 1 << 40
 
 # What a damaged data.mdb raises while it is read (a flipped page, a truncated file).
 DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadTxnError)
@@ -130,14 +131,6 @@ def _record_at_exit() -> None:
     for index in list(_open):
         with contextlib.suppress(Exception):
             index._record_sound()
-
-
-class RemapNeeded(Exception):
-    """A `remap=False` transaction needs the map grown (or adopted from another process)."""
-
-    def __init__(self, grow: bool) -> None:
-        super().__init__("grow" if grow else "adopt")
-        self.grow = grow
 
 
 def _hit_key(key: bytes) -> bytes:
@@ -237,11 +230,8 @@ def _apply(txn: lmdb.Transaction, dbs: dict[str, lmdb._Database], ops: Iterable[
 class Index:
     """A handle on one index environment; cheap to keep open for a process's life."""
 
-    def __init__(self, path: str | os.PathLike[str], *, map_size: int = INITIAL_MAP_SIZE) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, map_size: int = MAP_SIZE) -> None:
         self.path = Path(path)
-        # Held around transactions that run beside another thread's reads, and
-        # around resizing the map: never both at once (see the module docstring).
-        self.remap_guard = threading.RLock()
         self._local = threading.local()  # this thread's lookup snapshot: step_output_ids
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -331,12 +321,10 @@ class Index:
     def count(self, db: str) -> int:
         return self._read(lambda txn: txn.stat(self._dbs[db])["entries"])
 
-    def write(self, ops: Iterable[Op], *, remap: bool = True) -> None:
-        """Apply puts and deletes in one transaction, growing the map if needed
-        (`remap=False`: see _transact)."""
+    def write(self, ops: Iterable[Op]) -> None:
+        """Apply puts and deletes in one transaction."""
         ops = list(ops)
-
-        self._transact(lambda txn: _apply(txn, self._dbs, ops), remap=remap)
+        self._transact(lambda txn: _apply(txn, self._dbs, ops))
 
     def view(self, fn: Callable[[View], T]) -> T:
         """`fn` over one read transaction: a consistent snapshot across databases."""
@@ -344,7 +332,7 @@ class Index:
 
     def update(self, fn: Callable[[Update], T]) -> T:
         """`fn` over one write transaction, committed when it returns (nothing of it
-        when it raises); run again whole if the map must grow first."""
+        when it raises)."""
         return self._transact(lambda txn: fn(Update(txn, self._dbs)))
 
     def write_run(self, run: RunRecord, env: EnvRecord | None, latest: dict[str, str]) -> None:
@@ -368,34 +356,26 @@ class Index:
         self._transact(transaction)
         self._record_sound()  # the end of a run: the next process need not check the file
 
-    def _transact(self, fn: Callable[[lmdb.Transaction], T], *, remap: bool = True) -> T:
-        """Run `fn` in a write transaction; retried whole after the map grows.
-        `remap=False`: raise RemapNeeded instead of resizing the map."""
+    def _transact(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run `fn` in a write transaction, committed when it returns."""
         if self.read_only:
             raise self.read_only_error("record anything")
-        while True:
-            try:
-                with self.env.begin(write=True) as txn:
-                    result = fn(txn)
-                    committing = txn.id()
-                self._committed = committing
-                return result
-            except lmdb.MapFullError:
-                if not remap:
-                    raise RemapNeeded(grow=True) from None
-                self._grow()
-            except lmdb.MapResizedError:
-                if not remap:
-                    raise RemapNeeded(grow=False) from None
-                self._adopt()
-            except lmdb.DiskError as exc:
+        try:
+            with self.env.begin(write=True) as txn:
+                result = fn(txn)
+                committing = txn.id()
+            self._committed = committing
+            return result
+        except (lmdb.MapFullError, lmdb.MapResizedError) as exc:
+            raise self._map_error(exc) from exc
+        except lmdb.DiskError as exc:
+            raise self._full_error(exc) from exc
+        except DAMAGE as exc:
+            raise self._damaged_error(exc) from exc
+        except lmdb.Error as exc:
+            if _is_full(exc, self.path):
                 raise self._full_error(exc) from exc
-            except DAMAGE as exc:
-                raise self._damaged_error(exc) from exc
-            except lmdb.Error as exc:
-                if _is_full(exc, self.path):
-                    raise self._full_error(exc) from exc
-                raise
+            raise
 
     def read_only_error(self, action: str) -> ReadOnlyCacheError:
         return ReadOnlyCacheError(
@@ -403,13 +383,6 @@ class Index:
             f"zencache cannot {action}; what it holds can be read, and runs serve its hits: "
             "point --cache-dir or ZENCACHE_DIR at a writable folder to record new results"
         )
-
-    def remap(self, need: RemapNeeded) -> None:
-        """Resize as a `remap=False` transaction asked; call it holding no transaction."""
-        if need.grow:
-            self._grow()
-        else:
-            self._adopt()
 
     # --- typed records --------------------------------------------------------------------
 
@@ -421,30 +394,29 @@ class Index:
         get) until `end_snapshot`. A run uses it for a streak of hits and ends it
         before anything else: it sees nothing committed after it began.
         """
-        while True:
+        try:
             try:
-                try:
-                    raw = bytes.fromhex(key)
-                except ValueError:
-                    raw = key.encode()  # as _hit_key keeps a key that is not a digest
-                if snapshot:
-                    txn = getattr(self._local, "snapshot", None)
-                    if txn is None:
-                        txn = self._local.snapshot = self.env.begin(db=self._hits)
+                raw = bytes.fromhex(key)
+            except ValueError:
+                raw = key.encode()  # as _hit_key keeps a key that is not a digest
+            if snapshot:
+                txn = getattr(self._local, "snapshot", None)
+                if txn is None:
+                    txn = self._local.snapshot = self.env.begin(db=self._hits)
+                value = txn.get(raw)
+            else:
+                with self.env.begin(db=self._hits) as txn:
                     value = txn.get(raw)
-                else:
-                    with self.env.begin(db=self._hits) as txn:
-                        value = txn.get(raw)
-                return None if value is None else decode_output_ids(value)
-            except lmdb.MapResizedError:
-                self._adopt()
-            except DAMAGE as exc:
-                self.end_snapshot()
-                raise self._damaged_error(exc) from exc
-            except (ValueError, struct.error):
-                # A damaged entry is a miss: the step re-executes and its commit replaces it.
-                log.warning("the index entry of step key %s is damaged; re-executing it", key)
-                return None
+            return None if value is None else decode_output_ids(value)
+        except lmdb.MapResizedError as exc:
+            raise self._map_error(exc) from exc
+        except DAMAGE as exc:
+            self.end_snapshot()
+            raise self._damaged_error(exc) from exc
+        except (ValueError, struct.error):
+            # A damaged entry is a miss: the step re-executes and its commit replaces it.
+            log.warning("the index entry of step key %s is damaged; re-executing it", key)
+            return None
 
     def record_use(self, keys: Iterable[str], now: float | None = None) -> None:
         """Note that step entries' outputs were loaded outside a run (size-limit LRU).
@@ -474,7 +446,7 @@ class Index:
             self.write([("used", key, stamp) for key in changed])
 
     def end_snapshot(self) -> None:
-        """End the lookup snapshot, so that old pages can be reused and the map resized."""
+        """End the lookup snapshot, so that the pages it pins can be reused."""
         txn = getattr(self._local, "snapshot", None)
         if txn is not None:
             self._local.snapshot = None
@@ -525,25 +497,16 @@ class Index:
         for _, value in self.items("steps"):
             yield StepRecord.decode(value)
 
-    def iter_artifacts(self) -> Iterator[ArtifactRecord]:
-        for _, value in self.items("artifacts"):
-            yield ArtifactRecord.decode(value)
-
-    def iter_runs(self) -> Iterator[RunRecord]:
-        for _, value in self.items("runs"):
-            yield RunRecord.decode(value)
-
     # --- internals ------------------------------------------------------------------------
 
     def _read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        while True:
-            try:
-                with self.env.begin() as txn:
-                    return fn(txn)
-            except lmdb.MapResizedError:
-                self._adopt()
-            except DAMAGE as exc:
-                raise self._damaged_error(exc) from exc
+        try:
+            with self.env.begin() as txn:
+                return fn(txn)
+        except lmdb.MapResizedError as exc:
+            raise self._map_error(exc) from exc
+        except DAMAGE as exc:
+            raise self._damaged_error(exc) from exc
 
     def _damaged_error(self, exc: Exception) -> CorruptIndexError:
         return CorruptIndexError(
@@ -562,21 +525,23 @@ class Index:
                 "run 'zencache cache verify --repair'"
             ) from exc
 
-    def _adopt(self) -> None:
-        """Take the map size another process grew the file to."""
-        self.end_snapshot()
-        with self.remap_guard:
-            self.env.set_mapsize(0)
-
-    def _grow(self) -> None:
-        self.end_snapshot()
-        with self.remap_guard:
-            size = self.env.info()["map_size"]
-            if size >= _MAX_MAP_SIZE:
-                raise StorageFullError(
-                    f"the index at {self.path} reached {size} bytes and cannot grow"
-                )
-            self.env.set_mapsize(size * 2)
+    def _map_error(self, exc: lmdb.Error) -> StorageFullError:
+        """The index outgrew this process's map: it filled it, or another process wrote
+        past it. Only a map smaller than MAP_SIZE can meet this in practice (an
+        address-space limit, or a test's tiny map); the process's transaction was
+        aborted and everything committed is intact."""
+        size = self.env.info()["map_size"]
+        why = (
+            f"this process could map only {human(size)} of the {human(MAP_SIZE)} zencache "
+            "asks for (an address-space limit, 'ulimit -v'?): raise the limit and rerun"
+            if size < MAP_SIZE
+            else "run 'zencache cache gc' to drop what no run needs"
+        )
+        code = str(exc).partition(": ")[2].partition(":")[0] or type(exc).__name__
+        return StorageFullError(
+            f"the index at {self.path} has outgrown the {human(size)} this process maps "
+            f"({code}); {why}: nothing already cached was lost"
+        )
 
     def _full_error(self, exc: Exception) -> StorageFullError:
         # A commit writes new copies of the pages it changes and of the path up to
@@ -610,8 +575,12 @@ class Index:
                     readahead=False,
                     max_readers=254,
                 )
-            except lmdb.MapResizedError:
-                continue  # another process grew the map between sizing it and reading it
+            except lmdb.MemoryError:
+                # No address space for the map (`ulimit -v`, many caches open at once):
+                # a smaller one works until the index outgrows it (see _map_error).
+                if map_size <= _MIN_MAP_SIZE:
+                    raise
+                map_size = max(_MIN_MAP_SIZE, map_size // 8)
 
     def _open_dbs(self) -> dict[str, lmdb._Database]:
         if self.read_only:
@@ -619,19 +588,16 @@ class Index:
                 return {name: self.env.open_db(name.encode(), create=False) for name in DATABASES}
             except lmdb.Error as exc:
                 raise self.read_only_error("bring its index up to date") from exc
-        while True:
-            try:
-                return {name: self.env.open_db(name.encode()) for name in DATABASES}
-            except lmdb.MapResizedError:
-                self.env.set_mapsize(0)  # another process grew the map since we opened it
-            except lmdb.MapFullError:
-                self._grow()  # creating the databases of a new index in a tiny map
-            except lmdb.Error as exc:
-                if _is_full(exc, self.path):
-                    raise self._full_error(exc) from exc
-                raise CorruptIndexError(
-                    f"{self.path} is not a zencache index ({exc}); move it away or delete it"
-                ) from exc
+        try:
+            return {name: self.env.open_db(name.encode()) for name in DATABASES}
+        except (lmdb.MapFullError, lmdb.MapResizedError) as exc:
+            raise self._map_error(exc) from exc
+        except lmdb.Error as exc:
+            if _is_full(exc, self.path):
+                raise self._full_error(exc) from exc
+            raise CorruptIndexError(
+                f"{self.path} is not a zencache index ({exc}); move it away or delete it"
+            ) from exc
 
     def _refuse_foreign(self) -> None:
         """An LMDB file of another program holds keys we would never write."""

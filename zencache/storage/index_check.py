@@ -9,9 +9,6 @@ of LMDB's own assertions (abort). Neither can be caught in Python. So:
   process's own commits: `record_sound`), it is read through in a child
   (`walk_in_child`: an abort or a signal there is a CorruptIndexError here) and its
   free-page list, which only writers read, is checked page by page;
-- `check_length` reads the two meta pages (plain file reads) before LMDB maps
-  the lease table; only a file shorter than the pages its newest meta counts
-  (rare when sound: see `short_by`) is read through in a child first;
 - `salvage` walks both last commits' trees page by page (lmdb_file.py), skipping
   damaged pages, and returns every entry still readable.
 
@@ -86,20 +83,13 @@ def short_by(data_file: Path) -> int:
 
     A sound file may lack some: pages a commit allocated and freed again without
     writing them (LMDB's loose pages) count in that number. So a short file is a
-    suspect to read through in a child (`check_length`), not damage by itself.
+    suspect to read through in a child (`vouch` does), not damage by itself.
     """
     data = DataFile.open(data_file)
     if data is None:
         return 0
     with data:
         return data.short_by()
-
-
-def check_length(data_file: Path, *, subdir: bool = True) -> None:
-    """Before LMDB maps a file: when it is shorter than its meta page counts, read it
-    through in a child (a truncated file is a SIGBUS there, not here)."""
-    if short_by(data_file):
-        walk_in_child(data_file.parent if subdir else data_file, subdir=subdir)
 
 
 _WAY_OUT = (

@@ -2,9 +2,11 @@
 an object store and of an index, so that a second implementation (a remote store)
 can stand where the first one does.
 
-Each protocol lists exactly the methods code outside `storage/` calls; the
-file-system `store.ObjectStore` and the LMDB `index.Index` implement them, and
-tests/unit/test_storage_contract.py is the suite every implementation must pass.
+Each protocol lists exactly the methods code outside `storage/` calls (and the
+Fetcher's `adopt`); the file-system `store.ObjectStore` and the LMDB `index.Index`
+implement them with no other public method (a test checks it, with the few
+file-system extras named and explained), and tests/unit/test_storage_contract.py
+is the suite every implementation must pass.
 `Fetcher` (defined in store.py, re-exported here) is what the local store asks when
 an object it should hold is not there: the remote cache (storage/remote/). Imports hashing only at
 run time (records, errors and the index's types for annotations).
@@ -12,7 +14,6 @@ run time (records, errors and the index's types for annotations).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -22,7 +23,7 @@ from .store import Fetcher as Fetcher  # re-exported: the read-through hook of a
 
 if TYPE_CHECKING:
     from ..errors import ReadOnlyCacheError
-    from .index import Op, RemapNeeded
+    from .index import Op
     from .records import ArtifactRecord, EnvRecord, RunRecord, StepRecord
     from .store import Blob
 
@@ -89,6 +90,12 @@ class ObjectStore(ContentStore, Protocol):
         against it, and rewrite it when damaged (a forced rerun repairs what it writes)."""
         ...
 
+    def adopt(self, object_id: ContentId, data: Any, *, verified: bool = False) -> None:
+        """Store bytes fetched from elsewhere (a Fetcher: the remote cache) under their
+        id, replacing a damaged copy; CorruptObjectError when they are not that object
+        (`verified=True`: the caller has hashed them already)."""
+        ...
+
 
 @runtime_checkable
 class View(Protocol):
@@ -120,9 +127,6 @@ class Index(Protocol):
     used);
     a step entry's hit row follows every write of it. No policy."""
 
-    # Held around writes that run beside another thread's reads and around
-    # resizing (see index.py); an index that never resizes may hold a plain lock.
-    remap_guard: threading.RLock
     # Why this process may read the index but not write it (a read-only mount, a
     # cache of another user); empty when it may write. Writes then raise
     # read_only_error(...), and runs serve hits without recording.
@@ -130,6 +134,10 @@ class Index(Protocol):
 
     def read_only_error(self, action: str) -> ReadOnlyCacheError:
         """The one-line error for `action` (what could not be done) on a read-only index."""
+        ...
+
+    def close(self) -> None:
+        """Release the index (files, maps); the cache reopens it when next used."""
         ...
 
     # --- raw entries -------------------------------------------------------------------
@@ -147,13 +155,9 @@ class Index(Protocol):
 
     def count(self, db: str) -> int: ...
 
-    def write(self, ops: Iterable[Op], *, remap: bool = True) -> None:
-        """Puts and deletes (value None) in one transaction. `remap=False`: raise
-        RemapNeeded rather than resize, for a caller beside another thread's reads."""
-        ...
-
-    def remap(self, need: RemapNeeded) -> None:
-        """Do the resize a `remap=False` write asked for, holding no transaction."""
+    def write(self, ops: Iterable[Op]) -> None:
+        """Puts and deletes (value None) in one transaction; a background thread may
+        call it beside the owner thread's reads."""
         ...
 
     def view(self, fn: Callable[[Any], T]) -> T:

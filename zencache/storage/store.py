@@ -170,7 +170,7 @@ class ObjectStore:
         self._check(object_id, data)
         return data
 
-    def get_into(self, object_id: ContentId, buffer: memoryview) -> None:
+    def _get_into(self, object_id: ContentId, buffer: memoryview) -> None:
         """Read the object into `buffer` (exactly its size) and verify it there."""
         with self._open(object_id) as fh:
             got = fh.readinto(buffer)
@@ -178,19 +178,6 @@ class ObjectStore:
         if got != len(buffer) or extra:
             raise self._corrupt(object_id, "has the wrong size")
         self._check(object_id, buffer)
-
-    def map(self, object_id: ContentId) -> memoryview:
-        """A read-only memory map of the object, verified once on opening."""
-        with self._open(object_id) as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
-                # mmap refuses empty files; an emptied object must still fail its check.
-                self._check(object_id, b"")
-                return memoryview(b"")
-            mapped = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
-        view = memoryview(mapped)
-        self._check(object_id, view)
-        return view
 
     def verify(self, object_id: ContentId) -> None:
         """Raise MissingObjectError or CorruptObjectError unless the object is sound."""
@@ -218,9 +205,6 @@ class ObjectStore:
             return os.stat(self.path(object_id)).st_mtime
         except _ABSENT:
             return None
-
-    def size_of(self, object_id: ContentId) -> int:
-        return self.path(object_id).stat().st_size
 
     def iter_objects(self) -> Iterator[tuple[ContentId, int]]:
         """Every stored object with its size on disk; temporary files are skipped."""
@@ -276,11 +260,11 @@ class ObjectStore:
     def read_blob(self, blob: Blob) -> bytearray:
         buffer = bytearray(blob.size)
         try:
-            self.read_blob_into(blob, memoryview(buffer))
+            self._read_blob_into(blob, memoryview(buffer))
         except (MissingObjectError, CorruptObjectError):
             if not self._fetch(blob):
                 raise
-            self.read_blob_into(blob, memoryview(buffer))
+            self._read_blob_into(blob, memoryview(buffer))
         return buffer
 
     def _fetch(self, blob: Blob) -> bool:
@@ -292,14 +276,14 @@ class ObjectStore:
         self._seen_damage = bool(self._damaged)
         return True
 
-    def read_blob_into(self, blob: Blob, buffer: memoryview) -> None:
+    def _read_blob_into(self, blob: Blob, buffer: memoryview) -> None:
         """Fill `buffer` with the blob's bytes, verifying each chunk as it lands."""
         if len(buffer) != blob.size:
             raise ValueError(f"buffer of {len(buffer)} bytes for a blob of {blob.size}")
         size = self.chunk_size
         for i, chunk in enumerate(blob.chunks):
             piece = buffer[i * size : min((i + 1) * size, blob.size)]
-            self.get_into(chunk, piece)
+            self._get_into(chunk, piece)
 
     def map_blob(self, blob: Blob) -> memoryview:
         """The blob's bytes as one contiguous copy-on-write view of its chunk files.
