@@ -24,7 +24,7 @@ from zencache import pipeline, step
 
 @step
 def make(i: int) -> list:
-    return list(range(i, i + 600))  # over the inline limit: stored as an object
+    return list(range(i * 1000, i * 1000 + 1500))  # over the inline limit (4 KiB): an object
 
 @step
 def total(values: list) -> int:
@@ -423,6 +423,10 @@ def test_damaged_pages_never_kill_a_command_that_reads_the_index_in_process(
             outcome = "internal error"
         elif code == 2 and len(errors) == 1 and "verify --repair" in errors[0]:
             outcome = "one-line error"
+        elif code == 2 and len(errors) == 1 and "run record" in errors[0]:
+            # A run record's bytes damaged on a page that still looks sound: LMDB
+            # reads it, its decoding fails, and the message names the record.
+            outcome = "one-line error (a run record)"
         elif code in (0, 1) and not errors:
             outcome = f"exit {code}"
         else:
@@ -430,7 +434,7 @@ def test_damaged_pages_never_kill_a_command_that_reads_the_index_in_process(
         label = " ".join(case["command"][:2]).removesuffix(" flow.py:many")
         outcomes.setdefault(label, {})
         outcomes[label][outcome] = outcomes[label].get(outcome, 0) + 1
-        if outcome not in ("one-line error", "exit 0", "exit 1"):
+        if outcome not in ("one-line error", "one-line error (a run record)", "exit 0", "exit 1"):
             failures.append(
                 (case["page"], case["kind"], case["command"], outcome, case["text"][-800:])
             )
@@ -463,10 +467,15 @@ def test_verify_repair_salvages_past_a_damaged_page_and_the_next_run_reuses_it(
     _one_line_error(done)
     assert "damaged" in done.stderr and "verify --repair" in done.stderr
 
+    objects = sorted(p.name for p in (root / "cache" / "objects").rglob("*") if p.is_file())
+    assert len(objects) >= 40
     done = cli(root / "cache", "cache", "verify", "--repair", "--json")
     assert done.returncode == 0, done.stderr
     salvage = json.loads(done.stdout)["salvage"]
     assert salvage["entries"]["steps"] == total - lost, (salvage, total, lost)
+    assert sorted(p.name for p in (root / "cache" / "objects").rglob("*") if p.is_file()) == (
+        objects  # objects are never touched
+    )
     assert salvage["damaged_pages"] >= 1
     if where == "root branch":
         assert salvage["from_loose_pages"] == total
