@@ -390,6 +390,8 @@ def verify_command(ctx: click.Context, repair: bool, as_json: bool) -> None:
         f", {plural(len(report.artifacts), 'damaged artifact record')}, "
         f"{plural(len(report.steps), 'damaged step entry', 'damaged step entries')}"
     )
+    if report.runs:
+        facts += f", {plural(len(report.runs), 'damaged run record')}"
     note(
         f"error: verify found {facts}; run 'zencache cache verify --repair' to drop what "
         "depends on them (the next run recomputes it)"
@@ -430,6 +432,8 @@ def _print_verify(report: maintenance.VerifyReport) -> None:
         click.echo(f"damaged artifact {artifact.content_id}: {'; '.join(artifact.reasons)}")
     for step in report.steps:
         click.echo(f"damaged step entry {_step_label(step.entry)}: {'; '.join(step.reasons)}")
+    for run_id in report.runs:
+        click.echo(f"damaged run record {run_id}: it cannot be decoded")
     if not report.damaged:
         click.echo("no damage found")
     elif report.repair is not None:
@@ -438,6 +442,7 @@ def _print_verify(report: maintenance.VerifyReport) -> None:
             f"repaired: dropped {plural(len(fixed.artifacts), 'artifact record')} and "
             f"{plural(len(fixed.steps), 'step entry', 'step entries')}, deleted "
             f"{plural(len(fixed.objects), 'damaged object file')}"
+            + (f", dropped {plural(len(fixed.runs), 'run record')}" if fixed.runs else "")
         )
         if fixed.steps:
             names = ", ".join(_step_label(s) for s in fixed.steps)

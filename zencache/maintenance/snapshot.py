@@ -75,7 +75,7 @@ def decode_run(key: bytes, value: bytes) -> RunRecord:
     except (ValueError, TypeError, KeyError, struct.error) as exc:
         raise CorruptIndexError(
             f"run record {key.decode(errors='replace')} in the index cannot be read ({exc}); "
-            "delete the cache folder's index.lmdb if this persists"
+            "run 'zencache cache verify --repair' to drop it (cached results stay)"
         ) from exc
 
 

@@ -67,6 +67,7 @@ class Repair:
     artifacts: tuple[ContentId, ...]
     steps: tuple[StepRef, ...]
     objects: tuple[ContentId, ...]  # damaged files deleted, so a rerun rewrites them
+    runs: tuple[str, ...] = ()  # run records that could not be decoded
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,10 +107,13 @@ class VerifyReport:
     # Objects absent here that the remote cache holds (remote hits not loaded yet):
     # fetched when something loads them, so not damage.
     remote_objects: int = 0
+    # Run records that cannot be decoded (bytes damaged on a page that still looks
+    # sound): `runs ls` and friends name them; repair drops them (history only).
+    runs: tuple[str, ...] = ()
 
     @property
     def damaged(self) -> bool:
-        return bool(self.objects or self.artifacts or self.steps)
+        return bool(self.objects or self.artifacts or self.steps or self.runs)
 
     @property
     def ok(self) -> bool:
@@ -147,9 +151,12 @@ def _verify(cache: Cache, repair: bool, started: float) -> VerifyReport:
     store = cache.store
 
     def snapshot(view: View) -> tuple[list[tuple[bytes, bytes]], ...]:
-        return view.items("steps"), view.items("artifacts")
+        return view.items("steps"), view.items("artifacts"), view.items("runs")
 
-    step_pairs, artifact_pairs = index.view(snapshot)
+    step_pairs, artifact_pairs, run_pairs = index.view(snapshot)
+    bad_runs = tuple(
+        key.decode(errors="replace") for key, value in run_pairs if not _decodes("runs", value)
+    )
 
     artifact_reasons: dict[ContentId, list[str]] = defaultdict(list)
     artifacts: dict[ContentId, ArtifactRecord] = {}
@@ -254,6 +261,7 @@ def _verify(cache: Cache, repair: bool, started: float) -> VerifyReport:
             DamagedStep(step_refs[k], tuple(r))
             for k, r in sorted(step_reasons.items(), key=lambda kv: ref_order(step_refs[kv[0]]))
         ),
+        runs=bad_runs,
     )
     repaired = _repair(cache, index, report) if repair and report.damaged else None
     return replace(report, repair=repaired, seconds=round(time.perf_counter() - started, 3))
@@ -370,13 +378,14 @@ def _repair(cache: Cache, index: Index, report: VerifyReport) -> Repair:
     artifact_ids = [a.content_id for a in report.artifacts]
     step_keys = [s.entry.key for s in report.steps]
 
-    def drop(update: Update) -> tuple[list[ContentId], list[StepRef]]:
+    def drop(update: Update) -> tuple[list[ContentId], list[StepRef], list[str]]:
         dropped_artifacts = [c for c in artifact_ids if update.delete("artifacts", c.encode())]
         refs = {s.entry.key: s.entry for s in report.steps}
         dropped_steps = [refs[k] for k in step_keys if update.delete("steps", k.encode())]
-        return dropped_artifacts, dropped_steps
+        dropped_runs = [r for r in report.runs if update.delete("runs", r.encode())]
+        return dropped_artifacts, dropped_steps, dropped_runs
 
-    dropped_artifacts, dropped_steps = index.update(drop)
+    dropped_artifacts, dropped_steps, dropped_runs = index.update(drop)
     # Files last: the index no longer points at them. A damaged file is re-checked
     # first, since a concurrent run may have rewritten it meanwhile.
     deleted: list[ContentId] = []
@@ -391,4 +400,6 @@ def _repair(cache: Cache, index: Index, report: VerifyReport) -> Repair:
                 deleted.append(damaged.object_id)
         except MissingObjectError:
             pass
-    return Repair(tuple(dropped_artifacts), tuple(dropped_steps), tuple(deleted))
+    return Repair(
+        tuple(dropped_artifacts), tuple(dropped_steps), tuple(deleted), tuple(dropped_runs)
+    )
