@@ -575,9 +575,11 @@ class Index:
                     readahead=False,
                     max_readers=254,
                 )
-            except lmdb.MemoryError:
-                # No address space for the map (`ulimit -v`, many caches open at once):
-                # a smaller one works until the index outgrows it (see _map_error).
+            except (lmdb.MemoryError, lmdb.InvalidParameterError):
+                # No address space for the map (`ulimit -v`, many caches open at once;
+                # valgrind and some sandboxes say EINVAL): a smaller one works until
+                # the index outgrows it (see _map_error). A file that is no index
+                # fails at every size, and the smallest one's error is raised.
                 if map_size <= _MIN_MAP_SIZE:
                     raise
                 map_size = max(_MIN_MAP_SIZE, map_size // 8)
