@@ -14,6 +14,7 @@ and one index lookup per step, and the run record.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -101,6 +102,17 @@ def cold_without_fsync(root: Path, reps: int) -> list[float]:
     return times
 
 
+def steady_state(folder: Path, reps: int) -> list[float]:
+    """Diagnostic only: cached reruns back to back, after three untimed ones. The
+    goal's figure above times one rerun per repetition, after a cold run and joblib's."""
+    cache = Cache(folder)
+    for _ in range(4):
+        chain().run(cache=cache)
+    times = [timed(lambda: chain().run(cache=cache)) for _ in range(reps)]
+    cache.close()
+    return times
+
+
 def main() -> None:
     global STEPS
     parser = argparse.ArgumentParser()
@@ -131,6 +143,10 @@ def main() -> None:
             assert run is not None and run.output() == STEPS
             assert all(s.status == "executed" for s in run.steps.values())
             jl_cold.append(timed(lambda: joblib_chain(memory)))  # noqa: B023
+            # The cold runs just wrote ~1,000 files each (joblib's without fsync):
+            # flushed first, so that the rerun's one fsync does not wait behind their
+            # writeback (up to +4 µs/step here), which is not the cached path's cost.
+            os.sync()
             zc_warm.append(timed(zc))
             assert all(s.status == "cached" for s in run.steps.values())
             jl_warm.append(timed(lambda: joblib_chain(memory)))  # noqa: B023
@@ -138,6 +154,8 @@ def main() -> None:
                 breakdown.setdefault(name, []).append(seconds)
             cache.close()
         nosync = cold_without_fsync(root, 3)
+        os.sync()
+        steady = steady_state(root / "steady", 25)
 
     us = 1e6 / STEPS
     print("\nper step (µs), medians of the repetitions:")
@@ -148,6 +166,7 @@ def main() -> None:
     cold = row("zencache cold run (every entry durable)", zc_cold, "µs", us)
     jcold = row("joblib.Memory cold call", jl_cold, "µs", us)
     row("diagnostic: zencache cold, index without fsync", nosync, "µs", us)
+    row("diagnostic: zencache cached, 25 reruns back to back", steady, "µs", us)
     print()
     verdict(
         "goal 1 (cached rerun <= 10 µs/step and <= 0.15x joblib warm)",
