@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from bench_chain import STEPS as CHAIN
+from bench_chain import chain
 from harness import header, row, scratch, timed
 
 import zencache.executors.runner as runner_module
@@ -43,21 +45,7 @@ import zencache.storage.index as index_module
 from zencache import Cache, pipeline, step
 from zencache.executors.processes import ProcessExecutor
 
-CHAIN = 1000
 WIDE = 64
-
-
-@step
-def inc(x: int) -> int:
-    return x + 1
-
-
-@pipeline
-def chain(start: int = 0):
-    x = inc(x=start)
-    for _ in range(CHAIN - 1):
-        x = inc(x=x)
-    return x
 
 
 @step

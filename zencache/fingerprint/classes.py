@@ -65,14 +65,15 @@ def class_node(cls: type) -> Node:
                 f"const:{reader}", f"base '{base.__qualname__}'", f"of {reader}", f"base:{i}"
             )
             use(base, node, where)
-    prunable = header is not None and _plain_class(cls)
+    # The defs that join only when named: none for a class a library may call into.
+    plain = header.plain_defs if header is not None and _plain_class(cls) else frozenset()
     for name, value in _class_members(cls):
         member = Node()
         where = Where(f"const:{reader}.{name}", f"class attribute '{name}'", f"of {reader}")
         use(value, member, where)
         label = f"member:{name}:{type(value).__qualname__}"
         node.children.append(member)
-        if prunable and name in header.plain_defs and _named_only(name, value):  # type: ignore[union-attr]
+        if name in plain and _named_only(name, value):
             node.optional.append((name, label, member))
         else:
             node.refs.append((label, member))

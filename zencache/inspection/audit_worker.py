@@ -269,9 +269,8 @@ def check_code(step: Step[Any, Any], record: StepRecord) -> None:
 def _import_class(name: str) -> type:
     """A class the entry's fingerprint carried, as a run would find it now."""
     module_name, _, qualname = name.partition(":")
-    obj: Any = sys.modules.get(module_name)
     try:
-        obj = obj if obj is not None else importlib.import_module(module_name)
+        obj: Any = _import_module(module_name, "")
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except Exception as exc:
