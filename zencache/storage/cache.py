@@ -134,7 +134,7 @@ class Cache:
         CorruptIndexError here instead of the end of this process (index_check.py).
         For commands that read the whole index anyway (maintenance)."""
         with _handles_lock:
-            opened = self.path.resolve() in _indexes
+            opened = self._key() in _indexes
         if not opened:
             vouch(self.path / "index.lmdb", force=True)
         return self.index
@@ -144,11 +144,16 @@ class Cache:
         """This process's handle for looking at the leases (which are held, by others)."""
         return self._shared(_lease_slots, lambda: LeaseSlots(self.path / "leases"))
 
+    def _key(self) -> Path:
+        """The folder's real path, which the shared handles are filed under: resolved
+        once (a realpath is ~20 µs, and a run asks for the index often)."""
+        if self._resolved is None:
+            self._resolved = self.path.resolve()
+        return self._resolved
+
     def _shared(self, handles: dict[Path, H], open_handle: Callable[[], H]) -> H:
         """This process's one handle on an index or the lease slots of this folder."""
-        key = self._resolved
-        if key is None:  # resolved once: a realpath is ~20 µs, and runs ask often
-            key = self._resolved = self.path.resolve()
+        key = self._key()
         with _handles_lock:
             handle = handles.get(key)
             if handle is None:
@@ -162,8 +167,8 @@ class Cache:
     def close(self) -> None:
         """Release the index and lease slots of this folder (tests that delete caches need this)."""
         with _handles_lock:
-            index = _indexes.pop(self.path.resolve(), None)
-            slots = _lease_slots.pop(self.path.resolve(), None)
+            index = _indexes.pop(self._key(), None)
+            slots = _lease_slots.pop(self._key(), None)
         for handle in (index, slots):
             if handle is not None:
                 handle.close()
