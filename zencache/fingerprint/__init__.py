@@ -22,7 +22,8 @@ __all__ = ["PYTHON_VERSION", "Fingerprint", "fingerprint", "new_epoch"]
 
 
 # The names in `parts` are shown to users (cache status, explain) and are stable:
-#   code:<module>:<qualname>   a user function or class (its own normalized AST)
+#   code:<module>:<qualname>   a user function (its normalized AST), or a class (its
+#                              statement without the defs in it: methods have their own)
 #   const:<module>:<NAME>      a module-level constant, by value
 #   const:<module>:<qualname>.<name>   a closure variable, or a class attribute
 #   const:<module>:<NAME>(args)        the bound arguments of a functools.partial
@@ -31,7 +32,7 @@ __all__ = ["PYTHON_VERSION", "Fingerprint", "fingerprint", "new_epoch"]
 #   python                     the minor version, e.g. "3.11" (always present)
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
-    digest: str  # 32 lowercase hex digits, xxh3_128 over the sorted parts
+    digest: str  # 32 lowercase hex digits: a Merkle hash of the code graph (_graph_digest)
     parts: Mapping[str, str]  # read-only; dict(fp.parts) is JSON-serialisable
     untracked: tuple[str, ...]  # what the fingerprint cannot see, for `explain`
     # Environment variables the code reads by literal name (os.environ["X"], os.getenv):
