@@ -48,6 +48,21 @@ def test_a_cached_rerun_leaves_unchanged_latest_keys_alone(cache: Cache) -> None
     assert before[b"chain/inc_7"] == run.steps["inc_7"].key.encode()
 
 
+def test_latest_keys_follow_each_run_and_writes_made_in_between(cache: Cache) -> None:
+    """write_run trusts what it last wrote only when no commit came after it."""
+
+    def latest() -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in cache.index.items("latest")}
+
+    for start in (0, 5, 0, 5):  # back to back: each run's own keys, step by step
+        run = chain(start=start).run(cache=cache)
+        assert latest() == {f"chain/{n}": s.key for n, s in run.steps.items()}
+    # Another writer in between (gc, another process): its change is seen, and mended.
+    cache.index.write([("latest", b"chain/inc_7", b"elsewhere"), ("latest", b"chain/inc_8", None)])
+    run = chain(start=5).run(cache=cache)
+    assert latest() == {f"chain/{n}": s.key for n, s in run.steps.items()}
+
+
 def test_run_records_encode_as_sorted_json() -> None:
     steps = (
         StepRun("b", "m:f", "k1", "cached", 0.25, {"z": "1" * 32, "a": "2" * 32}),

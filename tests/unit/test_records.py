@@ -223,7 +223,7 @@ def test_an_unknown_record_version_is_refused(version: int) -> None:
     cases = [
         (step, StepRecord.decode, f"{RECORD_VERSION}"),
         (step, decode_output_ids, f"{RECORD_VERSION}"),
-        (run, RunRecord.decode, f"1 and {RUN_RECORD_VERSION}"),
+        (run, RunRecord.decode, f"1 and 2 and {RUN_RECORD_VERSION}"),
         (artifact, ArtifactRecord.decode, f"{RECORD_VERSION}"),
         (env, EnvRecord.decode, f"{RECORD_VERSION}"),
     ]
@@ -239,7 +239,7 @@ def test_the_run_record_version_is_not_read_by_other_records() -> None:
         EnvRecord.decode(bytes([RUN_RECORD_VERSION]) + env.encode()[1:])
 
 
-# --- run records: steps in columns (version 2), a JSON object per step (version 1) ----------------
+# --- run records: steps in columns (versions 2 and 3), a JSON object per step (version 1) ---------
 
 OLD_RUN = (
     b"\x01"
@@ -292,8 +292,41 @@ def test_a_run_record_keeps_its_steps_in_columns() -> None:
         "name": ["a", "b"],
         "outputs": [{"a": "i1", "z": "i2"}, {}],
         "status": ["cached", "skipped"],
-        "step": ["m:inc", "m:inc"],
+        "step": {"same": "m:inc"},  # every step agrees: said once (version 3)
     }
+    assert RunRecord.decode(data).steps == steps
+
+
+def test_a_run_record_of_version_2_still_reads() -> None:
+    body = {
+        "env_id": "e", "finished": 2.0, "output": [], "output_is_tuple": False,
+        "params": {}, "pipeline": "p", "run_id": "r", "started": 1.0, "status": "completed",
+        "sys_path": [], "target": "", "workdir": "",
+        "steps": {
+            "duration": "000000000000d03f000000000000e03f", "error": ["", ""],
+            "key": ["k1", "k2"], "name": ["a", "b"], "outputs": [{"output": "i1"}, {}],
+            "status": ["cached", "executed"], "step": ["m:inc", "m:inc"],
+        },
+    }  # fmt: skip
+    record = RunRecord.decode(b"\x02" + json.dumps(body).encode())
+    assert record.steps == (
+        StepRun("a", "m:inc", "k1", "cached", 0.25, {"output": "i1"}),
+        StepRun("b", "m:inc", "k2", "executed", 0.5, {}),
+    )
+
+
+def test_a_column_said_once_gives_every_step_its_value() -> None:
+    steps = tuple(
+        StepRun(f"s{i}", "m:inc", f"k{i}", "cached", 0.0, {"output": f"i{i}"}, "", "remote")
+        for i in range(3)
+    )
+    data = RunRecord("r", "p", {}, "completed", 1.0, 2.0, "e", steps).encode()
+    columns = json.loads(data[1:])["steps"]
+    assert {n for n, c in columns.items() if isinstance(c, dict)} == {
+        "step", "status", "error", "source"
+    }  # fmt: skip
+    decoded = RunRecord.decode(data).steps
+    assert decoded == steps and all(type(s) is StepRun for s in decoded)
 
 
 @given(st.lists(step_runs, min_size=1, max_size=50).map(tuple))

@@ -421,6 +421,21 @@ def test_the_lookup_snapshot_sees_nothing_newer_until_it_ends(index: Any) -> Non
     index.end_snapshot()
 
 
+def test_the_hit_lookup_reads_the_lookup_snapshot(index: Any) -> None:
+    """hit_lookup() is step_output_ids(key, snapshot=True) as one function (a run's
+    streak of hits): the same answers, the same snapshot, until end_snapshot."""
+    old, late = _cid("old"), _cid("late")
+    index.write([("steps", old.encode(), _step(old).encode())])
+    lookup = index.hit_lookup()
+    assert lookup(old) == _step(old).output_ids == index.step_output_ids(old, snapshot=True)
+    assert lookup(late) is None
+    index.write([("steps", late.encode(), _step(late).encode())])
+    assert lookup(late) is None and index.hit_lookup()(late) is None  # the same snapshot
+    index.end_snapshot()
+    assert index.hit_lookup()(late) == _step(late).output_ids
+    index.end_snapshot()
+
+
 def test_a_view_is_consistent_and_an_update_is_all_or_nothing(index: Any) -> None:
     index.write([("runs", b"1", b"a"), ("envs", b"e", b"x")])
 

@@ -173,6 +173,11 @@ class Index(Protocol):
         """The hit path; `snapshot=True` may reuse a read across calls until end_snapshot."""
         ...
 
+    def hit_lookup(self) -> Callable[[str], tuple[str, ...] | None]:
+        """`step_output_ids(key, snapshot=True)` as one function, for a run's streak of
+        hits; valid until end_snapshot."""
+        ...
+
     def end_snapshot(self) -> None: ...
 
     def record_use(self, keys: Iterable[str], now: float | None = None) -> None:
