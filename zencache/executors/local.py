@@ -15,12 +15,16 @@ class LocalExecutor(Executor):
         check_workers(max_workers)  # accepted for a uniform signature; one step at a time
 
     def execute(self, runner: Runner) -> None:
+        steps = list(runner.planned.values())  # topological order
         try:
-            for ps in runner.planned.values():
+            at = runner.settle_hits(steps, 0)
+            while at < len(steps):
+                ps = steps[at]
                 started = time.perf_counter()
                 key = runner.decide(ps, started)
                 if key is not None:
                     runner.execute_here(ps, key, started)
+                at = runner.settle_hits(steps, at + 1)
         finally:
             runner.wait_for_commits()  # the queued records of what finished, however the run ends
 

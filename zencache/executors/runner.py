@@ -34,6 +34,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any
 
 from ..core.context import StepContext, StepLog
@@ -64,6 +65,7 @@ from .untracked import report_untracked
 
 log = logging.getLogger(__name__)
 _PATH_MATERIALIZER = PathMaterializer.identity()
+_new_tuple = tuple.__new__
 
 Progress = Callable[[StepEvent], None]
 
@@ -183,15 +185,11 @@ class Runner:
             else dict(zip(names, output_ids, strict=True))
         )
         self.ids[name] = outputs
-        step_run = StepRun(
-            name,
-            ps.step.identity,
-            key,
-            "cached",
-            time.perf_counter() - started,
-            outputs,
-            "",
-            source,
+        # Every field given, past the NamedTuple's __new__ (a Python function): the
+        # tuple's own, 0.1 µs less per hit.
+        step_run = _new_tuple(
+            StepRun,
+            (name, ps.step.identity, key, "cached", perf_counter() - started, outputs, "", source),
         )
         if self.listeners is None:  # the hit path of a plain run
             self.results[name] = step_run
@@ -336,6 +334,32 @@ class Runner:
         if self.listeners is not None and lease:  # a parallel driver: when it sends the step
             self.executing(ps, key)
         return key
+
+    def settle_hits(self, steps: list[PlannedStep], start: int) -> int:
+        """The hit path of an in-process run: settle `steps[start:]` in order while each
+        is a plain hit, and return where that stopped (the step to `decide`), or
+        len(steps). What `decide` does for a hit, in one loop: a fully cached rerun is
+        ~10 µs a step, and each call layer per step cost a tenth of a microsecond."""
+        if self._failures or self.force:
+            return start
+        lookup = self.index.hit_lookup()
+        recorded, ids = self._recorded, self.ids
+        for at in range(start, len(steps)):
+            ps = steps[at]
+            if not ps.step.options.cache:
+                return at
+            started = perf_counter()
+            slots = ps.input_slots
+            if len(slots) == 1:
+                producer, output = slots[0]
+                key = ps.key_template.key([ids[producer][output]])
+            else:
+                key = ps.key_template.key([ids[producer][output] for producer, output in slots])
+            hit = recorded.get(key) or lookup(key)
+            if hit is None:
+                return at
+            self.settle_hit(ps, key, hit, started)
+        return len(steps)
 
     def _remote_hit(self, ps: PlannedStep, key: str, started: float) -> bool:
         """A local miss asks the remote; an entry found there is committed to the local
@@ -621,7 +645,11 @@ class Runner:
             self.remote.finish(self.run_id)
         if status is None:
             status = "failed" if self._failures else "completed"
-        steps = tuple(self.results[name] for name in self.planned if name in self.results)
+        results = self.results
+        if len(results) == len(self.planned):  # every step settled: one C loop, in plan order
+            steps = tuple(map(results.__getitem__, self.planned))
+        else:
+            steps = tuple(results[name] for name in self.planned if name in results)
         step_logs = {name: sl.to_json() for name, sl in self.logs.items() if sl}
         record = run_record.build(
             self.run_id, self.dag, self.params, status, self.started, steps, self.target, step_logs
