@@ -63,6 +63,24 @@ def test_consumers_list_each_consumer_once_in_call_order() -> None:
     assert dag.invocations["join"].upstream == ["source"]
 
 
+@step
+def scale(x: int, factor: int = 2, offset: int = 0) -> int:
+    return x * factor + offset
+
+
+@pipeline
+def scaled():
+    a, _ = source()
+    once = scale(x=a, factor=3)  # the input first, parameters after it
+    return scale(offset=1, x=once)  # given in another order
+
+
+def test_consumers_count_the_input_whatever_parameters_follow_it() -> None:
+    dag = scaled().trace()
+    assert dag.consumer_counts == {"source": 1, "scale": 1, "scale_2": 0}
+    assert dag.invocations["scale_2"].params == {"factor": 2, "offset": 1}
+
+
 def test_artifact_handles_are_frozen_values() -> None:
     handle = ArtifactHandle("inc_2", "output")
     assert handle == ArtifactHandle("inc_2", "output")

@@ -126,7 +126,6 @@ class Tracer:
         # Dag.consumer_counts, kept as calls come: cheaper than a pass over the
         # finished DAG, which asked every invocation for its sorted upstream.
         self._consumer_counts: dict[str, int] = {}
-        self._last_consumer: dict[str, str] = {}  # producer -> the last one counted
 
     @contextlib.contextmanager
     def active(self) -> Iterator[Tracer]:
@@ -139,7 +138,8 @@ class Tracer:
     def invoke(self, step: Any, arguments: dict[str, Any], name: str | None) -> Any:
         """Record a call of `step`; `arguments` by parameter name, in any order."""
         invocations = self.invocations
-        name = name or step.name
+        if name is None:
+            name = step.name
         if name in invocations:
             name = self._unique(name)
         inputs: dict[str, ArtifactHandle] = {}
@@ -149,7 +149,8 @@ class Tracer:
             if pname in arguments:
                 value = arguments[pname]
                 if isinstance(value, ArtifactHandle):
-                    if value.invocation not in invocations:
+                    producer = value.invocation
+                    if producer not in invocations:
                         self._check_handle(value, name, pname)
                     inputs[pname] = value
                 else:
@@ -163,18 +164,18 @@ class Tracer:
                     f"pass it the output of an upstream step, e.g. {step.name}({pname}=...)"
                 )
         invocations[name] = Invocation(name, step, inputs, params)
-        counts, last = self._consumer_counts, self._last_consumer
+        counts = self._consumer_counts
         counts[name] = 0
-        for handle in inputs.values():
-            producer = handle.invocation
-            if last.get(producer) != name:  # once, however many inputs it takes
-                last[producer] = name
+        if len(inputs) == 1:  # most calls: `producer` is its one input's
+            counts[producer] += 1
+        elif inputs:  # each producer once, however many of its outputs this call takes
+            for producer in {h.invocation for h in inputs.values()}:
                 counts[producer] += 1
         outputs = step.outputs
-        if not outputs:
-            return None
         if len(outputs) == 1:
             return ArtifactHandle(name, outputs[0].name)
+        if not outputs:
+            return None
         handles = OutputHandles(ArtifactHandle(name, o.name) for o in outputs)
         handles.invocation = name
         return handles

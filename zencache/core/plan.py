@@ -78,37 +78,15 @@ def plan_invocation(
     holds the stat memo and working directory that path parameters are read with)."""
     step = inv.step
     options = step.options
-    params: dict[str, str] = {}
-    reprs: dict[str, str] = {}
-    for given, value in inv.params.items():
-        if given in options.ignore:
-            continue
-        # A ZenML step config enters field by field (`config.gamma`): status names the field.
-        pairs = key_params(given, value) if isinstance(value, BaseStepConfig) else ((given, value),)
-        for name, part in pairs:
-            try:
-                params[name] = hash_value(part)
-            except UnhashableParameterError as exc:
-                raise UnhashableParameterError(
-                    f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step "
-                    f"{inv.name!r}: {exc}"
-                ) from exc
-            except RecursionError:
-                raise UnhashableParameterError(
-                    f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step "
-                    f"{inv.name!r}: a {type(part).__name__} nested too deeply or that refers "
-                    "to itself; pass it as an artifact (the output of a step), or add it to ignore="
-                ) from None
-            reprs[name] = short_repr(part)
     inputs = inv.inputs
     names = tuple(sorted(inputs)) if len(inputs) > 1 else tuple(inputs)
-    # The classes the parameters' values are instances of (or are) bring their
-    # methods into the step, like helpers it calls.
-    carried = (
-        carried_classes(v for n, v in inv.params.items() if n not in options.ignore)
-        if inv.params
-        else ()
-    )
+    if inv.params:
+        params, reprs = _key_params(pipeline, inv)
+        # The classes the parameters' values are instances of (or are) bring their
+        # methods into the step, like helpers it calls.
+        carried = carried_classes(v for n, v in inv.params.items() if n not in options.ignore)
+    else:  # most invocations: nothing to hash
+        params, reprs, carried = {}, {}, ()
     # So do the classes that upstream code reaches: make() builds a Box, measure()
     # calls box.area(); a pickle names Box but not its code, and make() need not
     # call area(), so measure must carry Box itself.
@@ -118,7 +96,7 @@ def plan_invocation(
             inherited = reached_by.get(handle.invocation)
             if inherited:
                 carried = _union(carried, inherited)
-    memo = (step, tuple(params.items()), names, carried)
+    memo = (step, tuple(params.items()), names, carried) if params else (step, names, carried)
     found = None if shared is None else shared.get(memo)
     if found is None:
         context = None if shared is None else shared.get(_CONTEXT)
@@ -151,6 +129,33 @@ def plan_invocation(
         template,
         externals,
     )
+
+
+def _key_params(pipeline: str, inv: Invocation) -> tuple[dict[str, str], dict[str, str]]:
+    """The digests of an invocation's parameters in the key (by name), and their reprs."""
+    params: dict[str, str] = {}
+    reprs: dict[str, str] = {}
+    for given, value in inv.params.items():
+        if given in inv.step.options.ignore:
+            continue
+        # A ZenML step config enters field by field (`config.gamma`): status names the field.
+        pairs = key_params(given, value) if isinstance(value, BaseStepConfig) else ((given, value),)
+        for name, part in pairs:
+            try:
+                params[name] = hash_value(part)
+            except UnhashableParameterError as exc:
+                raise UnhashableParameterError(
+                    f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step "
+                    f"{inv.name!r}: {exc}"
+                ) from exc
+            except RecursionError:
+                raise UnhashableParameterError(
+                    f"pipeline {pipeline!r}: cannot hash parameter {name!r} of step "
+                    f"{inv.name!r}: a {type(part).__name__} nested too deeply or that refers "
+                    "to itself; pass it as an artifact (the output of a step), or add it to ignore="
+                ) from None
+            reprs[name] = short_repr(part)
+    return params, reprs
 
 
 _StaticParts = tuple[

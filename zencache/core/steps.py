@@ -80,8 +80,6 @@ class Step(dag.StepLike, Generic[P, R]):
                     f"step {self.name!r}: {option}= names {sorted(unknown)}, which are not "
                     f"parameters of {self.name}{self.signature}; fix the names"
                 )
-        self._outputs: tuple[OutputSpec, ...] | None = None
-        self._input_types: dict[str, Any] | None = None
         # Each parameter's name and default (inspect.Parameter.empty if none), in
         # signature order: what tracing reads for every call, without inspect's properties.
         self.parameter_defaults = tuple(
@@ -98,17 +96,15 @@ class Step(dag.StepLike, Generic[P, R]):
     def __repr__(self) -> str:
         return f"<step {self.identity}>"
 
-    @property
+    # Read when first needed (annotations may name classes defined after the step),
+    # then plain attributes: tracing reads `outputs` once per call.
+    @functools.cached_property
     def outputs(self) -> tuple[OutputSpec, ...]:
-        if self._outputs is None:
-            self._outputs = parse_outputs(self.fn)
-        return self._outputs
+        return parse_outputs(self.fn)
 
-    @property
+    @functools.cached_property
     def input_types(self) -> dict[str, Any]:
-        if self._input_types is None:
-            self._input_types = _annotations(self.fn)
-        return self._input_types
+        return _annotations(self.fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tracer = dag.current_tracer()
