@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from zencache.core.keys import KeyParts, KeyTemplate, cache_key
 
@@ -43,3 +45,19 @@ def test_a_prepared_template_gives_cache_key() -> None:
     assert KeyTemplate(static, ("x",)).key(["é" * 16]) == cache_key(static, (("x", "é" * 16),))
     with pytest.raises(ValueError):
         KeyTemplate(static, ("x",)).key(["1" * 32, "2" * 32])
+
+
+@given(
+    name=st.text(max_size=8),
+    content_id=st.text(max_size=40) | st.from_regex(r"[0-9a-f]{32}", fullmatch=True),
+)
+def test_the_one_input_key_is_cache_key(name: str, content_id: str) -> None:
+    static = _parts().static
+    template = KeyTemplate(static, (name,))
+    expected = cache_key(static, ((name, content_id),))
+    assert template.key_one(content_id) == template.key([content_id]) == expected
+
+
+def test_the_one_input_key_refuses_a_template_of_other_inputs() -> None:
+    with pytest.raises(ValueError):
+        KeyTemplate(_parts().static, ("x", "y")).key_one("1" * 32)

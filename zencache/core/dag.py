@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import PipelineDefinitionError
@@ -75,12 +76,17 @@ class OutputHandles(tuple):
         return super().__iter__()
 
 
+# The parameters of an invocation that has none: one shared read-only mapping, not
+# an empty dict per call (a run's objects are what the cyclic collector walks).
+NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class Invocation:
     name: str
     step: Any  # steps.Step
     inputs: dict[str, ArtifactHandle]
-    params: dict[str, Any]
+    params: Mapping[str, Any]  # read-only: NO_PARAMS when it has none
 
     @property
     def upstream(self) -> list[str]:
@@ -163,7 +169,7 @@ class Tracer:
                     f"pipeline {self.pipeline!r}: step {name!r} is missing input {pname!r}; "
                     f"pass it the output of an upstream step, e.g. {step.name}({pname}=...)"
                 )
-        invocations[name] = Invocation(name, step, inputs, params)
+        invocations[name] = Invocation(name, step, inputs, params or NO_PARAMS)
         counts = self._consumer_counts
         counts[name] = 0
         if len(inputs) == 1:  # most calls: `producer` is its one input's

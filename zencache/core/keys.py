@@ -19,6 +19,7 @@ invocation (`KeyParts.static`); a lookup then hashes only the input ids.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..hashing import ContentId, Hasher, digest_bytes
@@ -41,7 +42,7 @@ class KeyParts:
         cls,
         identity: str,
         code: str,
-        params: dict[str, str],
+        params: Mapping[str, str],
         outputs: tuple[tuple[str, str], ...],
         externals: tuple[tuple[str, str], ...] = (),
     ) -> KeyParts:
@@ -85,18 +86,34 @@ class KeyTemplate:
     def __init__(self, static: str, input_names: tuple[str, ...]) -> None:
         self._head = _KEY_PREFIX + _text_field(static)
         self._names = tuple(_text_field(name) for name in input_names)
-        # One input (most steps): every byte before its id's length, joined once.
-        self._single = self._head + self._names[0] + b"s" if len(self._names) == 1 else None
+        # One input (most steps): every byte before its id, a content id's length
+        # included, joined once.
+        self._single = (
+            self._head + self._names[0] + b"s" + _pack_len(_ID_BYTES)
+            if len(self._names) == 1
+            else None
+        )
 
     def key(self, content_ids: list[ContentId]) -> str:
         if len(content_ids) == 1 and self._single is not None:
-            data = content_ids[0].encode("utf-8", "surrogatepass")  # _text_field, inlined
-            return digest_bytes(self._single + _pack_len(len(data)) + data)
+            return self.key_one(content_ids[0])
         parts = [self._head]
         for name, content_id in zip(self._names, content_ids, strict=True):
             parts.append(name)
             parts.append(_text_field(content_id))
         return digest_bytes(b"".join(parts))
+
+    def key_one(self, content_id: ContentId) -> str:
+        """key([content_id]) of an invocation with one input: a cached step's one hash."""
+        if self._single is None:
+            return self.key([content_id])  # not one input: key() says what is wrong
+        data = content_id.encode("utf-8", "surrogatepass")  # _text_field, inlined
+        if len(data) == _ID_BYTES:
+            return digest_bytes(self._single + data)
+        return digest_bytes(self._head + self._names[0] + _text_field(content_id))
+
+
+_ID_BYTES = 32  # a content id: 32 hex digits
 
 
 def _text_field(value: str) -> bytes:

@@ -10,6 +10,7 @@ flushes the stat memo that path contents were read with).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from ..inputs.external import External, step_externals
 from ..inputs.trees import StatMemo
 from ..materializers import registry
 from ..materializers.base import BaseMaterializer
-from .dag import Dag, Invocation
+from .dag import NO_PARAMS, ArtifactHandle, Dag, Invocation
 from .keys import RUNTIME_MATERIALIZER, KeyParts, KeyTemplate
 from .step_config import BaseStepConfig, key_params
 
@@ -39,11 +40,11 @@ class PlannedStep:
     fingerprint: Fingerprint | None  # None when version= pins the code
     materializers: dict[str, type[BaseMaterializer] | None]  # None: choose from the value
     output_names: tuple[str, ...]  # materializers' keys, in order: what a hit zips with ids
-    param_reprs: dict[str, str]
+    param_reprs: Mapping[str, str]  # read-only, shared by invocations alike
     input_names: tuple[str, ...]  # sorted
-    # What the runner's key() needs, prepared once: the (invocation, output) each
-    # input comes from, in input_names order, and the key's fixed fields.
-    input_slots: tuple[tuple[str, str], ...]
+    # What the runner's key() needs, prepared once: the handle of each input, in
+    # input_names order, and the key's fixed fields.
+    input_handles: tuple[ArtifactHandle, ...]
     key_template: KeyTemplate
     # Paths and environment variables it reads (in the key; recorded in its entry).
     externals: tuple[External, ...] = ()
@@ -80,13 +81,15 @@ def plan_invocation(
     options = step.options
     inputs = inv.inputs
     names = tuple(sorted(inputs)) if len(inputs) > 1 else tuple(inputs)
+    params: Mapping[str, str]
+    reprs: Mapping[str, str]
     if inv.params:
         params, reprs = _key_params(pipeline, inv)
         # The classes the parameters' values are instances of (or are) bring their
         # methods into the step, like helpers it calls.
         carried = carried_classes(v for n, v in inv.params.items() if n not in options.ignore)
     else:  # most invocations: nothing to hash
-        params, reprs, carried = {}, {}, ()
+        params, reprs, carried = NO_PARAMS, NO_PARAMS, ()
     # So do the classes that upstream code reaches: make() builds a Box, measure()
     # calls box.area(); a pickle names Box but not its code, and make() need not
     # call area(), so measure must carry Box itself.
@@ -101,20 +104,20 @@ def plan_invocation(
     if found is None:
         context = None if shared is None else shared.get(_CONTEXT)
         memo_, cwd = context or (StatMemo(None), os.getcwd())
-        found = _static_parts(
-            step, inv.params, params, names, memo_, cwd, pipeline, inv.name, carried
+        found = (
+            *_static_parts(
+                step, inv.params, params, names, memo_, cwd, pipeline, inv.name, carried
+            ),
+            names,
         )
         if shared is not None:
             shared[memo] = found
-    parts, fp, materializers, outputs, template, externals = found
+    # What the plan keeps is shared where invocations agree (the input names, the
+    # static parts, no parameters): a run's objects are what the cyclic collector walks.
+    parts, fp, materializers, outputs, template, externals, names = found
     reached = fp.classes if fp is not None else carried
     if reached and shared is not None:
         shared.setdefault(_REACHED, {})[inv.name] = reached
-    if len(names) == 1:  # most invocations: no generator to run
-        handle = inputs[names[0]]
-        slots: tuple[tuple[str, str], ...] = ((handle.invocation, handle.output),)
-    else:
-        slots = tuple((inputs[n].invocation, inputs[n].output) for n in names)
     return PlannedStep(
         inv,
         inv.name,
@@ -125,7 +128,7 @@ def plan_invocation(
         outputs,
         reprs,
         names,
-        slots,
+        tuple(inputs.values()) if len(inputs) == 1 else tuple(inputs[n] for n in names),
         template,
         externals,
     )
@@ -170,8 +173,8 @@ _StaticParts = tuple[
 
 def _static_parts(
     step: Any,
-    values: dict[str, Any],
-    params: dict[str, str],
+    values: Mapping[str, Any],
+    params: Mapping[str, str],
     input_names: tuple[str, ...],
     memo: StatMemo,
     cwd: str,

@@ -45,7 +45,7 @@ class External:
 
 def step_externals(
     step: Any,
-    params: dict[str, Any],
+    params: typing.Mapping[str, Any],
     env_names: typing.Iterable[str],
     memo: StatMemo,
     cwd: str,

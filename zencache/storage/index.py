@@ -58,6 +58,8 @@ from ..errors import (
 )
 from .index_check import record_sound, vouch
 from .records import (
+    ONE_OUTPUT_HEAD,
+    RAW_ID_BYTES,
     ArtifactRecord,
     EnvRecord,
     RunRecord,
@@ -95,6 +97,10 @@ _MIN_MAP_SIZE = 64 << 20
 # Last uses (the `used` table): float64 seconds, written at most once a minute per key.
 _STAMP = struct.Struct("<d")
 _USE_GRANULARITY = 60.0
+
+# The head of a hit entry of one output, and where that output's raw id ends.
+_ONE_OUTPUT, _HEAD = ONE_OUTPUT_HEAD, len(ONE_OUTPUT_HEAD)
+_ONE_END = _HEAD + RAW_ID_BYTES
 
 # What a damaged data.mdb raises while it is read (a flipped page, a truncated file).
 DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.BadTxnError)
@@ -446,7 +452,11 @@ class Index:
                 except ValueError:
                     raw = key.encode()  # as _hit_key keeps a key that is not a digest
                 value = get(raw)
-                return None if value is None else decode_output_ids(value)
+                if value is None:
+                    return None
+                if value[:_HEAD] == _ONE_OUTPUT:  # most entries: decode_output_ids, inlined
+                    return (value[_HEAD:_ONE_END].hex(),)
+                return decode_output_ids(value)
             except lmdb.MapResizedError as exc:
                 raise self._map_error(exc) from exc
             except DAMAGE as exc:

@@ -30,6 +30,8 @@ _COUNT = struct.Struct("<BH")  # version, number of outputs
 _ID_BYTES = 16
 _HEAD = _COUNT.size
 _ONE_OUTPUT = _COUNT.pack(STEP_RECORD_VERSION, 1)  # the head of most step records
+# For the index's hit path, which inlines decode_output_ids for one output.
+ONE_OUTPUT_HEAD, RAW_ID_BYTES = _ONE_OUTPUT, _ID_BYTES
 
 
 @dataclass(frozen=True, slots=True)
