@@ -146,8 +146,14 @@ class Tracer:
         invocations = self.invocations
         if name is None:
             name = step.name
-        if name in invocations:
-            name = self._unique(name)
+        if name in invocations:  # called again: base_2, base_3, ... (_unique's usual case inlined)
+            n = self._next_suffix.get(name, 2)
+            unique = f"{name}_{n}"
+            if unique in invocations:
+                unique = self._unique(name)
+            else:
+                self._next_suffix[name] = n + 1
+            name = unique
         inputs: dict[str, ArtifactHandle] = {}
         params: dict[str, Any] = {}
         # Plain (name, default) pairs, not inspect.Parameters: this runs for every call.
