@@ -7,6 +7,7 @@ only write transaction.
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -61,6 +62,27 @@ def test_latest_keys_follow_each_run_and_writes_made_in_between(cache: Cache) ->
     cache.index.write([("latest", b"chain/inc_7", b"elsewhere"), ("latest", b"chain/inc_8", None)])
     run = chain(start=5).run(cache=cache)
     assert latest() == {f"chain/{n}": s.key for n, s in run.steps.items()}
+
+
+class _Hook:
+    def on_step_end(self, **_: Any) -> None:
+        pass
+
+
+def test_a_run_is_freed_when_it_returns_not_by_the_cyclic_collector(cache: Cache) -> None:
+    """No reference cycle through the runner: its thousands of objects per run would
+    otherwise wait for (and lengthen) the collector's passes over the whole heap."""
+    kinds = {"Runner", "PlannedStep", "Invocation", "Dag", "StepRun"}
+    gc.collect()
+    gc.disable()
+    try:
+        for hooks in (None, [_Hook()]):
+            chain().run(cache=cache, hooks=hooks)  # the first executes, the rest hit
+            chain().run(cache=cache, hooks=hooks)
+            alive = [o for o in gc.get_objects() if type(o).__name__ in kinds]
+            assert alive == []
+    finally:
+        gc.enable()
 
 
 def test_run_records_encode_as_sorted_json() -> None:
