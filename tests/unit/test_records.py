@@ -297,6 +297,16 @@ def test_a_run_record_keeps_its_steps_in_columns() -> None:
     assert RunRecord.decode(data).steps == steps
 
 
+def test_one_output_each_of_other_names_is_kept_per_step() -> None:
+    steps = (
+        StepRun("a", "m:f", "k1", "cached", 0.0, {"x": "i1"}),
+        StepRun("b", "m:f", "k2", "cached", 0.0, {"y": "i2"}),
+    )
+    data = RunRecord("r", "p", {}, "completed", 1.0, 2.0, "e", steps).encode()
+    assert json.loads(data[1:])["steps"]["outputs"] == [{"x": "i1"}, {"y": "i2"}]
+    assert RunRecord.decode(data).steps == steps
+
+
 def test_a_run_record_of_version_2_still_reads() -> None:
     body = {
         "env_id": "e", "finished": 2.0, "output": [], "output_is_tuple": False,
@@ -323,8 +333,9 @@ def test_a_column_said_once_gives_every_step_its_value() -> None:
     data = RunRecord("r", "p", {}, "completed", 1.0, 2.0, "e", steps).encode()
     columns = json.loads(data[1:])["steps"]
     assert {n for n, c in columns.items() if isinstance(c, dict)} == {
-        "step", "status", "error", "source"
+        "step", "status", "error", "source", "outputs"
     }  # fmt: skip
+    assert columns["outputs"] == {"one": "output", "ids": ["i0", "i1", "i2"]}
     decoded = RunRecord.decode(data).steps
     assert decoded == steps and all(type(s) is StepRun for s in decoded)
 

@@ -9,6 +9,7 @@ those: decoding them is a slice, not a JSON parse.
 from __future__ import annotations
 
 import json
+import operator
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -22,8 +23,9 @@ RECORD_VERSION = 1
 STEP_RECORD_VERSION = 2
 _STEP_VERSIONS_READ = (1, 2)
 # Run records: 2 keeps a run's steps in columns, one per StepRun field (see
-# _step_columns); 3 writes a column whose steps all agree as {"same": value}; 1, a
-# JSON object per step, and 2 are still read.
+# _step_columns); 3 writes a column whose steps all agree as {"same": value}, and the
+# outputs of steps that each have one output of one name as {"one": name, "ids": [...]};
+# 1, a JSON object per step, and 2 are still read.
 RUN_RECORD_VERSION = 3
 _RUN_VERSIONS_READ = (1, 2, 3)
 _COUNT = struct.Struct("<BH")  # version, number of outputs
@@ -267,6 +269,10 @@ class RunRecord:
             columns = body["steps"]
             columns["duration"] = _unpack_durations(columns["duration"])
             count = len(columns["duration"])
+            outputs = columns.get("outputs")
+            if type(outputs) is dict:  # one output of one name for every step (version 3)
+                name = outputs["one"]
+                columns["outputs"] = [{name: content_id} for content_id in outputs["ids"]]
             for name, column in columns.items():
                 if type(column) is dict:  # one value for every step (version 3)
                     columns[name] = (column["same"],) * count
@@ -296,8 +302,7 @@ def _step_columns(steps: tuple[StepRun, ...]) -> dict[str, Any]:
         else {name: () for name in StepRun._fields}
     )
     columns["duration"] = struct.pack(f"<{len(steps)}d", *columns["duration"]).hex()
-    # The shared empty default is a read-only mapping, which json cannot encode.
-    columns["outputs"] = [o if type(o) is dict else dict(o) for o in columns["outputs"]]
+    columns["outputs"] = _outputs_column(columns["outputs"])
     if not any(columns["source"]):
         del columns["source"]  # a run without remote hits is encoded as before the column
     if len(steps) > 1:
@@ -312,6 +317,20 @@ def _step_columns(steps: tuple[StepRun, ...]) -> dict[str, Any]:
 
 
 _TEXT_COLUMNS = ("step", "status", "error", "source")
+
+
+def _outputs_column(outputs: tuple[Mapping[str, ContentId], ...]) -> Any:
+    """Each step's outputs; when every step has one output of one name (most runs),
+    {"one": name, "ids": [...]} (version 3): a list of ids encodes in a third of the
+    time of as many one-key objects. Checked in C loops, not a Python loop per step."""
+    if outputs and set(map(len, outputs)) == {1}:
+        (name,) = outputs[0]
+        try:
+            return {"one": name, "ids": list(map(operator.itemgetter(name), outputs))}
+        except KeyError:
+            pass  # one output each, not all of one name
+    # The shared empty default is a read-only mapping, which json cannot encode.
+    return [o if type(o) is dict else dict(o) for o in outputs]
 
 
 def _unpack_durations(text: str) -> tuple[float, ...]:
