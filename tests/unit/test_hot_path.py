@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 from typing import Any
+
+import pytest
 
 from zencache import Cache, pipeline, step
 from zencache.storage.records import RUN_RECORD_VERSION, RunRecord, StepRun
@@ -62,6 +65,19 @@ def test_latest_keys_follow_each_run_and_writes_made_in_between(cache: Cache) ->
     cache.index.write([("latest", b"chain/inc_7", b"elsewhere"), ("latest", b"chain/inc_8", None)])
     run = chain(start=5).run(cache=cache)
     assert latest() == {f"chain/{n}": s.key for n, s in run.steps.items()}
+
+
+def test_a_damaged_hit_entry_is_a_miss_said_once(
+    cache: Cache, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = chain().run(cache=cache)
+    damaged = bytes.fromhex(first.steps["inc_5"].key)
+    cache.index.write([("hits", damaged, b"\x09\x01\x00" + bytes(16))])  # an unknown version
+    with caplog.at_level(logging.WARNING, logger="zencache"):
+        run = chain().run(cache=cache)
+    assert [n for n, s in run.steps.items() if s.status != "cached"] == ["inc_5"]
+    assert run.output() == STEPS
+    assert sum("is damaged; re-executing it" in r.getMessage() for r in caplog.records) == 1
 
 
 class _Hook:

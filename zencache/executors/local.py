@@ -17,14 +17,14 @@ class LocalExecutor(Executor):
     def execute(self, runner: Runner) -> None:
         steps = list(runner.planned.values())  # topological order
         try:
-            at = runner.settle_hits(steps, 0)
+            at, missed = runner.settle_hits(steps, 0)
             while at < len(steps):
                 ps = steps[at]
                 started = time.perf_counter()
-                key = runner.decide(ps, started)
+                key = runner.decide(ps, started, missed, looked_up=bool(missed))
                 if key is not None:
                     runner.execute_here(ps, key, started)
-                at = runner.settle_hits(steps, at + 1)
+                at, missed = runner.settle_hits(steps, at + 1)
         finally:
             runner.wait_for_commits()  # the queued records of what finished, however the run ends
 

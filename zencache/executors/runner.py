@@ -305,12 +305,18 @@ class Runner:
     # --- executing in this process ---------------------------------------------------------------
 
     def decide(
-        self, ps: PlannedStep, started: float, key: str = "", lease: bool = True
+        self,
+        ps: PlannedStep,
+        started: float,
+        key: str = "",
+        lease: bool = True,
+        looked_up: bool = False,
     ) -> str | None:
         """Skip, hit or miss. A miss returns its key (with its lease held when it caches,
         waiting for another holder; `lease=False`: not taken, see `claim`); skips and
         hits are settled here and return None. No data is loaded.
-        `key`: the step's key when the caller computed it already."""
+        `key`: the step's key when the caller computed it already; `looked_up`: and
+        found no entry for it in the lookup snapshot (settle_hits), so it is a miss there."""
         if self._failures:  # every skip goes back to a failure: the hit path skips this
             upstream = self.blocked_by(ps)
             if upstream is not None:
@@ -322,7 +328,7 @@ class Runner:
         # it, so whatever comes next (leases, loads, commits) sees the present.
         hit = (
             self._recorded.get(key) or self.index.step_output_ids(key, snapshot=True)
-            if caches
+            if caches and not looked_up
             else None
         )
         if hit is None:
@@ -344,20 +350,21 @@ class Runner:
             self.executing(ps, key)
         return key
 
-    def settle_hits(self, steps: list[PlannedStep], start: int) -> int:
+    def settle_hits(self, steps: list[PlannedStep], start: int) -> tuple[int, str]:
         """The hit path of an in-process run: settle `steps[start:]` in order while each
-        is a plain hit, and return where that stopped (the step to `decide`), or
-        len(steps). What `decide` does for a hit, in one loop: a fully cached rerun is
-        ~10 µs a step, and each call layer per step cost a tenth of a microsecond."""
+        is a plain hit, and return where that stopped (the step to `decide`, or
+        len(steps)) with that step's key when it was looked up and missed (else "").
+        What `decide` does for a hit, in one loop: a fully cached rerun is ~7 µs a
+        step, and each call layer per step cost a tenth of a microsecond."""
         if self._failures or self.force:
-            return start
+            return start, ""
         lookup = self.index.hit_lookup()
         recorded, ids, results = self._recorded, self.ids, self.results
         plain = self.listeners is None
         for at in range(start, len(steps)):
             ps = steps[at]
             if not ps.step.options.cache:
-                return at
+                return at, ""
             started = perf_counter()
             handles = ps.input_handles
             if len(handles) == 1:
@@ -367,7 +374,7 @@ class Runner:
                 key = ps.key_template.key([ids[h.invocation][h.output] for h in handles])
             hit = recorded.get(key) or lookup(key)
             if hit is None:
-                return at
+                return at, key
             names = ps.output_names
             if plain and len(names) == 1 == len(hit):  # settle_hit's usual case, inlined
                 name = ps.name
@@ -387,7 +394,7 @@ class Runner:
                 )
             else:
                 self.settle_hit(ps, key, hit, started)
-        return len(steps)
+        return len(steps), ""
 
     def _remote_hit(self, ps: PlannedStep, key: str, started: float) -> bool:
         """A local miss asks the remote; an entry found there is committed to the local

@@ -253,6 +253,7 @@ class Index:
         # Per pipeline, the latest pointers as this process's last write_run left them,
         # with that commit's id (see write_run).
         self._latest: dict[str, tuple[int, dict[str, str]]] = {}
+        self._damaged_keys: set[str] = set()  # hit entries found damaged (warned about)
         reserve_lock_file(self.path / "lock.mdb", self.path.parent)  # a full disk: SIGBUS
         # Set when this process may read the index but not write it (a read-only mount,
         # a cache of another user): reads work, writes raise ReadOnlyCacheError.
@@ -464,7 +465,9 @@ class Index:
                 raise self._damaged_error(exc) from exc
             except (ValueError, struct.error):
                 # A damaged entry is a miss: the step re-executes and its commit replaces it.
-                log.warning("the index entry of step key %s is damaged; re-executing it", key)
+                if key not in self._damaged_keys:  # said once (a lease looks it up again)
+                    self._damaged_keys.add(key)
+                    log.warning("the index entry of step key %s is damaged; re-executing it", key)
                 return None
 
         return lookup
