@@ -22,7 +22,7 @@ from ..inputs.external import External, step_externals
 from ..inputs.trees import StatMemo
 from ..materializers import registry
 from ..materializers.base import BaseMaterializer
-from .dag import NO_PARAMS, ArtifactHandle, Dag, Invocation
+from .dag import NO_PARAMS, Dag, Invocation
 from .keys import RUNTIME_MATERIALIZER, KeyParts, KeyTemplate
 from .step_config import BaseStepConfig, key_params
 
@@ -41,11 +41,8 @@ class PlannedStep:
     materializers: dict[str, type[BaseMaterializer] | None]  # None: choose from the value
     output_names: tuple[str, ...]  # materializers' keys, in order: what a hit zips with ids
     param_reprs: Mapping[str, str]  # read-only, shared by invocations alike
-    input_names: tuple[str, ...]  # sorted
-    # What the runner's key() needs, prepared once: the handle of each input, in
-    # input_names order, and the key's fixed fields.
-    input_handles: tuple[ArtifactHandle, ...]
-    key_template: KeyTemplate
+    input_names: tuple[str, ...]  # sorted: the order of the ids in the key
+    key_template: KeyTemplate  # the key's fixed fields, prepared once
     # Paths and environment variables it reads (in the key; recorded in its entry).
     externals: tuple[External, ...] = ()
 
@@ -128,7 +125,6 @@ def plan_invocation(
         outputs,
         reprs,
         names,
-        tuple(inputs.values()) if len(inputs) == 1 else tuple(inputs[n] for n in names),
         template,
         externals,
     )

@@ -158,11 +158,13 @@ class Runner:
     # --- the decision ---------------------------------------------------------------------
 
     def key(self, ps: PlannedStep) -> str:
-        ids = self.ids
-        handles = ps.input_handles
-        if len(handles) == 1:  # most steps: no comprehension to run
-            return ps.key_template.key([ids[handles[0].invocation][handles[0].output]])
-        return ps.key_template.key([ids[h.invocation][h.output] for h in handles])
+        ids, inputs = self.ids, ps.invocation.inputs
+        if len(inputs) == 1:  # most steps: no comprehension to run
+            (handle,) = inputs.values()
+            return ps.key_template.key_one(ids[handle.invocation][handle.output])
+        return ps.key_template.key(
+            [ids[inputs[n].invocation][inputs[n].output] for n in ps.input_names]
+        )
 
     def uses_cache(self, ps: PlannedStep) -> bool:
         return not self.force and ps.step.options.cache
@@ -366,12 +368,12 @@ class Runner:
             if not ps.step.options.cache:
                 return at, ""
             started = perf_counter()
-            handles = ps.input_handles
-            if len(handles) == 1:
-                handle = handles[0]
+            inputs = ps.invocation.inputs
+            if len(inputs) == 1:  # most steps (unpacked, not kept: one object less a step)
+                (handle,) = inputs.values()
                 key = ps.key_template.key_one(ids[handle.invocation][handle.output])
             else:
-                key = ps.key_template.key([ids[h.invocation][h.output] for h in handles])
+                key = self.key(ps)
             hit = recorded.get(key) or lookup(key)
             if hit is None:
                 return at, key
