@@ -27,6 +27,8 @@ def warn_unstable_params(planned: list[PlannedStep]) -> None:
     earlier (UnhashableParameterError); only values whose repr shows an address are
     re-encoded here, so the usual run pays nothing."""
     for ps in planned:
+        if not ps.param_reprs:  # most steps: no parameters (no items view to make)
+            continue
         for name, text in ps.param_reprs.items():
             if " at 0x" not in text:  # a substring test: 10x cheaper than the search
                 continue
