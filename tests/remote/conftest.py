@@ -137,13 +137,10 @@ def make_bucket(endpoint: str) -> str:
     return name
 
 
-@pytest.fixture
-def s3_remote(s3_proxy: FaultProxy, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """s3://<new bucket>/team through the fault proxy."""
-    pytest.importorskip("obstore")
-    bucket = make_bucket(moto_endpoint)
+def point_s3_at(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment obstore reads: `endpoint` over plain HTTP, dummy credentials."""
     for name, value in {
-        "AWS_ENDPOINT_URL": s3_proxy.endpoint,
+        "AWS_ENDPOINT_URL": endpoint,
         "AWS_ALLOW_HTTP": "true",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -151,6 +148,14 @@ def s3_remote(s3_proxy: FaultProxy, moto_endpoint: str, monkeypatch: pytest.Monk
         "AWS_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def s3_remote(s3_proxy: FaultProxy, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """s3://<new bucket>/team through the fault proxy."""
+    pytest.importorskip("obstore")
+    bucket = make_bucket(moto_endpoint)
+    point_s3_at(s3_proxy.endpoint, monkeypatch)
     for name in ("ZENCACHE_REMOTE", "ZENCACHE_REMOTE_MODE", "ZENCACHE_REMOTE_KEY"):
         monkeypatch.delenv(name, raising=False)
     return f"s3://{bucket}/team"

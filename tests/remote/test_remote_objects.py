@@ -35,7 +35,7 @@ from test_storage_contract import (
 
 from zencache.storage.remote.objects import RemoteObjects
 
-from .conftest import make_bucket
+from .conftest import make_bucket, point_s3_at
 
 __all__ = [
     "test_a_blob_of_repeated_chunks_stores_each_chunk_once",
@@ -67,15 +67,7 @@ def s3_direct(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """s3://<new bucket>/objects on moto itself: no proxy, so no server thread in this
     process outlives a test (a later test counts threads)."""
     pytest.importorskip("obstore")
-    for name, value in {
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "AWS_ALLOW_HTTP": "true",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+    point_s3_at(moto_endpoint, monkeypatch)
     return f"s3://{make_bucket(moto_endpoint)}/objects"
 
 

@@ -29,6 +29,23 @@ time.sleep(60)
 """
 
 
+def _entry(key: str, output_id: str) -> StepRecord:
+    """A step entry of one output, as a holder commits it."""
+    return StepRecord(
+        key=key,
+        step="m:f",
+        name="f",
+        pipeline="p",
+        output_ids=(output_id,),
+        output_names=("output",),
+        fingerprint="f" * 32,
+        code_parts={},
+        params={},
+        inputs={},
+        materializers={"output": "zencache.builtin@1"},
+    )
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     return tmp_path / "leases"
@@ -118,19 +135,7 @@ def test_a_waiter_calls_back_while_it_polls_and_takes_the_holders_entry(tmp_path
     try:
         key = "e" * 32
         assert holder.attempt(key, looked_up=True) is None  # another run holds it
-        record = StepRecord(
-            key=key,
-            step="m:f",
-            name="f",
-            pipeline="p",
-            output_ids=("1" * 32,),
-            output_names=("output",),
-            fingerprint="f" * 32,
-            code_parts={},
-            params={},
-            inputs={},
-            materializers={"output": "zencache.builtin@1"},
-        )
+        record = _entry(key, "1" * 32)
         calls: list[int] = []
 
         def while_waiting() -> None:
@@ -154,19 +159,7 @@ def test_a_run_that_takes_a_lease_and_finds_the_entry_gives_it_back(tmp_path: Pa
     run = leases.Leases(cache, "run")
     try:
         key = "d" * 32
-        record = StepRecord(
-            key=key,
-            step="m:f",
-            name="f",
-            pipeline="p",
-            output_ids=("2" * 32,),
-            output_names=("output",),
-            fingerprint="f" * 32,
-            code_parts={},
-            params={},
-            inputs={},
-            materializers={"output": "zencache.builtin@1"},
-        )
+        record = _entry(key, "2" * 32)
         cache.index.write([("steps", key.encode(), record.encode())])
         # The caller missed just before the entry was committed: a hit after all.
         assert run.attempt(key, looked_up=True) == ("2" * 32,)
