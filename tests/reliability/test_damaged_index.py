@@ -118,44 +118,81 @@ def test_verify_repair_salvages_a_truncated_index(project: Path, tmp_path: Path)
     assert done.returncode == 0, done.stderr
 
 
+# Each case in a forked child of one driver (imports paid once), run from the work
+# folder; the child reports its exit codes through a pipe, the parent how it ended.
+# argv: what to copy, the work folder, the cache inside it ("." when it is the cache
+# itself), a JSON file of damage cases [page, kind, garbage hex], and the sequences of
+# commands (JSON) run on a fresh copy for each case.
 DRIVER = r"""
-import json, os, random, resource, shutil, sys
-from zencache.cli import main  # imported once; each case runs in a forked child
+import json, os, resource, shutil, sys
+from zencache.cli import main
 
-source, work, pages, commands = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
-rng = random.Random(5)
-for page in pages:
-    garbage = rng.randbytes(4096)
-    for sequence in commands:
+source, work, cache_at, sequences = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[5])
+cache = os.path.normpath(os.path.join(work, cache_at))
+with open(sys.argv[4]) as fh:
+    cases = json.load(fh)
+for page, kind, garbage in cases:
+    garbage = bytes.fromhex(garbage)
+    for sequence in sequences:
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(source, work)
-        with open(os.path.join(work, "index.lmdb", "data.mdb"), "r+b") as fh:
+        with open(os.path.join(cache, "index.lmdb", "data.mdb"), "r+b") as fh:
             fh.seek(page * 4096)
             fh.write(garbage)
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            os.chdir(work)
             os.close(read)
             os.dup2(write, 2)
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             codes = []
             for command in sequence:
                 try:
-                    code = main(["--cache-dir", work, *command], standalone_mode=False)
-                    codes.append(code or 0)
+                    code = main(["--cache-dir", cache, *command], standalone_mode=False)
                 except SystemExit as exc:
-                    codes.append(exc.code)
+                    code = exc.code
                 except BaseException as exc:
-                    codes.append(repr(exc))
+                    code = repr(exc)
+                codes.append(code or 0)
             os.write(write, ("\nCODES " + json.dumps(codes)).encode())
             os._exit(0)
         os.close(write)
         with os.fdopen(read) as fh:
             text = fh.read()
         _, status = os.waitpid(pid, 0)
-        print(json.dumps({"page": page, "commands": sequence, "status": status, "text": text}), flush=True)
+        print(json.dumps({"page": page, "kind": kind, "commands": sequence, "status": status, "text": text}), flush=True)
 """
+
+
+def drive(
+    python: Any,
+    source: Path,
+    tmp_path: Path,
+    cache_at: str,
+    cases: list[tuple[int, str, str]],
+    sequences: list[list[list[str]]],
+) -> list[dict[str, Any]]:
+    """Run DRIVER over the cases; one record per case and sequence, each with `codes`."""
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    done = python.run(
+        DRIVER,
+        str(source),
+        str(tmp_path / "work"),
+        cache_at,
+        str(tmp_path / "cases.json"),
+        json.dumps(sequences),
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(records) == len(cases) * len(sequences)
+    for case in records:
+        text = case["text"]
+        case["codes"] = json.loads(text.rpartition("CODES ")[2]) if "CODES " in text else None
+    return records
+
 
 COMMANDS = [
     [["cache", "verify"]],
@@ -175,22 +212,14 @@ def test_damaged_pages_never_kill_a_command_or_give_an_internal_error(
     cache_dir = project / "cache"
     pages = (cache_dir / "index.lmdb" / "data.mdb").stat().st_size // 4096
     chosen = sorted(random.Random(5).sample(range(2, pages), min(20, pages - 2)))
-    done = python.run(
-        DRIVER,
-        str(cache_dir),
-        str(tmp_path / "work"),
-        json.dumps(chosen),
-        json.dumps(COMMANDS),
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
+    rng = random.Random(5)
+    cases = [(page, "random bytes", rng.randbytes(4096).hex()) for page in chosen]
     outcomes: dict[str, int] = {}
-    for line in done.stdout.splitlines():
-        case = json.loads(line)
+    for case in drive(python, cache_dir, tmp_path, ".", cases, COMMANDS):
         where = (case["page"], case["commands"], case["status"], case["text"][-3000:])
         assert case["status"] == 0, where  # no signal, no uncaught exception
         assert "internal error" not in case["text"], where
-        codes = json.loads(case["text"].rpartition("CODES ")[2])
+        codes = case["codes"]
         assert all(c in (0, 1, 2) for c in codes), where
         errors = [x for x in case["text"].splitlines() if x.startswith("error: ")]
         assert len(errors) <= len(codes), where
@@ -199,7 +228,6 @@ def test_damaged_pages_never_kill_a_command_or_give_an_internal_error(
         label = " ".join(case["commands"][0][1:])
         outcomes.setdefault(label, {})
         outcomes[label][codes[0]] = outcomes[label].get(codes[0], 0) + 1
-    assert len(done.stdout.splitlines()) == len(chosen) * len(COMMANDS)
     print(f"\n{len(chosen)} damaged pages of {pages}, exit codes: {outcomes}")
 
 
@@ -244,46 +272,6 @@ USER_COMMANDS = [
     ["lineage", "latest:second"],
     ["audit", "latest"],
 ]
-
-# Each case in a forked child of one driver (imports paid once), run from the project
-# folder; the child reports its exit codes through a pipe, the parent how it ended.
-USER_DRIVER = r"""
-import json, os, resource, shutil, sys
-from zencache.cli import main
-
-source, work, commands = sys.argv[1], sys.argv[2], json.loads(sys.argv[4])
-with open(sys.argv[3]) as fh:
-    cases = json.load(fh)
-for page, kind, garbage in cases:
-    garbage = bytes.fromhex(garbage)
-    for command in commands:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.copytree(source, work)
-        with open(os.path.join(work, "cache", "index.lmdb", "data.mdb"), "r+b") as fh:
-            fh.seek(page * 4096)
-            fh.write(garbage)
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            os.chdir(work)
-            os.close(read)
-            os.dup2(write, 2)
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-            try:
-                code = main(["--cache-dir", os.path.join(work, "cache"), *command], standalone_mode=False)
-            except SystemExit as exc:
-                code = exc.code
-            except BaseException as exc:
-                code = repr(exc)
-            os.write(write, ("\nCODE " + json.dumps(code or 0)).encode())
-            os._exit(0)
-        os.close(write)
-        with os.fdopen(read) as fh:
-            text = fh.read()
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"page": page, "kind": kind, "command": command, "status": status, "text": text}), flush=True)
-"""
 
 
 BUSY = r"""
@@ -401,21 +389,12 @@ def test_damaged_pages_never_kill_a_command_that_reads_the_index_in_process(
     fault there, each either works or gives the one-line error naming
     `verify --repair`; never a signal, never "internal error"."""
     cases = _damage_cases(busy_project / "cache" / "index.lmdb" / "data.mdb", random.Random(3))
-    (tmp_path / "cases.json").write_text(json.dumps(cases))
-    done = python.run(
-        USER_DRIVER,
-        str(busy_project),
-        str(tmp_path / "work"),
-        str(tmp_path / "cases.json"),
-        json.dumps(USER_COMMANDS),
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    sequences = [[command] for command in USER_COMMANDS]
     outcomes: dict[str, dict[str, int]] = {}
     failures = []
-    for line in done.stdout.splitlines():
-        case = json.loads(line)
-        code = json.loads(case["text"].rpartition("CODE ")[2]) if "CODE " in case["text"] else None
+    for case in drive(python, busy_project, tmp_path, "cache", cases, sequences):
+        code = case["codes"][0] if case["codes"] else None
+        command = case["commands"][0]
         errors = [x for x in case["text"].splitlines() if x.startswith("error: ")]
         if os.WIFSIGNALED(case["status"]):
             outcome = f"killed by signal {os.WTERMSIG(case['status'])}"
@@ -427,14 +406,11 @@ def test_damaged_pages_never_kill_a_command_that_reads_the_index_in_process(
             outcome = f"exit {code}"
         else:
             outcome = f"unexpected: {code} {errors}"
-        label = " ".join(case["command"][:2]).removesuffix(" flow.py:many")
+        label = " ".join(command[:2]).removesuffix(" flow.py:many")
         outcomes.setdefault(label, {})
         outcomes[label][outcome] = outcomes[label].get(outcome, 0) + 1
         if outcome not in ("one-line error", "exit 0", "exit 1"):
-            failures.append(
-                (case["page"], case["kind"], case["command"], outcome, case["text"][-800:])
-            )
-    assert len(done.stdout.splitlines()) == len(cases) * len(USER_COMMANDS)
+            failures.append((case["page"], case["kind"], command, outcome, case["text"][-800:]))
     print(f"\n{len(cases)} damaged pages x {len(USER_COMMANDS)} commands: {outcomes}")
     assert not failures, failures[:5]
 
