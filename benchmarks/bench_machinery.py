@@ -151,12 +151,7 @@ def bench_commit(reps: int) -> None:
                     cache.close()
                     kind = "trivial" if not seconds_per_step else "5 ms"
                     record(f"processes, {WIDE} {kind} leaves, {how}", seconds)
-    print("\nmedians of the repetitions:")
-    for name, values in figures.items():
-        if name.startswith("chain"):
-            row(name, values, "µs/step", 1e6)
-        else:
-            row(name, values, "ms", 1e3)
+    print_medians(figures, {"chain": ("µs/step", 1e6)}, ("ms", 1e3))
 
 
 def bench_map(reps: int) -> None:
@@ -192,14 +187,7 @@ def bench_map(reps: int) -> None:
                 final = index.env.info()["map_size"] >> 20
                 figures.setdefault(f"map at the end (MiB), {name}", []).append(final)
                 index.close()
-    print("\nmedians of the repetitions:")
-    for name, values in figures.items():
-        if name.startswith("open"):
-            row(name, values, "ms", 1e3)
-        elif name.startswith("commit"):
-            row(name, values, "µs/entry", 1e6 / entries)
-        else:
-            row(name, values, "MiB")
+    print_medians(figures, {"open": ("ms", 1e3), "commit": ("µs/entry", 1e6 / entries)}, ("MiB", 1))
 
 
 # --- leases: kernel-released locks -------------------------------------------------------------
@@ -272,12 +260,20 @@ def bench_lease(reps: int) -> None:
                 how = "reaped" if reaped else "a zombie"
                 figures.setdefault(f"takeover after kill -9 ({how})", []).append(elapsed)
             cache.close()
+    print_medians(figures, {"takeover": ("ms", 1e3)}, ("µs", 1e6))
+
+
+def print_medians(
+    figures: dict[str, list[float]],
+    units: dict[str, tuple[str, float]],
+    otherwise: tuple[str, float],
+) -> None:
+    """Each figure's median row, in the unit of the first prefix of `units` its name
+    starts with (unit, scale), else in `otherwise`."""
     print("\nmedians of the repetitions:")
     for name, values in figures.items():
-        if name.startswith("takeover"):
-            row(name, values, "ms", 1e3)
-        else:
-            row(name, values, "µs", 1e6)
+        unit, scale = next((u for p, u in units.items() if name.startswith(p)), otherwise)
+        row(name, values, unit, scale)
 
 
 def main() -> None:
